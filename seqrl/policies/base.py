@@ -1,0 +1,312 @@
+"""The policy interface and the one sampler / decoder every policy shares.
+
+A policy π_θ(y | x) = Π_t π_θ(y_t | y_<t, x) is an autoregressive model over a
+:class:`~seqrl.types.Vocab`. Concrete policies only say how to start (``init_state``),
+take one step (``step``) and reorder their state (``reorder_state``); teacher forcing,
+batched sampling, greedy and beam decoding are written once, here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..types import BatchError, SequenceBatch, Vocab
+from ..utils import masked_sum
+
+State = Any
+
+
+@dataclass(frozen=True)
+class StepInfo:
+    """What an override hook sees at step ``t`` of sampling (all tensors on the policy's device).
+
+    Attributes:
+        t: 0-based position being generated.
+        prefix: [B, t] tokens generated so far.
+        log_probs: [B, V] the policy's sampling log-distribution at this step.
+        proposed: [B] the token the policy sampled.
+        finished: [B] rows that already emitted EOS (their token is replaced by PAD anyway).
+        context: the (repeated) context batch, or None.
+    """
+
+    t: int
+    prefix: Tensor
+    log_probs: Tensor
+    proposed: Tensor
+    finished: Tensor
+    context: SequenceBatch | None
+
+
+OverrideHook = Callable[[StepInfo], Tensor]
+
+
+@dataclass(frozen=True)
+class Samples:
+    """A batch of sampled sequences with their per-token log-probabilities.
+
+    ``logp_t[b, t]`` is log of the probability with which token ``t`` was chosen by the
+    sampling distribution (temperature applied; the policy's probability of the emitted
+    token when an override replaced it); 0 on padding. At temperature 1 with no override
+    it equals the policy's own log π(y_t | y_<t, x).
+    """
+
+    batch: SequenceBatch
+    logp_t: Tensor
+
+    @property
+    def logp(self) -> Tensor:
+        """[B] sequence log-probability Σ_t logp_t."""
+        return self.logp_t.sum(1)
+
+    @property
+    def tokens(self) -> Tensor:
+        return self.batch.tokens
+
+    @property
+    def lengths(self) -> Tensor:
+        return self.batch.lengths
+
+
+@runtime_checkable
+class Policy(Protocol):
+    """What every algorithm may ask of a policy."""
+
+    vocab: Vocab
+    max_len: int
+    is_conditional: bool
+
+    def log_dists(self, batch: SequenceBatch) -> Tensor:
+        """[B, T, V] teacher-forced log π(· | y_<t, x) for every position of ``batch``."""
+
+    def sequence_log_prob(self, batch: SequenceBatch) -> Tensor:
+        """[B] log π(y | x) = Σ_t log π(y_t | y_<t, x)."""
+
+    def sample(
+        self,
+        num_samples: int = 1,
+        context: SequenceBatch | None = None,
+        *,
+        temperature: float = 1.0,
+        override: OverrideHook | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Samples: ...
+
+    def greedy(self, num_samples: int = 1, context: SequenceBatch | None = None) -> Samples: ...
+
+    def beam_search(
+        self, context: SequenceBatch | None = None, beam_size: int = 5, length_penalty: float = 0.0
+    ) -> tuple[SequenceBatch, Tensor]: ...
+
+
+class AutoregressivePolicy(nn.Module):
+    """Base class: subclasses implement ``init_state``, ``step`` and ``reorder_state``.
+
+    Args:
+        vocab: target vocabulary.
+        max_len: longest sequence, EOS included; EOS is forced at position ``max_len - 1``.
+    """
+
+    is_conditional: bool = False
+    registry_name: str = ""
+
+    def __init__(self, vocab: Vocab, max_len: int) -> None:
+        super().__init__()
+        if max_len < 1:
+            raise ValueError(f"max_len must be ≥ 1 (EOS included), got {max_len}")
+        self.vocab = vocab
+        self.max_len = max_len
+        allowed = vocab.generatable_mask()
+        self.register_buffer("_allowed", allowed, persistent=False)
+        eos_only = torch.zeros(len(vocab), dtype=torch.bool)
+        eos_only[vocab.eos] = True
+        self.register_buffer("_eos_only", eos_only, persistent=False)
+        self.config: dict[str, Any] = {}
+
+    # --- what subclasses provide -------------------------------------------------------
+    def init_state(self, context: SequenceBatch | None, batch_size: int) -> State:
+        raise NotImplementedError
+
+    def step(self, state: State, prev_tokens: Tensor) -> tuple[Tensor, State]:
+        """One step: ``prev_tokens`` [B] → logits [B, V] for the next token, new state."""
+        raise NotImplementedError
+
+    def reorder_state(self, state: State, index: Tensor) -> State:
+        raise NotImplementedError
+
+    def teacher_forced_logits(self, batch: SequenceBatch) -> Tensor:
+        """[B, T, V] raw logits under teacher forcing; step by step unless overridden."""
+        inputs = self._shifted_inputs(batch.tokens)
+        state = self.init_state(batch.context, batch.batch_size)
+        out = []
+        for t in range(inputs.shape[1]):
+            logits, state = self.step(state, inputs[:, t])
+            out.append(logits)
+        return torch.stack(out, 1)
+
+    # --- shared machinery --------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return self._allowed.device
+
+    def _shifted_inputs(self, tokens: Tensor) -> Tensor:
+        """[B, T] inputs BOS, y_1, …, y_{T-1} for predicting y_1 … y_T."""
+        bos = torch.full_like(tokens[:, :1], self.vocab.bos)
+        return torch.cat([bos, tokens[:, :-1]], 1)
+
+    def _check_context(self, context: SequenceBatch | None) -> None:
+        if self.is_conditional and context is None:
+            raise BatchError(f"{type(self).__name__} is conditional: pass a context (source) batch")
+        if not self.is_conditional and context is not None:
+            raise BatchError(f"{type(self).__name__} is unconditional: it takes no context")
+
+    def mask_logits(self, logits: Tensor, positions: Tensor | int) -> Tensor:
+        """Forbid PAD/BOS everywhere and all but EOS at position ``max_len - 1``.
+
+        ``logits`` is [..., V]; ``positions`` broadcasts against its leading dims.
+        """
+        positions = torch.as_tensor(positions, device=logits.device)
+        last = (positions >= self.max_len - 1)[..., None]
+        allowed = torch.where(last, self._eos_only, self._allowed)
+        return logits.masked_fill(~allowed, float("-inf"))
+
+    def log_dists(self, batch: SequenceBatch) -> Tensor:
+        """[B, T, V] teacher-forced log π(· | y_<t, x) (masked ids hold -inf)."""
+        self._check_context(batch.context)
+        if batch.tokens.shape[1] > self.max_len:
+            raise BatchError(f"batch width {batch.tokens.shape[1]} exceeds max_len={self.max_len}")
+        logits_t = self.teacher_forced_logits(batch)  # (B, T, V)
+        steps = torch.arange(logits_t.shape[1], device=logits_t.device)
+        return F.log_softmax(self.mask_logits(logits_t, steps[None, :]), -1)
+
+    def token_log_probs(self, batch: SequenceBatch) -> Tensor:
+        """[B, T] log π(y_t | y_<t, x) of the batch's own tokens, 0 on padding."""
+        logp_t = self.log_dists(batch).gather(2, batch.tokens.unsqueeze(2)).squeeze(2)
+        return torch.where(batch.mask_t, logp_t, torch.zeros_like(logp_t))
+
+    def sequence_log_prob(self, batch: SequenceBatch) -> Tensor:
+        """[B] log π(y | x) = Σ_t log π(y_t | y_<t, x)."""
+        logp_t = self.log_dists(batch).gather(2, batch.tokens.unsqueeze(2)).squeeze(2)
+        return masked_sum(logp_t, batch.mask_t)
+
+    def _repeat_context(self, context: SequenceBatch | None, num_samples: int) -> tuple[SequenceBatch | None, int]:
+        self._check_context(context)
+        if num_samples < 1:
+            raise ValueError(f"num_samples must be ≥ 1, got {num_samples}")
+        if context is None:
+            return None, num_samples
+        context = context.to(self.device)
+        if num_samples == 1:
+            return context, context.batch_size
+        idx = torch.arange(context.batch_size, device=self.device).repeat_interleave(num_samples)
+        rep = SequenceBatch(context.tokens[idx], context.lengths[idx], context.context)
+        return rep, rep.batch_size
+
+    def sample(
+        self,
+        num_samples: int = 1,
+        context: SequenceBatch | None = None,
+        *,
+        temperature: float = 1.0,
+        override: OverrideHook | None = None,
+        generator: torch.Generator | None = None,
+        greedy: bool = False,
+    ) -> Samples:
+        """Sample whole sequences, batched on the policy's device.
+
+        Unconditional: ``num_samples`` sequences. Conditional: ``num_samples`` per row of
+        ``context`` (rows repeated in place). The loop runs ``max_len`` steps with no host
+        synchronisation; rows that finished emit PAD with log-probability 0. ``override``
+        may replace the sampled token of any row at any step (MIXER, scheduled sampling,
+        interpolation); EOS is forced at the last position regardless.
+        """
+        if not temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        ctx, batch_size = self._repeat_context(context, num_samples)
+        dev, vocab, max_len = self.device, self.vocab, self.max_len
+        tokens = torch.full((batch_size, max_len), vocab.pad, dtype=torch.long, device=dev)
+        logp_t = torch.zeros(batch_size, max_len, device=dev)
+        lengths = torch.full((batch_size,), max_len, dtype=torch.long, device=dev)
+        finished = torch.zeros(batch_size, dtype=torch.bool, device=dev)
+        prev = torch.full((batch_size,), vocab.bos, dtype=torch.long, device=dev)
+        state = self.init_state(ctx, batch_size)
+        for t in range(max_len):
+            logits, state = self.step(state, prev)
+            log_probs = F.log_softmax(self.mask_logits(logits.float() / temperature, t), -1)  # (B, V)
+            if greedy:
+                tok = log_probs.argmax(-1)
+            else:
+                tok = torch.multinomial(log_probs.exp(), 1, generator=generator).squeeze(1)
+            if override is not None:
+                tok = override(StepInfo(t, tokens[:, :t], log_probs, tok, finished, ctx))
+                if t == max_len - 1:
+                    tok = torch.full_like(tok, vocab.eos)
+            tok = torch.where(finished, torch.full_like(tok, vocab.pad), tok)
+            chosen = log_probs.gather(1, tok.unsqueeze(1)).squeeze(1)
+            logp_t[:, t] = torch.where(finished, torch.zeros_like(chosen), chosen)
+            tokens[:, t] = tok
+            newly = (~finished) & (tok == vocab.eos)
+            lengths = torch.where(newly, torch.full_like(lengths, t + 1), lengths)
+            finished = finished | newly
+            prev = torch.where(finished, torch.full_like(tok, vocab.eos), tok)
+        return Samples(SequenceBatch(tokens, lengths, ctx), logp_t)
+
+    @torch.no_grad()
+    def greedy(self, num_samples: int = 1, context: SequenceBatch | None = None) -> Samples:
+        """Arg-max decoding (identical rows for an unconditional policy)."""
+        return self.sample(num_samples, context, greedy=True)
+
+    @torch.no_grad()
+    def beam_search(
+        self,
+        context: SequenceBatch | None = None,
+        beam_size: int = 5,
+        length_penalty: float = 0.0,
+    ) -> tuple[SequenceBatch, Tensor]:
+        """Beam search, batched over contexts: best sequence per context and its log π.
+
+        Finished hypotheses stay in the beam with their score frozen, so with a beam as
+        wide as the widest level of the prefix tree the result is the exact mode. The final
+        pick maximises ``log π / length**length_penalty`` (0: plain log-probability).
+        """
+        if beam_size < 1:
+            raise ValueError(f"beam_size must be ≥ 1, got {beam_size}")
+        ctx, batch_size = self._repeat_context(context, 1)
+        dev, vocab, V, K = self.device, self.vocab, len(self.vocab), beam_size
+        beam_ctx, _ = self._repeat_context(ctx, K) if ctx is not None else (None, 0)
+        state = self.init_state(beam_ctx, batch_size * K)
+        scores = torch.full((batch_size, K), float("-inf"), device=dev)
+        scores[:, 0] = 0.0
+        tokens = torch.zeros(batch_size, K, 0, dtype=torch.long, device=dev)
+        finished = torch.zeros(batch_size, K, dtype=torch.bool, device=dev)
+        prev = torch.full((batch_size * K,), vocab.bos, dtype=torch.long, device=dev)
+        pad_only = torch.full((V,), float("-inf"), device=dev)
+        pad_only[vocab.pad] = 0.0
+        base = (torch.arange(batch_size, device=dev) * K)[:, None]
+        for t in range(self.max_len):
+            logits, state = self.step(state, prev)
+            log_probs = F.log_softmax(self.mask_logits(logits.float(), t), -1).view(batch_size, K, V)
+            log_probs = torch.where(finished[..., None], pad_only, log_probs)
+            cand = (scores[..., None] + log_probs).view(batch_size, K * V)  # (B, K·V)
+            scores, flat = cand.topk(K, dim=1)
+            beam, tok = flat // V, flat % V  # (B, K) each
+            state = self.reorder_state(state, (base + beam).flatten())
+            tokens = torch.cat([tokens.gather(1, beam[..., None].expand(-1, -1, tokens.shape[2])), tok[..., None]], 2)
+            finished = finished.gather(1, beam) | (tok == vocab.eos)
+            prev = torch.where(tok == vocab.pad, torch.full_like(tok, vocab.eos), tok).flatten()
+        lengths = (tokens != vocab.pad).sum(2)  # (B, K)
+        final = scores / lengths.clamp(min=1).float() ** length_penalty if length_penalty else scores
+        best = final.argmax(1)
+        rows = torch.arange(batch_size, device=dev)
+        best_tokens = tokens[rows, best]
+        return SequenceBatch(best_tokens, lengths[rows, best], ctx), scores[rows, best]
+
+    # --- config, for checkpoints -------------------------------------------------------
+    def extra_state(self) -> dict[str, Any]:
+        """Constructor arguments besides vocab (and source vocab), for checkpoints."""
+        return dict(self.config)

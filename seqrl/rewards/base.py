@@ -1,0 +1,147 @@
+"""The reward protocol, its registry, and the one token-level decomposition every reward shares.
+
+A reward is a pure batched function R(y; y*) → [B]. Its token-level form is the
+incremental pay-off ΔR(y_t | y_<t, y*) = R(y_≤t; y*) − R(y_<t; y*) ([ERPO] Eq. 3,
+[VAML/ERAC] Eq. 13) with the partial-sequence convention R(ŷ) = R(ŷ + eos)
+([VAML/ERAC] Eq. 4) and R(∅) := 0, so that Σ_t ΔR_t = R(y). (Taking R(∅) = R(eos)
+instead would shift only the first step's reward, equally for every action.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+from torch import Tensor
+
+from ..registry import Registry
+from ..types import BatchError, SequenceBatch, Vocab
+from ..utils import check_finite
+
+
+class RewardError(ValueError):
+    """A reward that returned the wrong shape or non-finite values, or was misused."""
+
+
+@runtime_checkable
+class Reward(Protocol):
+    """R(y; y*) for a batch of hypotheses and (optionally) references.
+
+    Attributes:
+        name: registry name, used in messages.
+        needs_reference: whether ``refs`` must be given.
+        terminal_only: the reward is defined for whole sequences only; its token-level form
+            puts all of R on the final token instead of decomposing it.
+    """
+
+    name: str
+    needs_reference: bool
+    terminal_only: bool
+
+    def __call__(self, hyps: SequenceBatch, refs: SequenceBatch | None = None) -> Tensor:
+        """[B] sequence-level rewards."""
+
+
+class BaseReward:
+    """Convenience base with the protocol's attributes; subclasses implement ``score``."""
+
+    name = "reward"
+    needs_reference = True
+    terminal_only = False
+
+    def __init__(self, vocab: Vocab) -> None:
+        self.vocab = vocab
+
+    def score(self, hyps: SequenceBatch, refs: SequenceBatch | None) -> Tensor:
+        raise NotImplementedError
+
+    def __call__(self, hyps: SequenceBatch, refs: SequenceBatch | None = None) -> Tensor:
+        if self.needs_reference and refs is None:
+            raise RewardError(f"reward {self.name!r} compares with a reference: pass refs")
+        return self.score(hyps, refs)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r})"
+
+
+REWARDS: Registry[Callable[..., Reward]] = Registry("reward", group="seqrl.rewards")
+
+
+def register_reward(name: str) -> Callable[[Callable[..., Reward]], Callable[..., Reward]]:
+    """Decorator: ``@register_reward("mine") class Mine(BaseReward): ...`` (factory takes ``vocab``)."""
+    return REWARDS.register(name)
+
+
+def make_reward(name: str, vocab: Vocab, **kwargs: Any) -> Reward:
+    """Instantiate a registered reward: ``make_reward("bleu", vocab)``."""
+    reward = REWARDS.get(name)(vocab=vocab, **kwargs)
+    if not callable(reward):
+        raise RewardError(f"reward factory {name!r} returned a non-callable {reward!r}")
+    return reward
+
+
+def compute_reward(reward: Reward, hyps: SequenceBatch, refs: SequenceBatch | None = None) -> Tensor:
+    """R(y; y*) → [B] float tensor on ``hyps``' device, checked for shape and finiteness."""
+    if refs is not None and refs.batch_size != hyps.batch_size:
+        raise BatchError(f"{hyps.batch_size} hypotheses but {refs.batch_size} references")
+    values = reward(hyps, refs)
+    values = torch.as_tensor(values, dtype=torch.float32, device=hyps.device)
+    if values.shape != (hyps.batch_size,):
+        raise RewardError(
+            f"reward {getattr(reward, 'name', reward)!r} returned shape {tuple(values.shape)}, "
+            f"expected [B]=({hyps.batch_size},)"
+        )
+    try:
+        check_finite(values, f"reward {getattr(reward, 'name', reward)!r}",
+                     allow_neg_inf=getattr(reward, "allows_neg_inf", False))
+    except ValueError as err:
+        raise RewardError(str(err)) from None
+    return values
+
+
+def prefixes_with_eos(hyps: SequenceBatch, eos: int, pad: int = 0) -> SequenceBatch:
+    """All prefixes y_≤k (k = 1…T) of every row, each closed by EOS: [B·T, T+1].
+
+    Row ``b·T + k-1`` holds y_1…y_k + eos (no second EOS when y_k already is EOS);
+    prefixes longer than a row's length repeat the whole row.
+    """
+    B, T = hyps.tokens.shape
+    dev = hyps.device
+    k = torch.arange(1, T + 1, device=dev)[None, :].expand(B, T)  # (B, T)
+    k = torch.minimum(k, hyps.lengths[:, None])
+    last = hyps.tokens.gather(1, (k - 1))  # (B, T): y_k
+    closed = last == eos
+    pos = torch.arange(T + 1, device=dev)[None, None, :]  # (1, 1, T+1)
+    src = torch.nn.functional.pad(hyps.tokens, (0, 1), value=pad)[:, None, :].expand(B, T, T + 1)
+    tokens = torch.where(pos < k[..., None], src, torch.full_like(src, pad))
+    tokens = torch.where((pos == k[..., None]) & ~closed[..., None], torch.full_like(src, eos), tokens)
+    lengths = k + (~closed).long()
+    return SequenceBatch(tokens.reshape(B * T, T + 1), lengths.reshape(B * T))
+
+
+def _repeat_rows(batch: SequenceBatch | None, times: int) -> SequenceBatch | None:
+    if batch is None:
+        return None
+    idx = torch.arange(batch.batch_size, device=batch.device).repeat_interleave(times)
+    return SequenceBatch(batch.tokens[idx], batch.lengths[idx], batch.context)
+
+
+def token_rewards(reward: Reward, hyps: SequenceBatch, refs: SequenceBatch | None = None) -> Tensor:
+    """[B, T] ΔR_t = R(y_≤t + eos) − R(y_<t + eos), R(∅) := 0; zeros on padding; Σ_t = R(y).
+
+    A ``terminal_only`` reward puts R(y) on the last token. One batched reward call covers
+    all B·T prefixes.
+    """
+    B, T = hyps.tokens.shape
+    mask_t = hyps.mask_t
+    if getattr(reward, "terminal_only", False):
+        total = compute_reward(reward, hyps, refs)
+        last = torch.nn.functional.one_hot(hyps.lengths - 1, T).to(total.dtype)
+        return last * total[:, None]
+    vocab = getattr(reward, "vocab", None)
+    eos = vocab.eos if vocab is not None else 2
+    prefixes = prefixes_with_eos(hyps, eos)
+    cum = compute_reward(reward, prefixes, _repeat_rows(refs, T)).view(B, T)  # R(y_≤t)
+    prev = torch.nn.functional.pad(cum[:, :-1], (1, 0), value=0.0)
+    return torch.where(mask_t, cum - prev, torch.zeros_like(cum))

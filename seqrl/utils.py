@@ -1,0 +1,83 @@
+"""Small shared helpers: devices, seeds, masked reductions."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import torch
+from torch import Tensor
+
+
+class DeviceError(ValueError):
+    """A device string that does not name a device this machine has."""
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` → CUDA when available else CPU; ``"cpu"``, ``"cuda"``, ``"cuda:N"`` checked."""
+    if isinstance(device, torch.device):
+        device = str(device)
+    name = device.strip().lower()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError as err:
+        raise DeviceError(f"unknown device {device!r}: expected 'auto', 'cpu', 'cuda' or 'cuda:N'") from err
+    if dev.type == "cpu":
+        return dev
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceError(
+                f"device {device!r} requested but CUDA is not available on this machine "
+                "(use --device cpu or --device auto)"
+            )
+        count = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= count:
+            raise DeviceError(f"device {device!r} requested but only {count} CUDA device(s) exist")
+        return dev
+    raise DeviceError(f"unsupported device {device!r}: expected 'auto', 'cpu', 'cuda' or 'cuda:N'")
+
+
+def describe_device(device: torch.device) -> str:
+    """A human label such as ``"cpu"`` or ``"cuda:0 (NVIDIA H100)"``."""
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
+    return str(device)
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, NumPy and torch (CPU and CUDA); return a CPU generator seeded the same."""
+    if not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def masked_sum(values_t: Tensor, mask_t: Tensor) -> Tensor:
+    """Σ_t values[b, t]·mask[b, t] → [B]; masked positions may hold -inf or NaN safely."""
+    return torch.where(mask_t, values_t, torch.zeros((), dtype=values_t.dtype, device=values_t.device)).sum(1)
+
+
+def entropy_from_log_probs(log_probs: Tensor) -> Tensor:
+    """H = -Σ_w π(w) log π(w) over the last dim, with 0·log 0 = 0 (masked ids hold -inf)."""
+    probs = log_probs.exp()
+    return -torch.where(probs > 0, probs * log_probs, torch.zeros_like(log_probs)).sum(-1)
+
+
+def check_finite(values: Tensor, what: str, allow_neg_inf: bool = False) -> None:
+    """Raise ``ValueError`` naming ``what`` if ``values`` holds NaN or ±inf."""
+    bad = torch.isnan(values) | (values == float("inf"))
+    if not allow_neg_inf:
+        bad = bad | (values == float("-inf"))
+    if bool(bad.any()):
+        flat = bad.flatten().nonzero().flatten()
+        first = int(flat[0])
+        value = values.flatten()[first].item()
+        raise ValueError(
+            f"{what} holds non-finite values at {int(bad.sum())} of {values.numel()} entries "
+            f"(first at flat index {first}: {value}); expected finite numbers"
+        )
