@@ -1,0 +1,44 @@
+"""Maximum likelihood: the ERPO point (R_δ, α → 0, β = 1) ([ERPO] Sec. 3.2, Eq. 5)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from ..types import SequenceBatch
+from ..utils import masked_sum
+from .base import Algorithm, ERPOPoint, register_algorithm
+
+
+def mle_loss(logp_t: Tensor, mask_t: Tensor, normalize: Literal["sequence", "token"] = "sequence") -> Tensor:
+    """−(1/B) Σ_b log π(y*_b) ([ERPO] Eq. 5); ``"token"`` divides by the number of tokens instead.
+
+    Args:
+        logp_t: [B, T] log π(y*_t | y*_<t, x) of the reference tokens.
+        mask_t: [B, T] True on real tokens.
+    """
+    if logp_t.dim() != 2 or logp_t.shape != mask_t.shape:
+        raise ValueError(f"logp_t and mask_t must both be [B, T], got {tuple(logp_t.shape)} and {tuple(mask_t.shape)}")
+    total = masked_sum(logp_t, mask_t).sum()
+    denom = mask_t.sum() if normalize == "token" else torch.tensor(float(mask_t.shape[0]))
+    return -total / denom.to(total.dtype)
+
+
+@register_algorithm("mle")
+class MLE(Algorithm):
+    """Teacher-forced maximum likelihood on the training references."""
+
+    @dataclass(frozen=True, kw_only=True)
+    class Config:
+        normalize: Literal["sequence", "token"] = "sequence"
+        """Average the negative log-likelihood per sequence (nats/sequence) or per token."""
+
+    erpo_point = ERPOPoint(reward="delta", alpha=0.0, beta=1.0)
+
+    def loss(self, rollout: SequenceBatch) -> tuple[Tensor, dict[str, float]]:
+        logp_t = self.policy.token_log_probs(rollout)
+        loss = mle_loss(logp_t, rollout.mask_t, self.config.normalize)
+        return loss, {"nll": float(loss.detach())}

@@ -1,0 +1,54 @@
+"""Environments and tasks. Importing this module registers the gymnasium ids
+``seqrl/Motif-v0``, ``seqrl/ToyTranslation-v0``, ``seqrl/Copy-v0`` and ``seqrl/Reverse-v0``."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+
+from .motif import MotifError, MotifTask, check_motif, completion_counts, count_with_motif, kmp_automaton
+from .rollout import Rollout, rollout
+from .sequence_env import SequenceEnv, make_env
+from .tasks import (
+    TASKS,
+    CopyTask,
+    PairTask,
+    ReverseTask,
+    Task,
+    TextPairTask,
+    ToyTranslationTask,
+    make_task,
+    read_text_pairs,
+)
+
+ENV_IDS: dict[str, str] = {
+    "seqrl/Motif-v0": "motif",
+    "seqrl/ToyTranslation-v0": "toy_translation",
+    "seqrl/Copy-v0": "copy",
+    "seqrl/Reverse-v0": "reverse",
+}
+
+
+def _register() -> None:
+    for env_id, task in ENV_IDS.items():
+        if env_id not in gym.registry:
+            gym.register(id=env_id, entry_point="seqrl.envs.sequence_env:make_env", kwargs={"task": task})
+
+
+_register()
+
+
+def task_for_env(env_id: str, **kwargs) -> Task:
+    """The task behind a registered environment id (or a bare task name)."""
+    if env_id in ENV_IDS:
+        return make_task(ENV_IDS[env_id], **kwargs)
+    if env_id in TASKS:
+        return make_task(env_id, **kwargs)
+    known = ", ".join(list(ENV_IDS) + TASKS.names())
+    raise KeyError(f"unknown environment {env_id!r}; known environments: {known}")
+
+
+__all__ = [
+    "ENV_IDS", "TASKS", "CopyTask", "MotifError", "MotifTask", "PairTask", "ReverseTask", "Rollout",
+    "SequenceEnv", "Task", "TextPairTask", "ToyTranslationTask", "check_motif", "completion_counts",
+    "count_with_motif", "kmp_automaton", "make_env", "make_task", "read_text_pairs", "rollout", "task_for_env",
+]

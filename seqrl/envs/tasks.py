@@ -1,0 +1,348 @@
+"""Tasks: a vocabulary, a max length, a default reward and train/valid/test splits.
+
+A split is one :class:`~seqrl.types.SequenceBatch` of targets whose ``context`` holds the
+sources (conditional tasks) or is None (unconditional ones).
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..registry import Registry
+from ..types import BatchError, SequenceBatch, Vocab
+
+SPLITS = ("train", "valid", "test")
+
+
+def split_generator(seed: int, split: str) -> torch.Generator:
+    """A torch generator seeded from (seed, split): each split its own stream."""
+    state = np.random.SeedSequence([seed, SPLITS.index(split)])
+    return torch.Generator().manual_seed(int(state.generate_state(1, dtype=np.uint64)[0] >> 1))
+
+
+def split_rng(seed: int, split: str) -> np.random.Generator:
+    return np.random.default_rng([seed, SPLITS.index(split)])
+
+
+class Task:
+    """Base of every task. Subclasses set ``vocab``, ``source_vocab``, ``max_len`` and provide
+    ``split(name)``."""
+
+    name = "task"
+    default_reward = "bleu"
+    vocab: Vocab
+    source_vocab: Vocab | None
+    max_len: int
+
+    @property
+    def is_conditional(self) -> bool:
+        return self.source_vocab is not None
+
+    def split(self, name: str) -> SequenceBatch:
+        raise NotImplementedError
+
+    def reward_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments the task's default reward needs (e.g. the motif)."""
+        return {}
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "task": self.name,
+            "vocab_size": len(self.vocab),
+            "max_len": self.max_len,
+            "sizes": {s: self.split(s).batch_size for s in SPLITS},
+        }
+
+
+TASKS: Registry[type[Task]] = Registry("task")
+
+
+def register_task(name: str, cls: type[Task]) -> type[Task]:
+    return TASKS.register(name, cls)
+
+
+def make_task(name: str, **kwargs: Any) -> Task:
+    return TASKS.get(name)(**kwargs)
+
+
+class PairTask(Task):
+    """A conditional task held as three lists of (source, target) symbol lists."""
+
+    def __init__(
+        self,
+        pairs: dict[str, list[tuple[list[str], list[str]]]],
+        vocab: Vocab,
+        source_vocab: Vocab,
+        max_len: int | None = None,
+    ) -> None:
+        for split in SPLITS:
+            if not pairs.get(split):
+                raise BatchError(f"empty data: split {split!r} has no sentence pairs")
+        self.vocab, self.source_vocab = vocab, source_vocab
+        longest = max(len(t) for rows in pairs.values() for _, t in rows) + 1
+        self.max_len = max_len if max_len is not None else longest
+        self._pairs = pairs
+        self._splits: dict[str, SequenceBatch] = {}
+
+    def split(self, name: str) -> SequenceBatch:
+        if name not in SPLITS:
+            raise KeyError(f"unknown split {name!r}; expected one of {SPLITS}")
+        if name not in self._splits:
+            rows = self._pairs[name]
+            src = SequenceBatch.from_lists([self.source_vocab.encode(s) for s, _ in rows], pad=self.source_vocab.pad)
+            tgt = [self.vocab.encode(t) for _, t in rows]
+            self._splits[name] = SequenceBatch.from_lists(tgt, pad=self.vocab.pad, context=src)
+        return self._splits[name]
+
+    def pairs(self, name: str) -> list[tuple[list[str], list[str]]]:
+        return self._pairs[name]
+
+
+class CopyTask(PairTask):
+    """Copy a random string of symbols: y = x. The identity task every algorithm must learn."""
+
+    name = "copy"
+    default_reward = "bleu"
+
+    def __init__(
+        self,
+        num_symbols: int = 8,
+        min_length: int = 3,
+        max_length: int = 8,
+        *,
+        train_size: int = 2000,
+        valid_size: int = 200,
+        test_size: int = 200,
+        seed: int = 0,
+    ) -> None:
+        if not 1 <= min_length <= max_length:
+            raise ValueError(f"need 1 ≤ min_length ≤ max_length, got {min_length}, {max_length}")
+        if num_symbols < 1:
+            raise ValueError(f"num_symbols must be ≥ 1, got {num_symbols}")
+        symbols = [f"s{i}" for i in range(num_symbols)]
+        vocab = Vocab(symbols)
+        sizes = {"train": train_size, "valid": valid_size, "test": test_size}
+        pairs = {}
+        for split, size in sizes.items():
+            rng = split_rng(seed, split)
+            rows = []
+            for _ in range(size):
+                n = int(rng.integers(min_length, max_length + 1))
+                src = [symbols[i] for i in rng.integers(0, num_symbols, n)]
+                rows.append((src, self.transform(src)))
+            pairs[split] = rows
+        super().__init__(pairs, vocab, vocab, max_len=max_length + 1)
+
+    @staticmethod
+    def transform(src: list[str]) -> list[str]:
+        return list(src)
+
+
+class ReverseTask(CopyTask):
+    """Reverse a random string of symbols: y = x read backwards."""
+
+    name = "reverse"
+
+    @staticmethod
+    def transform(src: list[str]) -> list[str]:
+        return list(reversed(src))
+
+
+class ToyTranslationTask(PairTask):
+    """Synthetic translation with exposure bias to overcome.
+
+    Sources come from a small random grammar: clauses ``D (A){0,2} N V D (A){0,2} N [P D N]``
+    joined by ``and``. Targets translate word by word through a fixed random lexicon (some
+    words become two target words), with local reordering (adjectives after their noun)
+    and, on the training split only, token noise with probability ``noise``.
+    """
+
+    name = "toy_translation"
+    default_reward = "bleu"
+
+    def __init__(
+        self,
+        *,
+        num_nouns: int = 30,
+        num_verbs: int = 15,
+        num_adjectives: int = 15,
+        min_target_length: int = 15,
+        max_target_length: int = 25,
+        noise: float = 0.0,
+        two_word_fraction: float = 0.2,
+        train_size: int = 2000,
+        valid_size: int = 200,
+        test_size: int = 500,
+        seed: int = 0,
+        lexicon_seed: int = 7,
+    ) -> None:
+        if not 0.0 <= noise < 1.0:
+            raise ValueError(f"noise must be in [0, 1), got {noise}")
+        if not 1 <= min_target_length <= max_target_length:
+            raise ValueError("need 1 ≤ min_target_length ≤ max_target_length")
+        lex_rng = np.random.default_rng(lexicon_seed)
+        classes = {
+            "D": [f"d{i}" for i in range(3)],
+            "N": [f"n{i}" for i in range(num_nouns)],
+            "V": [f"v{i}" for i in range(num_verbs)],
+            "A": [f"a{i}" for i in range(num_adjectives)],
+            "P": [f"p{i}" for i in range(3)],
+            "C": ["and"],
+        }
+        self.word_class = {w: c for c, ws in classes.items() for w in ws}
+        source_words = [w for ws in classes.values() for w in ws]
+        target_words = [f"T{i}" for i in range(int(len(source_words) * 1.3))]
+        self.lexicon: dict[str, list[str]] = {}
+        perm = lex_rng.permutation(len(target_words))
+        for i, w in enumerate(source_words):
+            first = target_words[perm[i % len(perm)]]
+            if lex_rng.random() < two_word_fraction:
+                second = target_words[perm[(i + len(source_words)) % len(perm)]]
+                self.lexicon[w] = [first, second]
+            else:
+                self.lexicon[w] = [first]
+        self.classes = classes
+        self.noise = noise
+        vocab = Vocab(sorted({t for ts in self.lexicon.values() for t in ts} | set(target_words)))
+        source_vocab = Vocab(source_words)
+        sizes = {"train": train_size, "valid": valid_size, "test": test_size}
+        pairs = {}
+        for split, size in sizes.items():
+            rng = split_rng(seed, split)
+            rows = []
+            while len(rows) < size:
+                src = self._sentence(rng)
+                tgt = self.translate(src)
+                if not min_target_length <= len(tgt) <= max_target_length:
+                    continue
+                if split == "train" and noise > 0:
+                    tgt = [target_words[rng.integers(len(target_words))] if rng.random() < noise else t for t in tgt]
+                rows.append((src, tgt))
+            pairs[split] = rows
+        super().__init__(pairs, vocab, source_vocab, max_len=max_target_length + 1)
+
+    def _np(self, rng: np.random.Generator) -> list[str]:
+        c = self.classes
+        words = [c["D"][rng.integers(3)]]
+        words += [c["A"][rng.integers(len(c["A"]))] for _ in range(int(rng.integers(0, 3)))]
+        words.append(c["N"][rng.integers(len(c["N"]))])
+        return words
+
+    def _sentence(self, rng: np.random.Generator) -> list[str]:
+        words: list[str] = []
+        for clause in range(int(rng.integers(1, 4))):
+            if clause:
+                words.append("and")
+            words += self._np(rng) + [self.classes["V"][rng.integers(len(self.classes["V"]))]] + self._np(rng)
+            if rng.random() < 0.4:
+                words += [self.classes["P"][rng.integers(3)]] + self._np(rng)
+        return words
+
+    def translate(self, src: list[str]) -> list[str]:
+        """Lexical translation with adjectives moved after the noun they precede."""
+        out: list[str] = []
+        pending_adjectives: list[str] = []
+        for w in src:
+            if self.word_class[w] == "A":
+                pending_adjectives.append(w)
+                continue
+            out += self.lexicon[w]
+            if self.word_class[w] == "N":
+                for a in pending_adjectives:
+                    out += self.lexicon[a]
+                pending_adjectives = []
+        return out
+
+
+def _read_lines(path: Path) -> list[str]:
+    if not path.exists():
+        raise FileNotFoundError(f"no such file: {path}")
+    return path.read_text(encoding="utf-8").splitlines()
+
+
+def read_text_pairs(source: str | Path, target: str | Path | None = None) -> list[tuple[list[str], list[str]]]:
+    """Sentence pairs from a TSV file (source<TAB>target per line) or from two aligned files.
+
+    Tokens are whitespace-separated; blank lines are skipped. Raises on misaligned files,
+    malformed TSV rows and empty data, naming the file and line.
+    """
+    source = Path(source)
+    pairs: list[tuple[list[str], list[str]]] = []
+    if target is None:
+        with source.open(encoding="utf-8", newline="") as handle:
+            for lineno, row in enumerate(csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE), 1):
+                if not row or not "".join(row).strip():
+                    continue
+                if len(row) != 2:
+                    raise BatchError(f"{source}:{lineno}: expected 'source<TAB>target', got {len(row)} fields")
+                src, tgt = row[0].split(), row[1].split()
+                if not src or not tgt:
+                    raise BatchError(f"{source}:{lineno}: empty source or target")
+                pairs.append((src, tgt))
+    else:
+        src_lines, tgt_lines = _read_lines(source), _read_lines(Path(target))
+        if len(src_lines) != len(tgt_lines):
+            raise BatchError(f"{source} has {len(src_lines)} lines but {target} has {len(tgt_lines)}")
+        for lineno, (s, t) in enumerate(zip(src_lines, tgt_lines), 1):
+            if not s.strip() and not t.strip():
+                continue
+            if not s.strip() or not t.strip():
+                raise BatchError(f"line {lineno}: empty source or target")
+            pairs.append((s.split(), t.split()))
+    if not pairs:
+        raise BatchError(f"empty data: no sentence pairs in {source}")
+    return pairs
+
+
+class TextPairTask(PairTask):
+    """A user's parallel text (IWSLT-style). Vocabularies come from the training split;
+    unseen tokens map to ``<unk>``. Without valid/test files, the training pairs are split
+    (by ``seed``) 90/5/5. Pairs with a target longer than ``max_len - 1`` are dropped."""
+
+    name = "text_pairs"
+    default_reward = "bleu"
+
+    def __init__(
+        self,
+        train: str | Path,
+        valid: str | Path | None = None,
+        test: str | Path | None = None,
+        *,
+        train_target: str | Path | None = None,
+        valid_target: str | Path | None = None,
+        test_target: str | Path | None = None,
+        min_freq: int = 1,
+        max_len: int | None = None,
+        seed: int = 0,
+    ) -> None:
+        data = {"train": read_text_pairs(train, train_target)}
+        if valid is not None:
+            data["valid"] = read_text_pairs(valid, valid_target)
+        if test is not None:
+            data["test"] = read_text_pairs(test, test_target)
+        if "valid" not in data or "test" not in data:
+            rows = data["train"]
+            order = np.random.default_rng(seed).permutation(len(rows))
+            n_hold = max(1, len(rows) // 20)
+            if len(rows) < 3 * n_hold or len(rows) < 3:
+                raise BatchError(f"only {len(rows)} pairs: too few to split into train/valid/test")
+            held = {"valid": order[:n_hold], "test": order[n_hold : 2 * n_hold]}
+            for name, idx in held.items():
+                data.setdefault(name, [rows[i] for i in idx])
+            data["train"] = [rows[i] for i in order[2 * n_hold :]]
+        if max_len is not None:
+            data = {k: [p for p in v if len(p[1]) < max_len] for k, v in data.items()}
+        vocab = Vocab.build((t for _, t in data["train"]), min_freq=min_freq, unknown="map")
+        source_vocab = Vocab.build((s for s, _ in data["train"]), min_freq=min_freq, unknown="map")
+        super().__init__(data, vocab, source_vocab, max_len=max_len)
+
+
+register_task("copy", CopyTask)
+register_task("reverse", ReverseTask)
+register_task("toy_translation", ToyTranslationTask)
+register_task("text_pairs", TextPairTask)

@@ -1,0 +1,88 @@
+"""Evaluation metrics: cross-entropy on a test set, motif frequency, corpus BLEU/ROUGE, diversity."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import torch
+
+from .rewards.builtin import motif_presence
+from .types import BatchError, SequenceBatch, Vocab
+
+
+@torch.no_grad()
+def sequence_log_probs(policy, data: SequenceBatch, batch_size: int = 1000) -> torch.Tensor:
+    """[N] log π(y | x) of every row, in eval mode and chunks (CPU float64 result)."""
+    if data.batch_size == 0:
+        raise BatchError("empty data: cannot evaluate a policy on no sequences")
+    was_training = policy.training
+    policy.eval()
+    try:
+        out = []
+        for start in range(0, data.batch_size, batch_size):
+            idx = torch.arange(start, min(start + batch_size, data.batch_size))
+            chunk = data.index(idx).to(policy.device)
+            out.append(policy.sequence_log_prob(chunk).double().cpu())
+        return torch.cat(out)
+    finally:
+        policy.train(was_training)
+
+
+def cross_entropy(policy, data: SequenceBatch, batch_size: int = 1000) -> float:
+    """CE(T, π) = −(1/|T|) Σ_{y∈T} log π(y | x), nats per sequence (EOS included)."""
+    return float(-sequence_log_probs(policy, data, batch_size).mean())
+
+
+@torch.no_grad()
+def motif_frequency(samples: SequenceBatch, vocab: Vocab, motif: str) -> float:
+    """Fraction of sequences that contain the motif."""
+    ids = torch.tensor(vocab.encode(list(motif), add_eos=False), device=samples.device)
+    return float(motif_presence(samples, ids).float().mean())
+
+
+@torch.no_grad()
+def sample_in_chunks(policy, num: int, chunk: int = 10_000, generator: torch.Generator | None = None) -> SequenceBatch:
+    """``num`` unconditional samples, drawn ``chunk`` at a time, concatenated on the CPU."""
+    from .types import concat_batches
+
+    was_training = policy.training
+    policy.eval()
+    try:
+        parts = []
+        left = num
+        while left > 0:
+            n = min(chunk, left)
+            parts.append(policy.sample(n, generator=generator).batch.to("cpu"))
+            left -= n
+        return concat_batches(parts, pad=policy.vocab.pad)
+    finally:
+        policy.train(was_training)
+
+
+def corpus_bleu(hyps: list[str], refs: list[str]) -> float:
+    """Corpus BLEU (sacrebleu, 0–100) on whitespace-tokenized strings."""
+    from sacrebleu.metrics import BLEU
+
+    if len(hyps) != len(refs):
+        raise ValueError(f"{len(hyps)} hypotheses but {len(refs)} references")
+    return float(BLEU(tokenize="none").corpus_score(hyps, [refs]).score)
+
+
+def corpus_rouge(hyps: list[str], refs: list[str]) -> dict[str, float]:
+    """Mean ROUGE-1/2/L F1 (rouge-score, 0–100) over sentence pairs."""
+    from .rewards.builtin import _WhitespaceTokenizer
+    from rouge_score.rouge_scorer import RougeScorer
+
+    scorer = RougeScorer(["rouge1", "rouge2", "rougeL"], tokenizer=_WhitespaceTokenizer())
+    totals = Counter()
+    for h, r in zip(hyps, refs):
+        for key, score in scorer.score(r, h).items():
+            totals[key] += score.fmeasure
+    n = max(len(hyps), 1)
+    return {key: 100.0 * totals[key] / n for key in ("rouge1", "rouge2", "rougeL")}
+
+
+def distinct_n(texts: list[str], n: int = 2) -> float:
+    """Distinct-n: unique n-grams / total n-grams over the texts."""
+    grams = [tuple(toks[i : i + n]) for toks in (t.split() for t in texts) for i in range(len(toks) - n + 1)]
+    return len(set(grams)) / max(len(grams), 1)
