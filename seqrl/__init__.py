@@ -1,1 +1,44 @@
+"""seqrl: training algorithms for sequence generators, side by side.
 
+One policy interface, one reward protocol, one token-level environment API (gymnasium),
+one training loop, exact enumeration for proofs, and one comparative benchmark.
+"""
+
+__version__ = "0.1.0"
+
+from . import envs  # noqa: E402  (registers the gymnasium ids)
+from .algorithms import ALGORITHMS, MLE, Algorithm, ERPOPoint, make_algorithm, register_algorithm  # noqa: E402
+from .ebm.base import Potential, PotentialError, checked_log_potential  # noqa: E402
+from .envs import (  # noqa: E402
+    CopyTask,
+    MotifTask,
+    ReverseTask,
+    SequenceEnv,
+    TextPairTask,
+    ToyTranslationTask,
+    make_task,
+    rollout,
+)
+from .policies import (  # noqa: E402
+    POLICIES,
+    GRUPolicy,
+    LSTMPolicy,
+    Policy,
+    Samples,
+    Seq2SeqPolicy,
+    TransformerPolicy,
+    make_policy,
+)
+from .rewards import REWARDS, Reward, compute_reward, make_reward, register_reward, token_rewards  # noqa: E402
+from .training import Callback, FitConfig, FitResult, fit, load_checkpoint, save_checkpoint  # noqa: E402
+from .types import SequenceBatch, Vocab  # noqa: E402
+from .utils import resolve_device, seed_everything  # noqa: E402
+
+__all__ = [
+    "ALGORITHMS", "POLICIES", "envs", "REWARDS", "Algorithm", "Callback", "CopyTask", "ERPOPoint", "FitConfig", "FitResult",
+    "GRUPolicy", "LSTMPolicy", "MLE", "MotifTask", "Policy", "Potential", "PotentialError", "ReverseTask", "Reward",
+    "Samples", "Seq2SeqPolicy", "SequenceBatch", "SequenceEnv", "TextPairTask", "ToyTranslationTask",
+    "TransformerPolicy", "Vocab", "checked_log_potential", "compute_reward", "fit", "load_checkpoint",
+    "make_algorithm", "make_policy", "make_reward", "make_task", "register_algorithm", "register_reward",
+    "resolve_device", "rollout", "save_checkpoint", "seed_everything", "token_rewards",
+]

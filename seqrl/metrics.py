@@ -70,8 +70,9 @@ def corpus_bleu(hyps: list[str], refs: list[str]) -> float:
 
 def corpus_rouge(hyps: list[str], refs: list[str]) -> dict[str, float]:
     """Mean ROUGE-1/2/L F1 (rouge-score, 0–100) over sentence pairs."""
-    from .rewards.builtin import _WhitespaceTokenizer
     from rouge_score.rouge_scorer import RougeScorer
+
+    from .rewards.builtin import _WhitespaceTokenizer
 
     scorer = RougeScorer(["rouge1", "rouge2", "rougeL"], tokenizer=_WhitespaceTokenizer())
     totals = Counter()

@@ -169,7 +169,7 @@ def fit(
             rollout = algorithm.collect(batch)
             loss, metrics = algorithm.loss(rollout)
             if not torch.isfinite(loss):
-                raise FloatingPointError(f"{algorithm.name}: loss became {float(loss)} at step {state.step}")
+                raise FloatingPointError(f"{algorithm.name}: loss became {float(loss.detach())} at step {state.step}")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if config.clip_grad_norm is not None:

@@ -13,7 +13,6 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-import torch
 from gymnasium import spaces
 
 from ..rewards.base import Reward, compute_reward, make_reward
@@ -66,7 +65,8 @@ class SequenceEnv(gym.Env[dict[str, np.ndarray], int]):
         if self.task.is_conditional:
             ctx = self.data.context
             assert ctx is not None and self.task.source_vocab is not None
-            obs["context"] = spaces.MultiDiscrete(np.full(ctx.tokens.shape[1], len(self.task.source_vocab), dtype=np.int64))
+            width, size = ctx.tokens.shape[1], len(self.task.source_vocab)
+            obs["context"] = spaces.MultiDiscrete(np.full(width, size, dtype=np.int64))
         self.observation_space = spaces.Dict(obs)
         self.action_space = spaces.Discrete(V - vocab.eos, start=vocab.eos)
         self._mask = np.zeros(V, dtype=np.int8)

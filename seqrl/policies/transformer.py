@@ -31,9 +31,8 @@ class TransformerPolicy(AutoregressivePolicy):
         dropout: float = 0.1,
     ) -> None:
         super().__init__(vocab, max_len)
-        self.config = dict(
-            d_model=d_model, num_heads=num_heads, num_layers=num_layers, dim_feedforward=dim_feedforward, dropout=dropout
-        )
+        self.config = dict(d_model=d_model, num_heads=num_heads, num_layers=num_layers,
+                           dim_feedforward=dim_feedforward, dropout=dropout)
         V = len(vocab)
         self.embedding = nn.Embedding(V, d_model)
         self.position = nn.Embedding(max_len, d_model)

@@ -1,0 +1,16 @@
+import pytest
+import torch
+
+from seqrl.types import Vocab
+
+
+@pytest.fixture
+def binary_vocab() -> Vocab:
+    return Vocab(["0", "1"])
+
+
+@pytest.fixture(autouse=True)
+def _deterministic():
+    torch.manual_seed(0)
+    torch.set_num_threads(2)
+    yield

@@ -1,0 +1,141 @@
+"""The training loop with MLE: reaches the data distribution, is deterministic, checks inputs."""
+
+import math
+
+import pytest
+import torch
+
+from seqrl import exact
+from seqrl.algorithms import ALGORITHMS, make_algorithm, mle_loss
+from seqrl.envs import CopyTask
+from seqrl.policies import make_policy
+from seqrl.training import Callback, FitConfig, fit, load_checkpoint, save_checkpoint
+from seqrl.types import BatchError, SequenceBatch, Vocab
+from seqrl.utils import DeviceError, resolve_device
+
+FAST = dict(progress=False, device="cpu")
+
+
+def empirical_data(vocab: Vocab, max_len: int, n: int, seed: int = 0) -> tuple[SequenceBatch, torch.Tensor]:
+    """n draws from a fixed random distribution over the space, and their empirical p_data."""
+    space = exact.enumerate_sequences(vocab, max_len)
+    g = torch.Generator().manual_seed(seed)
+    weights = torch.rand(space.batch_size, generator=g) ** 3
+    idx = torch.multinomial(weights, n, replacement=True, generator=g)
+    p_data = torch.bincount(idx, minlength=space.batch_size).double() / n
+    return space.index(idx), p_data
+
+
+def test_mle_loss_hand_computed():
+    logp_t = torch.tensor([[-1.0, -2.0, 0.0], [-0.5, 0.0, 0.0]])
+    mask_t = torch.tensor([[True, True, False], [True, False, False]])
+    assert float(mle_loss(logp_t, mask_t)) == pytest.approx((3.0 + 0.5) / 2)
+    assert float(mle_loss(logp_t, mask_t, "token")) == pytest.approx(3.5 / 3)
+    with pytest.raises(ValueError, match=r"\[B, T\]"):
+        mle_loss(logp_t[0], mask_t[0])
+
+
+def test_mle_drives_kl_to_data_distribution_below_001(binary_vocab):
+    max_len = 4
+    data, p_data = empirical_data(binary_vocab, max_len, 400)
+    torch.manual_seed(0)
+    policy = make_policy("lstm", binary_vocab, max_len, hidden_size=32, num_layers=1, dropout=0.0)
+    space = exact.enumerate_sequences(binary_vocab, max_len)
+    kl_before = exact.kl(p_data, exact.policy_distribution(policy, space))
+    fit(make_algorithm("mle", policy), data, config=FitConfig(max_epochs=300, batch_size=400, lr=3e-2, **FAST))
+    kl_after = exact.kl(p_data, exact.policy_distribution(policy, space))
+    assert kl_before > 0.3
+    assert kl_after < 0.01
+
+
+def test_same_seed_same_parameters(binary_vocab):
+    data, _ = empirical_data(binary_vocab, 4, 64)
+
+    def run(seed):
+        torch.manual_seed(seed)
+        policy = make_policy("lstm", binary_vocab, 4, hidden_size=8)
+        fit(make_algorithm("mle", policy), data, config=FitConfig(max_epochs=3, batch_size=16, seed=seed, **FAST))
+        return torch.cat([p.detach().flatten() for p in policy.parameters()])
+
+    assert torch.equal(run(5), run(5))
+    assert not torch.equal(run(5), run(6))
+
+
+def test_early_stopping_restores_best_and_callbacks_see_state(binary_vocab):
+    data, _ = empirical_data(binary_vocab, 4, 64)
+    seen = []
+
+    class Record(Callback):
+        def on_evaluation(self, algorithm, state):
+            seen.append(state.metrics["valid_ce"])
+            if state.step >= 6:
+                state.stop = True
+
+    policy = make_policy("lstm", binary_vocab, 4, hidden_size=8)
+    result = fit(make_algorithm("mle", policy), data, valid=data,
+                 config=FitConfig(max_epochs=50, batch_size=32, **FAST), callbacks=[Record()])
+    assert result.steps == 6 and len(seen) == 3
+    assert result.best == pytest.approx(min(seen))
+    from seqrl.metrics import cross_entropy
+
+    assert cross_entropy(policy, data) == pytest.approx(min(seen), rel=1e-5)  # best weights restored
+
+
+def test_patience_stops_training(binary_vocab):
+    data, _ = empirical_data(binary_vocab, 4, 64)
+    policy = make_policy("lstm", binary_vocab, 4, hidden_size=8)
+    # lr = 0: validation never improves after the first evaluation.
+    result = fit(make_algorithm("mle", policy), data, valid=data,
+                 config=FitConfig(max_epochs=100, batch_size=64, lr=0.0, patience=3, **FAST))
+    assert result.steps == 4
+
+
+def test_checkpoint_roundtrip(tmp_path, binary_vocab):
+    task = CopyTask(num_symbols=3, max_length=4, train_size=8, valid_size=2, test_size=2)
+    for name in ("lstm", "seq2seq", "transformer"):
+        vocab = task.vocab
+        policy = make_policy(name, vocab, task.max_len, source_vocab=task.source_vocab if name == "seq2seq" else None)
+        path = save_checkpoint(tmp_path / f"{name}.pt", policy)
+        loaded = load_checkpoint(path)
+        batch = task.split("train") if name == "seq2seq" else task.split("train").with_context(None)
+        policy.eval()
+        torch.testing.assert_close(loaded.sequence_log_prob(batch), policy.sequence_log_prob(batch))
+
+
+def test_bad_inputs(binary_vocab):
+    policy = make_policy("lstm", binary_vocab, 4, hidden_size=8)
+    mle = make_algorithm("mle", policy)
+    with pytest.raises(BatchError, match="non-empty training batch"):
+        fit(mle, None, config=FitConfig(**FAST))
+    with pytest.raises(DeviceError, match="unknown device 'gpu7'"):
+        resolve_device("gpu7")
+    if not torch.cuda.is_available():
+        with pytest.raises(DeviceError, match="CUDA is not available"):
+            resolve_device("cuda")
+    with pytest.raises(KeyError, match="unknown algorithm 'ppo'; known: .*mle"):
+        make_algorithm("ppo", policy)
+    with pytest.raises(TypeError, match="unknown config fields"):
+        make_algorithm("mle", policy, learning_rate=3)
+    assert "mle" in ALGORITHMS.names()
+
+
+def test_nan_loss_is_reported(binary_vocab):
+    data, _ = empirical_data(binary_vocab, 4, 16)
+    policy = make_policy("lstm", binary_vocab, 4, hidden_size=8)
+    with torch.no_grad():
+        policy.output.bias.fill_(math.nan)
+    with pytest.raises(FloatingPointError, match="loss became nan"):
+        fit(make_algorithm("mle", policy), data, config=FitConfig(max_epochs=1, **FAST))
+
+
+def test_mle_learns_copy_task():
+    task = CopyTask(num_symbols=4, max_length=5, train_size=500, valid_size=50, test_size=50)
+    torch.manual_seed(0)
+    policy = make_policy("seq2seq", task.vocab, task.max_len, source_vocab=task.source_vocab,
+                         hidden_size=64, embedding_dim=32)
+    fit(make_algorithm("mle", policy), task.split("train"), valid=task.split("valid"),
+        config=FitConfig(max_epochs=15, batch_size=32, lr=3e-3, **FAST))
+    test = task.split("test")
+    best, _ = policy.beam_search(test.context, beam_size=3)
+    exact_match = sum(a == b for a, b in zip(best.to_strings(task.vocab), test.to_strings(task.vocab))) / 50
+    assert exact_match >= 0.9
