@@ -35,7 +35,8 @@ from .types import SequenceBatch, Vocab  # noqa: E402
 from .utils import resolve_device, seed_everything  # noqa: E402
 
 __all__ = [
-    "ALGORITHMS", "POLICIES", "envs", "REWARDS", "Algorithm", "Callback", "CopyTask", "ERPOPoint", "FitConfig", "FitResult",
+    "ALGORITHMS", "POLICIES", "envs", "REWARDS", "Algorithm", "Callback", "CopyTask", "ERPOPoint", "FitConfig",
+    "FitResult",
     "GRUPolicy", "LSTMPolicy", "MLE", "MotifTask", "Policy", "Potential", "PotentialError", "ReverseTask", "Reward",
     "Samples", "Seq2SeqPolicy", "SequenceBatch", "SequenceEnv", "TextPairTask", "ToyTranslationTask",
     "TransformerPolicy", "Vocab", "checked_log_potential", "compute_reward", "fit", "load_checkpoint",
