@@ -181,6 +181,8 @@ def fit(
             for cb in callbacks:
                 cb.on_step_end(algorithm, state)
             bar.update(1)
+            if evaluate is None and state.step % eval_every == 0:
+                algorithm.on_evaluation(state.step, {})  # proposal swaps, schedules: even with no metric
             if evaluate is not None and state.step % eval_every == 0:
                 algorithm.eval()
                 scores = evaluate(algorithm)

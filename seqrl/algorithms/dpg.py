@@ -1,0 +1,194 @@
+"""Distributional Policy Gradient: π_θ → p = P/Z for any potential P.
+
+∇_θ CE(p, π_θ) = −(1/Z) E_{x~q} [P(x)/q(x)] ∇_θ log π_θ(x)   ([DPG] Eq. 5 with q = π, Eq. 6)
+With the GDC++ baseline ([GDC++] Eq. 13–15) the weight becomes the advantage
+A(x) = P(x)/q(x) − Z·π_θ(x)/q(x), which leaves the expectation unchanged (Fact 1, 2).
+
+Three registered points share this module: ``dpg`` (on-policy, q = π_θ at every step),
+``dpg_off`` ([DPG] Alg. 1: q ← π_θ only when π_θ beats q in CE on validation) and
+``gdcpp`` ([GDC++] Alg. 1: baseline, q ← π_θ when the estimated KL(p‖π_θ) < KL(p‖q)).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from ..ebm.base import PotentialError
+from ..ebm.sampling import LogRatioFn, draw, estimate_divergences, potential_log_ratio
+from ..metrics import cross_entropy
+from ..types import SequenceBatch
+from .base import Algorithm, register_algorithm
+
+
+def dpg_loss(logp_pi: Tensor, log_weight: Tensor, log_z: Tensor | float | None = None,
+             log_pi_over_q: Tensor | None = None, normalizer: Tensor | float = 1.0,
+             reduction: Literal["mean", "none"] = "mean") -> tuple[Tensor, Tensor]:
+    """Surrogate whose gradient is −(1/B) Σ_b A_b ∇ log π_θ(x_b) / normalizer.
+
+    Args:
+        logp_pi: [B] log π_θ(x), differentiable.
+        log_weight: [B] log P(x)/q(x) (no gradient).
+        log_z: log Z for the GDC++ baseline Z·π_θ/q ([GDC++] Eq. 15); None: no baseline.
+        log_pi_over_q: [B] log π_θ(x)/q(x) (no gradient); required with a baseline.
+        normalizer: divides the advantages (Ẑ turns the estimate into ∇ CE(p, π) itself).
+        reduction: ``"mean"`` over the batch, or ``"none"`` for the [B] per-sample surrogates.
+    Returns:
+        (loss, advantages [B]).
+    Assumes: x ~ q, or the gradient is biased.
+    """
+    if logp_pi.dim() != 1 or logp_pi.shape != log_weight.shape:
+        raise ValueError(f"logp_pi and log_weight must both be [B], got {tuple(logp_pi.shape)}, {tuple(log_weight.shape)}")
+    advantage = log_weight.exp()
+    if log_z is not None:
+        if log_pi_over_q is None:
+            raise ValueError("the GDC++ baseline needs log π/q")
+        advantage = advantage - (torch.as_tensor(log_z, dtype=log_weight.dtype) + log_pi_over_q).exp()
+    advantage = (advantage / normalizer).detach()
+    per_sample = -(advantage * logp_pi)
+    return (per_sample if reduction == "none" else per_sample.mean()), advantage
+
+
+@dataclass(frozen=True)
+class DPGRollout:
+    batch: SequenceBatch
+    log_q: Tensor
+    log_weight: Tensor
+
+
+class _DPGBase(Algorithm):
+    """Shared by ``dpg``, ``dpg_off`` and ``gdcpp``; only their configs differ."""
+
+    uses_data = False
+
+    @dataclass(frozen=True, kw_only=True)
+    class Config:
+        samples_per_step: int = 500
+        """Episodes x ~ q per update ([DPG] code: batch 500)."""
+        off_policy: bool = True
+        """Sample from a frozen proposal q (True) or from π_θ itself at every step."""
+        baseline: bool = False
+        """Subtract Z·π_θ/q ([GDC++] Eq. 15)."""
+        proposal_update: Literal["never", "valid_ce", "kl"] = "valid_ce"
+        """When q ← π_θ: on better validation CE ([DPG] Alg. 1) or lower estimated KL(p‖π) ([GDC++] Alg. 1)."""
+        normalize_by_z: bool = True
+        """Divide advantages by the running Ẑ: the update is then ∇ CE(p, π) itself, whose
+        scale does not depend on how P is normalized (the paper folds 1/Z into the lr)."""
+        kl_samples: int = 2000
+        """Samples of π_θ and of q used to estimate KL(p‖·) for the 'kl' update rule."""
+
+    def __init__(self, policy, config=None, *, potential=None, proposal=None, valid: SequenceBatch | None = None,
+                 log_ratio: LogRatioFn | None = None) -> None:
+        super().__init__(policy, config)
+        if potential is None or not hasattr(potential, "log_potential"):
+            raise TypeError(f"{self.name} needs potential=<object with log_potential(batch)>")
+        self.potential = potential
+        if self.config.proposal_update == "valid_ce" and self.config.off_policy and valid is None:
+            raise ValueError(f"{self.name}: proposal_update='valid_ce' needs valid=<validation batch>")
+        self.valid = valid
+        self._log_ratio = log_ratio or potential_log_ratio(potential, require_support=False)
+        self.proposal = None
+        if self.config.off_policy:
+            self.proposal = copy.deepcopy(proposal if proposal is not None else policy)
+            for p in self.proposal.parameters():
+                p.requires_grad_(False)
+        self.register_buffer("z_sum", torch.zeros((), dtype=torch.float64))
+        self.register_buffer("z_count", torch.zeros((), dtype=torch.float64))
+        self.episodes = 0
+        self.proposal_updates = 0
+        self._proposal_score: float | None = None
+
+    # --- helpers ---------------------------------------------------------------------
+    @property
+    def sampler(self):
+        return self.proposal if self.proposal is not None else self.policy
+
+    def log_z(self) -> float:
+        """Running estimate log Ẑ = log mean of every importance weight P/q seen so far."""
+        return math.log(float(self.z_sum / self.z_count)) if float(self.z_count) > 0 else 0.0
+
+    # --- the two verbs ---------------------------------------------------------------
+    def collect(self, batch: SequenceBatch | None) -> DPGRollout:
+        d = draw(self.sampler, self.config.samples_per_step, self._log_ratio)
+        if bool((d.log_ratio == -math.inf).all()) and float(self.z_count) == 0:
+            raise PotentialError(
+                f"the potential is zero (log P = -inf) on every one of the {d.log_ratio.numel()} samples of the "
+                "proposal and no weight has been seen yet: no learning signal (is P -inf everywhere?)"
+            )
+        self.z_sum += d.log_ratio.double().exp().sum()
+        self.z_count += d.log_ratio.numel()
+        self.episodes += d.log_ratio.numel()
+        return DPGRollout(d.batch, d.log_q, d.log_ratio)
+
+    def loss(self, rollout: DPGRollout) -> tuple[Tensor, dict[str, float]]:
+        logp_pi = self.policy.sequence_log_prob(rollout.batch)
+        log_z = self.log_z()
+        normalizer = math.exp(log_z) if self.config.normalize_by_z else 1.0
+        loss, adv = dpg_loss(
+            logp_pi,
+            rollout.log_weight,
+            log_z if self.config.baseline else None,
+            (logp_pi.detach() - rollout.log_q) if self.config.baseline else None,
+            normalizer,
+        )
+        return loss, {"log_z": log_z, "advantage_abs": float(adv.abs().mean()), "episodes": float(self.episodes)}
+
+    # --- proposal updates ------------------------------------------------------------
+    @torch.no_grad()
+    def estimate_kl(self, model) -> float:
+        """KL(p‖model) by importance sampling from the model itself, with the running Ẑ."""
+        d = draw(model, self.config.kl_samples, potential_log_ratio(self.potential))
+        log_p = d.log_ratio + d.log_q
+        return estimate_divergences(log_p, d.log_q, self.log_z())["kl_p_pi"]
+
+    def on_evaluation(self, step: int, metrics: dict[str, float]) -> None:
+        if self.proposal is None or self.config.proposal_update == "never":
+            return
+        if self.config.proposal_update == "valid_ce":
+            assert self.valid is not None
+            if self._proposal_score is None:
+                self._proposal_score = cross_entropy(self.proposal, self.valid)
+            score = metrics.get("valid_ce")
+            if score is None:
+                score = cross_entropy(self.policy, self.valid)
+        else:
+            if self._proposal_score is None:
+                self._proposal_score = self.estimate_kl(self.proposal)
+            score = self.estimate_kl(self.policy)
+        metrics_update = score < self._proposal_score
+        if metrics_update:
+            self.proposal.load_state_dict(self.policy.state_dict())
+            self._proposal_score = score
+            self.proposal_updates += 1
+
+
+@register_algorithm("dpg")
+class DPG(_DPGBase):
+    """On-policy DPG ([DPG] Eq. 5): q = π_θ at every step."""
+
+    @dataclass(frozen=True, kw_only=True)
+    class Config(_DPGBase.Config):
+        off_policy: bool = False
+        proposal_update: Literal["never", "valid_ce", "kl"] = "never"
+
+
+@register_algorithm("dpg_off")
+class DPGOff(_DPGBase):
+    """Off-policy DPG ([DPG] Alg. 1): q ← π_θ when π_θ beats q in validation CE."""
+
+    Config = _DPGBase.Config
+
+
+@register_algorithm("gdcpp")
+class GDCPP(_DPGBase):
+    """KL-adaptive DPG with baseline ([GDC++] Alg. 1): A = P/q − Z·π_θ/q."""
+
+    @dataclass(frozen=True, kw_only=True)
+    class Config(_DPGBase.Config):
+        baseline: bool = True
+        proposal_update: Literal["never", "valid_ce", "kl"] = "kl"

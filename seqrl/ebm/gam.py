@@ -1,0 +1,47 @@
+"""Global Autoregressive Models ([DPG] Eq. 2): P_λ(x) = r(x)·exp(λ·φ(x))."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from ..types import SequenceBatch
+from .features import MotifFeatures
+
+
+class GAMPotential(nn.Module):
+    """log P_λ(x) = log r(x) + λ·φ(x), with r a (frozen) policy and φ the features.
+
+    Usable anywhere a potential is: as DPG's target, as a reward (``potential`` reward),
+    or through :meth:`log_ratio_to_base`, which proposals equal to r use for importance
+    weights and rejection sampling without evaluating r twice.
+    """
+
+    def __init__(self, base, features: MotifFeatures, lam: Tensor | None = None) -> None:
+        super().__init__()
+        self.base = base
+        for p in self.base.parameters():
+            p.requires_grad_(False)
+        self.features = features
+        lam = torch.zeros(features.dim) if lam is None else torch.as_tensor(lam, dtype=torch.float32)
+        if lam.shape != (features.dim,):
+            raise ValueError(f"λ must have shape ({features.dim},) for features {features.names}, got {tuple(lam.shape)}")
+        self.register_buffer("lam", lam.clone())
+
+    def log_ratio_to_base(self, batch: SequenceBatch) -> Tensor:
+        """[B] log P_λ(x) − log r(x) = λ·φ(x)."""
+        return self.features(batch) @ self.lam.to(batch.device)
+
+    @torch.no_grad()
+    def log_potential(self, batch: SequenceBatch) -> Tensor:
+        """[B] log r(x) + λ·φ(x)."""
+        was_training = self.base.training
+        self.base.eval()
+        try:
+            return self.base.sequence_log_prob(batch.to(self.base.device)).to(batch.device) + self.log_ratio_to_base(batch)
+        finally:
+            self.base.train(was_training)
+
+    def log_ratio_bound(self) -> float:
+        """max_x λ·φ(x): the rejection-sampling bound log β for proposal r ([DPG] A.2, A.4)."""
+        return self.features.max_dot(self.lam, self.base.max_len - 1)

@@ -1,0 +1,159 @@
+"""Monte-Carlo tools over potentials: rejection sampling, SNIS moments, importance-sampled log Z,
+KL(p‖π) and TVD estimates. All batched on the proposal's device."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ..types import SequenceBatch, concat_batches
+from .base import PotentialError, checked_log_potential
+
+
+class BoundViolation(PotentialError):
+    """A sample whose log P(x) − log q(x) exceeds the rejection-sampling bound."""
+
+
+@dataclass(frozen=True)
+class ProposalDraw:
+    """Samples of a proposal q with log q(x) and log P(x) − log q(x)."""
+
+    batch: SequenceBatch
+    log_q: Tensor
+    log_ratio: Tensor
+
+
+LogRatioFn = Callable[[SequenceBatch, Tensor], Tensor]
+
+
+def potential_log_ratio(potential, require_support: bool = True) -> LogRatioFn:
+    """log P(x) − log q(x) from a potential (raises on NaN and on P = 0 over the whole batch).
+
+    A sample where q(x) = 0 but it was drawn anyway cannot occur; where P > 0 but q gives no
+    mass, no sample of q can show it: the check there is on the proposal's support, below.
+    ``require_support=False`` lets a batch with P = 0 everywhere through (a trainer that has
+    already seen support may meet such a batch by chance)."""
+
+    def ratio(batch: SequenceBatch, log_q: Tensor) -> Tensor:
+        log_p = checked_log_potential(potential, batch, require_support=require_support).to(log_q.device)
+        if bool((log_q == -math.inf).any()):
+            raise PotentialError("the proposal assigned zero probability to one of its own samples")
+        return log_p - log_q
+
+    return ratio
+
+
+def base_log_ratio(potential) -> LogRatioFn:
+    """log P(x) − log r(x) for a GAM whose proposal is its own base r (no second pass of r)."""
+
+    def ratio(batch: SequenceBatch, log_q: Tensor) -> Tensor:
+        return potential.log_ratio_to_base(batch).to(log_q.device)
+
+    return ratio
+
+
+@torch.no_grad()
+def draw(proposal, num: int, log_ratio: LogRatioFn, generator: torch.Generator | None = None) -> ProposalDraw:
+    """``num`` samples of the proposal (eval mode) with their log q and log ratio."""
+    was_training = proposal.training
+    proposal.eval()
+    try:
+        samples = proposal.sample(num, generator=generator)
+    finally:
+        proposal.train(was_training)
+    log_q = samples.logp
+    return ProposalDraw(samples.batch, log_q, log_ratio(samples.batch, log_q))
+
+
+@dataclass(frozen=True)
+class RejectionResult:
+    samples: SequenceBatch
+    proposed: int
+    acceptance_rate: float
+
+
+@torch.no_grad()
+def rejection_sample(
+    proposal,
+    log_ratio: LogRatioFn,
+    num: int,
+    log_bound: float,
+    *,
+    chunk: int = 10_000,
+    max_proposals: int = 50_000_000,
+    generator: torch.Generator | None = None,
+) -> RejectionResult:
+    """Exact samples of p ∝ P by rejection from q: accept x ~ q with prob exp(log P/q − log β).
+
+    ``log_bound`` must bound log P(x) − log q(x) everywhere ([DPG] A.2); a violation raises
+    :class:`BoundViolation` instead of silently biasing the samples.
+    """
+    if num < 1:
+        raise ValueError(f"num must be ≥ 1, got {num}")
+    kept: list[SequenceBatch] = []
+    accepted = proposed = 0
+    while accepted < num:
+        if proposed >= max_proposals:
+            raise PotentialError(
+                f"rejection sampling accepted {accepted} of {proposed} proposals (bound log β = {log_bound:.3g}); "
+                "the bound is too loose or p is far from q"
+            )
+        d = draw(proposal, chunk, log_ratio, generator)
+        excess = d.log_ratio - log_bound
+        if bool((excess > 1e-4).any()):
+            raise BoundViolation(f"log P/q exceeds the bound by {float(excess.max()):.3g}: the bound is wrong")
+        u = torch.rand(chunk, device=excess.device, generator=_matching(generator, excess.device))
+        keep = u.log() < excess
+        proposed += chunk
+        n_keep = int(keep.sum())
+        if n_keep:
+            kept.append(d.batch.index(keep.nonzero().flatten()).to("cpu"))
+            accepted += n_keep
+    samples = concat_batches(kept).index(torch.arange(num))
+    return RejectionResult(samples, proposed, accepted / proposed)
+
+
+def _matching(generator: torch.Generator | None, device: torch.device) -> torch.Generator | None:
+    if generator is None or generator.device.type == torch.device(device).type:
+        return generator
+    return None
+
+
+def snis_moments(values: Tensor, log_weights: Tensor) -> Tensor:
+    """Self-normalized importance sampling: Σ_i w_i f(x_i) / Σ_i w_i ([DPG] A.2); f is [N, K]."""
+    if bool((log_weights == -math.inf).all()):
+        raise PotentialError("every importance weight is zero: the potential has no support under the proposal")
+    w = torch.softmax(log_weights.double(), 0)
+    return (w[:, None] * values.double()).sum(0)
+
+
+@dataclass(frozen=True)
+class LogZEstimate:
+    log_z: float
+    stderr: float
+    """Standard error of log Ẑ (delta method: sd(w) / (√N · mean(w)))."""
+
+
+def estimate_log_z(log_weights: Tensor) -> LogZEstimate:
+    """log Z = log E_q[P/q] ≈ log mean_i w_i from i.i.d. proposal samples."""
+    lw = log_weights.double()
+    if bool((lw == -math.inf).all()):
+        raise PotentialError("every importance weight is zero: Z is estimated as 0")
+    n = lw.numel()
+    log_z = float(torch.logsumexp(lw, 0) - math.log(n))
+    rel = (lw - log_z).exp()  # w / Ẑ
+    se = float(rel.std(unbiased=True) / math.sqrt(n)) if n > 1 else math.inf
+    return LogZEstimate(log_z, se)
+
+
+def estimate_divergences(log_p_unnorm: Tensor, log_pi: Tensor, log_z: float) -> dict[str, float]:
+    """KL(p‖π) and TVD(p, π) from samples x ~ π ([GDC++] Sec. 4.5: E_π|A| = 2·TVD):
+    KL ≈ mean (p/π)·log(p/π), TVD ≈ ½ mean |p/π − 1|, with p = P/Z."""
+    log_ratio = log_p_unnorm.double() - log_z - log_pi.double()  # log p/π
+    ratio = log_ratio.exp()
+    kl = torch.where(ratio > 0, ratio * log_ratio, torch.zeros_like(ratio)).mean()
+    return {"kl_p_pi": float(kl), "tvd": float(0.5 * (ratio - 1).abs().mean())}
