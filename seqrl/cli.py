@@ -85,8 +85,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
     algos = [a.strip() for a in args.algos.split(",")] if args.algos else None
+    grid = {key: [v.strip() for v in value.split(",")] for key in ("sizes", "motifs", "masks")
+            if (value := getattr(args, key))}
     run_suite(args.suite, quick=args.quick, seeds=seeds, algos=algos, device=args.device, out=args.out,
-              progress=not args.no_progress)
+              progress=not args.no_progress, grid=grid)
     return 0
 
 
@@ -123,6 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", help="comma-separated seeds")
     p.add_argument("--algos", help="comma-separated algorithms")
     p.add_argument("--out", default="runs/bench")
+    p.add_argument("--sizes", help="gam: comma-separated |D| values (overrides the grid's)")
+    p.add_argument("--motifs", help="gam: comma-separated motifs")
+    p.add_argument("--masks", help="gam: comma-separated feature masks, e.g. 1001111,Mv1001111")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_bench)
     return parser

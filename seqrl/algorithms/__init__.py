@@ -1,9 +1,9 @@
 """The algorithm zoo; each module registers its algorithm by name."""
 
 from .base import ALGORITHMS, Algorithm, ERPOPoint, config_from_kwargs, register_algorithm
-from .mle import MLE, mle_loss
-from .dpg import DPG, GDCPP, DPGOff, dpg_loss
 from .distill import Distill
+from .dpg import DPG, GDCPP, DPGOff, dpg_loss
+from .mle import MLE, mle_loss
 
 
 def make_algorithm(name: str, policy, **kwargs):
@@ -28,5 +28,7 @@ def _constructor_args(cls) -> set[str]:
     return {n for n, p in params.items() if p.kind == p.KEYWORD_ONLY}
 
 
-__all__ = ["ALGORITHMS", "DPG", "GDCPP", "DPGOff", "Distill", "dpg_loss", "MLE", "Algorithm", "ERPOPoint", "config_from_kwargs", "make_algorithm", "mle_loss",
-           "register_algorithm"]
+__all__ = [
+    "ALGORITHMS", "DPG", "GDCPP", "MLE", "Algorithm", "DPGOff", "Distill", "ERPOPoint", "config_from_kwargs",
+    "dpg_loss", "make_algorithm", "mle_loss", "register_algorithm",
+]

@@ -27,7 +27,9 @@ class Distill(MLE):
         super().__init__(policy, config)
         if potential is None or proposal is None:
             raise TypeError("distill needs potential=<potential> and proposal=<policy to reject from>")
-        self.potential, self.proposal = potential, proposal
+        # Neither is a submodule of the algorithm: they are not trained, checkpointed or moved with it.
+        object.__setattr__(self, "potential", potential)
+        object.__setattr__(self, "proposal", proposal)
         if log_bound is None:
             if not hasattr(potential, "log_ratio_bound") or getattr(potential, "base", None) is not proposal:
                 raise ValueError("distill needs log_bound unless the potential is a GAM over this proposal")
@@ -38,7 +40,8 @@ class Distill(MLE):
 
     def training_data(self) -> SequenceBatch:
         """Draw the exact samples (rejection sampling) the MLE phase trains on."""
-        is_base = getattr(self.potential, "base", None) is self.proposal and hasattr(self.potential, "log_ratio_to_base")
+        is_base = getattr(self.potential, "base", None) is self.proposal
+        is_base = is_base and hasattr(self.potential, "log_ratio_to_base")
         ratio = base_log_ratio(self.potential) if is_base else potential_log_ratio(self.potential)
         result = rejection_sample(self.proposal, ratio, self.config.num_samples, self.log_bound)
         self.acceptance_rate, self.proposed = result.acceptance_rate, result.proposed

@@ -43,7 +43,9 @@ def dpg_loss(logp_pi: Tensor, log_weight: Tensor, log_z: Tensor | float | None =
     Assumes: x ~ q, or the gradient is biased.
     """
     if logp_pi.dim() != 1 or logp_pi.shape != log_weight.shape:
-        raise ValueError(f"logp_pi and log_weight must both be [B], got {tuple(logp_pi.shape)}, {tuple(log_weight.shape)}")
+        raise ValueError(
+            f"logp_pi and log_weight must both be [B], got {tuple(logp_pi.shape)}, {tuple(log_weight.shape)}"
+        )
     advantage = log_weight.exp()
     if log_z is not None:
         if log_pi_over_q is None:
@@ -87,7 +89,7 @@ class _DPGBase(Algorithm):
         super().__init__(policy, config)
         if potential is None or not hasattr(potential, "log_potential"):
             raise TypeError(f"{self.name} needs potential=<object with log_potential(batch)>")
-        self.potential = potential
+        object.__setattr__(self, "potential", potential)  # not a submodule: not trained, saved or moved here
         if self.config.proposal_update == "valid_ce" and self.config.off_policy and valid is None:
             raise ValueError(f"{self.name}: proposal_update='valid_ce' needs valid=<validation batch>")
         self.valid = valid

@@ -1,34 +1,45 @@
 """The GAM binary-motif suite ([DPG] Sec. 4, Table 1; protocol in DESIGN.md).
 
 For each motif, seed and |D|: train the autoregressive model r on D by MLE with early
-stopping on V, then report CE(T, r), H(p_true) and r's motif frequency.
+stopping on V. For each feature mask: Training-1 fits λ by SNIS (proposal r); CE(T, p_λ) uses
+log Z by importance sampling. Training-2 turns P_λ into a policy π by ``distill``
+(rejection sampling + MLE), ``dpg_off`` ([DPG] Alg. 1), ``gdcpp`` ([GDC++] Alg. 1) and, on
+request, on-policy ``dpg``. Metrics: CE(T, ·) in nats per sequence, H(p_true), motif
+frequency of 2000 samples, estimated KL(p_λ‖π) and TVD, episodes, wall time.
 """
 
 from __future__ import annotations
 
+import json
+import math
+import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from ..algorithms import make_algorithm
+from ..ebm import GAMPotential, MotifFeatures, Training1Config, fit_lambda
+from ..ebm.sampling import base_log_ratio, draw, estimate_divergences, estimate_log_z
+from ..ebm.training1 import lam_summary
 from ..envs.motif import MotifTask
-from ..metrics import cross_entropy, motif_frequency, sample_in_chunks
+from ..metrics import cross_entropy, motif_frequency, sample_in_chunks, sequence_log_probs
 from ..policies import make_policy
-from ..training import FitConfig, fit
+from ..training import Callback, FitConfig, fit
 from .runner import BenchOptions, RunRecord, Suite, format_table, register_suite
 
 MOTIFS = ("1000101000101", "1011100111001", "10001011111000")
 FEATURES = ("1001111", "Mv1001111")
 SEEDS = (1234, 4444)
 DATASET_SIZES = (500, 1000, 5000, 10000, 20000)
+TRAINING2 = ("distill", "dpg_off", "gdcpp")
 
 
 @dataclass(frozen=True, kw_only=True)
 class GamSettings:
-    """The authors' settings ([DPG] Sec. 4 and their released code)."""
+    """The authors' settings ([DPG] Sec. 4 and their released code) unless noted."""
 
     length: int = 30
     test_size: int = 5000
@@ -41,16 +52,31 @@ class GamSettings:
     patience: int = 8
     max_epochs: int = 200
     motif_samples: int = 2000
+    snis_samples: int = 20_000
+    """Proposal samples per SNIS moment estimate in Training-1."""
+    snis_resample_every: int | None = 10
+    """Fresh SNIS samples every this many λ steps (None: one pool for the whole fit)."""
+    training1_steps: int = 100
+    log_z_samples: int = 100_000
+    """Samples of r for the importance-sampling estimate of log Z (CE(T, p_λ), KL, TVD)."""
+    distill_samples: int = 20_000
+    dpg_steps: int = 2000
+    """Training-2 optimizer steps of ``samples_per_step`` = batch_size episodes each."""
+    dpg_lr: float = 1e-3
+    eval_every: int = 20
+    """Steps between Training-2 evaluations (validation CE, KL estimate, proposal update)."""
+    kl_samples: int = 2000
 
 
-QUICK_SETTINGS = GamSettings(hidden_size=64, max_epochs=100)
+QUICK_SETTINGS = GamSettings(hidden_size=64, max_epochs=60, snis_samples=20_000, snis_resample_every=None,
+                             log_z_samples=50_000, distill_samples=2000, dpg_steps=150, eval_every=10,
+                             kl_samples=1000)
 
 
 def train_r(task: MotifTask, settings: GamSettings, seed: int, device: torch.device, progress: bool):
     """r: LSTM trained by MLE on D with early stopping on V (CE), best weights kept."""
     torch.manual_seed(seed)
-    policy = make_policy("lstm", task.vocab, task.max_len, hidden_size=settings.hidden_size,
-                         num_layers=settings.num_layers, dropout=settings.dropout)
+    policy = new_policy(task, settings)
     config = FitConfig(max_epochs=settings.max_epochs, batch_size=settings.batch_size, lr=settings.lr,
                        clip_grad_norm=settings.clip_grad_norm, patience=settings.patience,
                        device=str(device), seed=seed, progress=progress)
@@ -58,52 +84,157 @@ def train_r(task: MotifTask, settings: GamSettings, seed: int, device: torch.dev
     return policy, result
 
 
+def new_policy(task: MotifTask, settings: GamSettings):
+    return make_policy("lstm", task.vocab, task.max_len, hidden_size=settings.hidden_size,
+                       num_layers=settings.num_layers, dropout=settings.dropout)
+
+
+class KLCurve(Callback):
+    """Records (episodes, estimated KL(p_λ‖π), validation CE) at every evaluation."""
+
+    def __init__(self) -> None:
+        self.points: list[dict[str, float]] = []
+
+    def on_evaluation(self, algorithm, state) -> None:
+        self.points.append({k: state.metrics[k] for k in ("step", "episodes", "kl_p_pi", "valid_ce")
+                            if k in state.metrics})
+
+
 @register_suite("gam")
 class GamSuite(Suite):
     name = "gam"
-    default_algos = ("mle",)
-    available_algos = ("mle",)
+    default_algos = ("mle", *TRAINING2)
+    available_algos = ("mle", "distill", "dpg_off", "gdcpp", "dpg")
 
     def __init__(self, settings: GamSettings | None = None) -> None:
         self.settings = settings
+        self.curves: list[dict[str, Any]] = []
 
     def settings_for(self, options: BenchOptions) -> GamSettings:
-        """The paper's settings; ``--quick`` uses a 64-unit LSTM and fewer epochs so that the
+        """The paper's settings; ``--quick`` uses a 64-unit LSTM and shorter runs so that the
         reduced grid runs in minutes on a 2-core CPU (0.1 s per step instead of 0.55 s)."""
         if self.settings is not None:
             return self.settings
         return QUICK_SETTINGS if options.quick else GamSettings()
 
     def jobs(self, options: BenchOptions) -> list[dict[str, Any]]:
+        grid = options.grid
         if options.quick:
-            motifs, sizes, seeds = MOTIFS[:1], (500, 5000), options.seeds or SEEDS[:1]
+            motifs, masks, sizes, seeds = MOTIFS[:1], FEATURES[:1], (500, 5000), SEEDS[:1]
         else:
-            motifs, sizes, seeds = MOTIFS, DATASET_SIZES, options.seeds or SEEDS
-        return [{"motif": m, "dataset_size": d, "seed": s} for m in motifs for s in seeds for d in sizes]
+            motifs, masks, sizes, seeds = MOTIFS, FEATURES, DATASET_SIZES, SEEDS
+        motifs = tuple(grid.get("motifs", motifs))
+        masks = tuple(grid.get("masks", masks))
+        sizes = tuple(int(s) for s in grid.get("sizes", sizes))
+        seeds = options.seeds or seeds
+        for mask in masks:
+            MotifFeatures(MotifTask(motifs[0], train_size=1, test_size=1).vocab, motifs[0], mask)  # validate early
+        return [{"motif": m, "masks": masks, "dataset_size": d, "seed": s} for m in motifs for s in seeds for d in sizes]
 
     def run_job(self, job: dict[str, Any], options: BenchOptions) -> list[RunRecord]:
         st = self.settings_for(options)
-        task = MotifTask(job["motif"], st.length, train_size=job["dataset_size"], test_size=st.test_size,
-                         seed=job["seed"])
+        algos = options.algos or self.default_algos
+        device, seed = options.device, job["seed"]
+        task = MotifTask(job["motif"], st.length, train_size=job["dataset_size"], test_size=st.test_size, seed=seed)
+        test = task.split("test")
         started = time.perf_counter()
-        r, result = train_r(task, st, job["seed"], options.device, options.progress)
-        samples = sample_in_chunks(r, st.motif_samples, generator=None)
-        metrics = {
-            "ce_r": cross_entropy(r, task.split("test")),
+        r, r_fit = train_r(task, st, seed, device, options.progress)
+        gen = torch.Generator(device=device).manual_seed(seed)
+        base = {
+            "ce_r": cross_entropy(r, test),
             "h_true": task.entropy(),
-            "motif_freq_r": motif_frequency(samples, task.vocab, task.motif),
-            "epochs_r": result.steps / max(1, -(-job["dataset_size"] // st.batch_size)),
-            "wall_s": time.perf_counter() - started,
+            "motif_freq_r": motif_frequency(sample_in_chunks(r, st.motif_samples, generator=gen), task.vocab,
+                                            task.motif),
         }
         params = {"motif": job["motif"], "dataset_size": job["dataset_size"], "test_size": st.test_size}
-        return [RunRecord("mle", job["seed"], params, metrics)]
+        records = [RunRecord("mle", seed, {**params, "features": "-"},
+                             {**base, "ce_test": base["ce_r"], "motif_freq": base["motif_freq_r"],
+                              "epochs_r": r_fit.steps / max(1, -(-job["dataset_size"] // st.batch_size)),
+                              "episodes": 0, "wall_s": time.perf_counter() - started})]
+        wanted = [a for a in algos if a != "mle"]
+        if not wanted:
+            return records
+        for mask in job["masks"]:
+            records += self._training2(task, r, mask, wanted, st, base, params, seed, options)
+        return records
 
+    def _training2(self, task, r, mask, algos, st, base, params, seed, options) -> list[RunRecord]:
+        device = options.device
+        gen = torch.Generator(device=device).manual_seed(seed + 1)
+        started = time.perf_counter()
+        features = MotifFeatures(task.vocab, task.motif, mask, task.length)
+        P = GAMPotential(r, features).to(device)
+        t1 = fit_lambda(P, task.split("train"), Training1Config(method="snis", num_samples=st.snis_samples,
+                                                                resample_every=st.snis_resample_every,
+                                                                max_steps=st.training1_steps, seed=seed))
+        # log Z of P_λ by importance sampling from r: Z = E_r[exp(λ·φ)].
+        pool = draw(r, st.log_z_samples, base_log_ratio(P), gen)
+        z = estimate_log_z(pool.log_ratio)
+        test = task.split("test")
+        log_p_test = sequence_log_probs(r, test) + P.log_ratio_to_base(test.to(device)).double().cpu()
+        gam_metrics = {"ce_plambda": float(-(log_p_test.mean()) + z.log_z), "ce_plambda_se": z.stderr,
+                       "log_z": z.log_z, "training1_steps": t1.steps,
+                       "wall_s_training1": time.perf_counter() - started,
+                       **lam_summary(t1, features.names)}
+
+        def divergences(policy) -> dict[str, float]:
+            d = draw(policy, st.kl_samples, lambda b, lq: P.log_potential(b) - lq, gen)
+            return estimate_divergences(d.log_ratio + d.log_q, d.log_q, z.log_z)
+
+        records = []
+        for algo in algos:
+            t0 = time.perf_counter()
+            torch.manual_seed(seed)
+            policy = new_policy(task, st).to(device)
+            policy.load_state_dict(r.state_dict())
+            curve = KLCurve()
+            fit_config = FitConfig(batch_size=st.batch_size, lr=st.lr, clip_grad_norm=st.clip_grad_norm,
+                                   patience=st.patience, device=str(device), seed=seed, progress=options.progress)
+            extra: dict[str, float] = {}
+            if algo == "distill":
+                algorithm = make_algorithm("distill", policy, potential=P, proposal=r, num_samples=st.distill_samples)
+                data = algorithm.training_data()
+                fit(algorithm, data, valid=task.split("valid"), config=replace(fit_config, max_epochs=st.max_epochs))
+                episodes = algorithm.proposed
+                extra["acceptance_rate"] = algorithm.acceptance_rate or 0.0
+            else:
+                algorithm = make_algorithm(algo, policy, potential=P, proposal=r, valid=task.split("valid"),
+                                           samples_per_step=st.batch_size, kl_samples=st.kl_samples)
+
+                valid = task.split("valid")
+
+                def evaluate(alg, _valid=valid) -> dict[str, float]:
+                    return {"valid_ce": cross_entropy(alg.policy, _valid), "episodes": float(alg.episodes),
+                            **divergences(alg.policy)}
+
+                fit(algorithm, None, evaluate=evaluate, callbacks=[curve],
+                    config=replace(fit_config, max_steps=st.dpg_steps, eval_every=st.eval_every, lr=st.dpg_lr))
+                episodes = algorithm.episodes
+                extra["proposal_updates"] = algorithm.proposal_updates
+                self.curves.append({"algorithm": algo, "seed": seed, **params, "features": mask,
+                                    "points": curve.points})
+            samples = sample_in_chunks(policy, st.motif_samples, generator=gen)
+            metrics = {**base, **gam_metrics, **divergences(policy), **extra,
+                       "ce_test": cross_entropy(policy, test),
+                       "motif_freq": motif_frequency(samples, task.vocab, task.motif),
+                       "episodes": float(episodes), "wall_s": time.perf_counter() - t0}
+            records.append(RunRecord(algo, seed, {**params, "features": mask}, metrics))
+        return records
+
+    # --- reporting -------------------------------------------------------------------
     def table(self, records: list[RunRecord]) -> str:
-        rows = [[r.algorithm, r.params["motif"], r.seed, r.params["dataset_size"], r.metrics["ce_r"],
-                 r.metrics["h_true"], r.metrics["ce_r"] / r.metrics["h_true"], r.metrics["motif_freq_r"],
+        rows = [[r.algorithm, r.params["motif"], r.params["features"], r.seed, r.params["dataset_size"],
+                 r.metrics["ce_test"], r.metrics["ce_r"], r.metrics.get("ce_plambda", math.nan), r.metrics["h_true"],
+                 r.metrics["motif_freq"], r.metrics.get("kl_p_pi", math.nan), r.metrics["episodes"],
                  r.metrics["wall_s"]] for r in records]
-        header = ["algorithm", "motif", "seed", "|D|", "CE(T,r)", "H(p_true)", "CE/H", "motif_freq_r", "wall_s"]
-        return format_table(header, rows)
+        header = ["algorithm", "motif", "ft", "seed", "|D|", "CE(T,π)", "CE(T,r)", "CE(T,p_λ)", "H(p_true)",
+                  "motif_freq", "KL(p_λ‖π)", "episodes", "wall_s"]
+        out = [format_table(header, rows)]
+        for algo in ("dpg_off", "gdcpp", "dpg"):
+            if any(r.algorithm == algo for r in records) and any(r.algorithm == "distill" for r in records):
+                out.append(f"\nTable 1 of [DPG] with dpg = {algo} (means over motifs, features, seeds):\n"
+                           + table1(records, algo))
+        return "\n".join(out)
 
     def plot(self, records: list[RunRecord], out: Path) -> list[Path]:
         import matplotlib
@@ -111,21 +242,85 @@ class GamSuite(Suite):
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        fig, ax = plt.subplots(figsize=(6, 4))
+        paths = []
+        fig, ax = plt.subplots(figsize=(7, 4.5))
         ax2 = ax.twinx()
-        for motif in sorted({r.params["motif"] for r in records}):
-            rs = sorted((r for r in records if r.params["motif"] == motif), key=lambda r: r.params["dataset_size"])
-            xs = [r.params["dataset_size"] for r in rs]
-            ax.plot(xs, [r.metrics["ce_r"] for r in rs], "o-", label=f"CE(T, r) {motif}")
-            ax.plot(xs, [r.metrics["h_true"] for r in rs], "k:", label="H(p_true)")
-            ax2.plot(xs, [r.metrics["motif_freq_r"] for r in rs], "s--", alpha=0.6, label=f"motif freq r {motif}")
+        algos = [a for a in ("mle", "distill", "dpg_off", "gdcpp", "dpg") if any(r.algorithm == a for r in records)]
+        sizes = sorted({r.params["dataset_size"] for r in records})
+        for algo in algos:
+            rs = [r for r in records if r.algorithm == algo]
+            label = "r" if algo == "mle" else algo
+            ce = [_mean([r.metrics["ce_test"] for r in rs if r.params["dataset_size"] == d]) for d in sizes]
+            mf = [_mean([r.metrics["motif_freq"] for r in rs if r.params["dataset_size"] == d]) for d in sizes]
+            line, = ax.plot(sizes, ce, "o-", label=f"CE(T, {label})")
+            ax2.plot(sizes, mf, "s--", color=line.get_color(), alpha=0.6, label=f"motif freq {label}")
+        ax.plot(sizes, [_mean([r.metrics["h_true"] for r in records if r.params["dataset_size"] == d]) for d in sizes],
+                "k:", label="H(p_true)")
         ax.set_xscale("log")
         ax.set_xlabel("|D|")
-        ax.set_ylabel("nats per sequence")
-        ax2.set_ylabel("motif frequency")
+        ax.set_ylabel("CE(T, ·), nats per sequence")
+        ax2.set_ylabel("motif frequency (dashed)")
         ax.legend(loc="upper right", fontsize=7)
+        ax.set_title("GAM motif task: Training-2 vs r (cf. [DPG] Fig. 2)")
         fig.tight_layout()
-        path = out / "gam_ce_vs_D.png"
-        fig.savefig(path, dpi=120)
+        paths.append(out / "gam_ce_vs_D.png")
+        fig.savefig(paths[-1], dpi=120)
         plt.close(fig)
-        return [path]
+        if self.curves:
+            (out / "gam_curves.json").write_text(json.dumps(self.curves, indent=1))
+            fig, ax = plt.subplots(figsize=(7, 4.5))
+            for c in self.curves:
+                pts = [p for p in c["points"] if "kl_p_pi" in p]
+                style = "-" if c["algorithm"] == "gdcpp" else "--"
+                ax.plot([p["episodes"] for p in pts], [max(p["kl_p_pi"], 1e-4) for p in pts], style,
+                        label=f"{c['algorithm']} |D|={c['dataset_size']} {c['features']} s{c['seed']}")
+            ax.set_yscale("log")
+            ax.set_xlabel("episodes (sequences sampled)")
+            ax.set_ylabel("estimated KL(p_λ‖π)")
+            ax.legend(fontsize=6)
+            ax.set_title("Learning curves: dpg_off (dashed) vs gdcpp (solid)")
+            fig.tight_layout()
+            paths.append(out / "gam_kl_curves.png")
+            fig.savefig(paths[-1], dpi=120)
+            plt.close(fig)
+            paths.append(out / "gam_curves.json")
+        return paths
+
+
+def _mean(values: list[float]) -> float:
+    return statistics.fmean(values) if values else math.nan
+
+
+def table1(records: list[RunRecord], dpg: str = "dpg_off") -> str:
+    """The ratio columns of [DPG] Table 1 per |D| (means over motif × features × seed), plus
+    absolute CEs. Ratios pair runs with the same motif, features, seed and |D|."""
+    key = lambda r: (r.params["motif"], r.params["features"], r.seed, r.params["dataset_size"])  # noqa: E731
+    by_algo = {a: {key(r): r.metrics for r in records if r.algorithm == a} for a in ("distill", dpg)}
+    rows = []
+    for d in sorted({r.params["dataset_size"] for r in records}):
+        keys = [k for k in by_algo[dpg] if k[3] == d and k in by_algo["distill"]]
+        if not keys:
+            continue
+        P, S = by_algo[dpg], by_algo["distill"]
+        freq = lambda m, k: max(m[k], 1e-6)  # noqa: E731
+        rows.append([
+            d,
+            _mean([P[k]["ce_test"] / S[k]["ce_test"] for k in keys]),
+            _mean([freq(P[k], "motif_freq") / freq(S[k], "motif_freq") for k in keys]),
+            _mean([P[k]["ce_test"] / P[k]["ce_r"] for k in keys]),
+            _mean([P[k]["ce_test"] / P[k]["h_true"] for k in keys]),
+            _mean([freq(P[k], "motif_freq") / freq(P[k], "motif_freq_r") for k in keys]),
+            _mean([S[k]["ce_test"] / S[k]["ce_r"] for k in keys]),
+            _mean([freq(S[k], "motif_freq") / freq(S[k], "motif_freq_r") for k in keys]),
+            _mean([P[k]["ce_test"] for k in keys]),
+            _mean([S[k]["ce_test"] for k in keys]),
+            _mean([P[k]["ce_r"] for k in keys]),
+            _mean([P[k]["ce_plambda"] for k in keys]),
+            _mean([P[k]["h_true"] for k in keys]),
+        ])
+    header = ["|D|", "CE dpg/dis", "mtf dpg/dis", "CE dpg/r", "CE dpg/H", "mtf dpg/r", "CE dis/r", "mtf dis/r",
+              "CE dpg", "CE dis", "CE r", "CE p_λ", "H"]
+    return format_table(header, rows)
+
+
+__all__ = ["GamSettings", "GamSuite", "QUICK_SETTINGS", "table1", "asdict"]

@@ -37,6 +37,8 @@ class BenchOptions:
     device: torch.device = torch.device("cpu")
     progress: bool = True
     out: Path | None = None
+    grid: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """Suite-specific overrides of the grid, e.g. {"sizes": ("500",), "masks": ("1001111",)}."""
 
 
 class Suite:
@@ -122,6 +124,7 @@ def run_suite(
     device: str = "auto",
     out: str | Path | None = "runs/bench",
     progress: bool = True,
+    grid: dict[str, Sequence[str]] | None = None,
     echo: Callable[[str], None] = print,
 ) -> dict:
     """Run a registered suite and write its results; return the ``results.json`` payload."""
@@ -137,6 +140,7 @@ def run_suite(
         device=resolve_device(device),
         progress=progress,
         out=Path(out) if out is not None else None,
+        grid={k: tuple(v) for k, v in (grid or {}).items()},
     )
     started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     jobs = suite.jobs(options)

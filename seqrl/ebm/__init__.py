@@ -5,10 +5,10 @@ from .features import FEATURE_NAMES, FeatureMaskError, MotifFeatures, parse_mask
 from .gam import GAMPotential
 from .sampling import (
     BoundViolation,
+    base_log_ratio,
     estimate_divergences,
     estimate_log_z,
     potential_log_ratio,
-    base_log_ratio,
     rejection_sample,
     snis_moments,
 )

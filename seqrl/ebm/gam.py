@@ -25,7 +25,9 @@ class GAMPotential(nn.Module):
         self.features = features
         lam = torch.zeros(features.dim) if lam is None else torch.as_tensor(lam, dtype=torch.float32)
         if lam.shape != (features.dim,):
-            raise ValueError(f"λ must have shape ({features.dim},) for features {features.names}, got {tuple(lam.shape)}")
+            raise ValueError(
+                f"λ must have shape ({features.dim},) for features {features.names}, got {tuple(lam.shape)}"
+            )
         self.register_buffer("lam", lam.clone())
 
     def log_ratio_to_base(self, batch: SequenceBatch) -> Tensor:
@@ -38,7 +40,8 @@ class GAMPotential(nn.Module):
         was_training = self.base.training
         self.base.eval()
         try:
-            return self.base.sequence_log_prob(batch.to(self.base.device)).to(batch.device) + self.log_ratio_to_base(batch)
+            log_r = self.base.sequence_log_prob(batch.to(self.base.device)).to(batch.device)
+            return log_r + self.log_ratio_to_base(batch)
         finally:
             self.base.train(was_training)
 
