@@ -131,14 +131,32 @@ class _DPGBase(Algorithm):
         logp_pi = self.policy.sequence_log_prob(rollout.batch)
         log_z = self.log_z()
         normalizer = math.exp(log_z) if self.config.normalize_by_z else 1.0
+        log_pi_over_q = None
+        if self.config.baseline:
+            log_pi_over_q = self._eval_log_prob(rollout.batch, logp_pi) - rollout.log_q
         loss, adv = dpg_loss(
             logp_pi,
             rollout.log_weight,
             log_z if self.config.baseline else None,
-            (logp_pi.detach() - rollout.log_q) if self.config.baseline else None,
+            log_pi_over_q,
             normalizer,
         )
         return loss, {"log_z": log_z, "advantage_abs": float(adv.abs().mean()), "episodes": float(self.episodes)}
+
+    @torch.no_grad()
+    def _eval_log_prob(self, batch: SequenceBatch, logp_train: Tensor) -> Tensor:
+        """log π_θ(x) of π as a distribution (eval mode). With dropout active, the training
+        pass scores a random sub-network, whose π(x)/q(x) would make the baseline Z·π/q noisy
+        and biased; without dropout the training pass already is that distribution."""
+        if not self.policy.training or not any(
+            isinstance(m, torch.nn.Dropout) and m.p > 0 for m in self.policy.modules()
+        ):
+            return logp_train.detach()
+        self.policy.eval()
+        try:
+            return self.policy.sequence_log_prob(batch)
+        finally:
+            self.policy.train()
 
     # --- proposal updates ------------------------------------------------------------
     @torch.no_grad()
