@@ -45,7 +45,9 @@ def rollout(
     """Sample ``num_samples`` sequences (per row of ``data`` when given: its context is the
     source and its tokens the reference) and score them: R(y; y*) and, if ``dense``, ΔR."""
     context = data.context if data is not None else None
-    samples = policy.sample(num_samples, context, temperature=temperature, override=override, generator=generator)
+    # Unconditional with data: ``num_samples`` per data row, so that references line up.
+    count = num_samples * data.batch_size if data is not None and context is None else num_samples
+    samples = policy.sample(count, context, temperature=temperature, override=override, generator=generator)
     refs = None
     if data is not None and getattr(reward, "needs_reference", True):
         refs = _repeat(data.with_context(None), num_samples).to(samples.batch.device)

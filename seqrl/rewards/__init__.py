@@ -6,6 +6,7 @@ from .base import (
     BaseReward,
     Reward,
     RewardError,
+    candidate_rewards,
     compute_reward,
     make_reward,
     prefixes_with_eos,
@@ -26,7 +27,7 @@ from .builtin import (
 )
 
 __all__ = [
-    "REWARDS", "BaseReward", "BleuReward", "DeltaReward", "EditReward", "HammingReward", "MotifReward",
+    "REWARDS", "BaseReward", "candidate_rewards", "BleuReward", "DeltaReward", "EditReward", "HammingReward", "MotifReward",
     "PotentialReward", "Reward", "RewardError", "RougeReward", "WeightedReward", "compute_reward",
     "levenshtein", "make_reward", "motif_presence", "prefixes_with_eos", "register_reward", "token_rewards",
 ]

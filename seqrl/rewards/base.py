@@ -145,3 +145,30 @@ def token_rewards(reward: Reward, hyps: SequenceBatch, refs: SequenceBatch | Non
     cum = compute_reward(reward, prefixes, _repeat_rows(refs, T)).view(B, T)  # R(y_≤t)
     prev = torch.nn.functional.pad(cum[:, :-1], (1, 0), value=0.0)
     return torch.where(mask_t, cum - prev, torch.zeros_like(cum))
+
+
+def candidate_rewards(reward: Reward, prefix: Tensor, refs: SequenceBatch | None, vocab) -> Tensor:
+    """[B, V] ΔR(w | prefix, y*) = R(prefix + w + eos) − R(prefix + eos) for every id w that a
+    policy may emit (−inf for the others; 0 for EOS by the partial-sequence convention).
+
+    ``prefix`` is [B, t] symbols (no EOS). One batched reward call over B·V candidates.
+    """
+    B, t = prefix.shape
+    dev = prefix.device
+    V = len(vocab)
+    allowed = vocab.generatable_mask().to(dev)
+    ids = allowed.nonzero().flatten()  # (C,)
+    C = ids.numel()
+    base = prefix[:, None, :].expand(B, C, t)
+    cand = torch.cat([base, ids[None, :, None].expand(B, C, 1),
+                      torch.full((B, C, 1), vocab.eos, dtype=torch.long, device=dev)], 2)
+    lengths = torch.full((B, C), t + 2, dtype=torch.long, device=dev)
+    is_eos = ids == vocab.eos
+    lengths[:, is_eos] = t + 1  # prefix + eos: no second EOS
+    batch = SequenceBatch(cand.reshape(B * C, t + 2), lengths.reshape(B * C))
+    rows = _repeat_rows(refs, C)
+    after = compute_reward(reward, batch, rows).view(B, C)
+    before = after[:, is_eos]  # R(prefix + eos)
+    out = torch.full((B, V), float("-inf"), device=dev)
+    out[:, ids] = after - before
+    return out

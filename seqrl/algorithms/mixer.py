@@ -1,0 +1,93 @@
+"""MIXER ([ERPO] App. A; Ranzato et al., 2016): MLE on the first m reference tokens, REINFORCE
+on the model's continuation, with m annealed from T down by Δ every k steps.
+
+Loss per sequence: −Σ_{t<m} log π(y*_t | y*_<t) − A·Σ_{t≥m} log π(y_t | y_<t), where y_t = y*_t
+for t < m, y_t ~ π beyond, and A = R(y_{1:T}) − R(y*_{1:m}) ([ERPO] C.2). With m ≥ |y*| it is MLE.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ..policies.base import StepInfo
+from ..rewards.base import compute_reward, make_reward, prefixes_with_eos
+from ..types import SequenceBatch
+from .base import Algorithm, register_algorithm
+
+
+def reference_override(refs: SequenceBatch, use_reference):
+    """An override hook that emits y*_t wherever ``use_reference(info) → [B] bool`` holds."""
+
+    def hook(info: StepInfo) -> Tensor:
+        t = info.t
+        if t < refs.tokens.shape[1]:
+            ref_t = refs.tokens[:, t].to(info.proposed.device)
+            inside = t < refs.lengths.to(info.proposed.device)
+        else:
+            ref_t = info.proposed
+            inside = torch.zeros_like(info.finished)
+        return torch.where(use_reference(info) & inside, ref_t, info.proposed)
+
+    return hook
+
+
+@dataclass(frozen=True)
+class MixerRollout:
+    batch: SequenceBatch
+    m: int
+    advantage: Tensor
+
+
+@register_algorithm("mixer")
+class Mixer(Algorithm):
+    @dataclass(frozen=True, kw_only=True)
+    class Config:
+        reward: str = "bleu"
+        m_start: int | None = None
+        """Initial number of teacher-forced tokens (default: max_len, i.e. pure MLE)."""
+        delta: int = 2
+        """Δ: tokens handed to REINFORCE at each annealing step."""
+        anneal_every: int = 500
+        """k: optimizer steps between annealing steps."""
+
+    def __init__(self, policy, config=None, *, reward=None) -> None:
+        super().__init__(policy, config)
+        self.reward = reward if reward is not None else make_reward(self.config.reward, policy.vocab)
+        self.m = self.config.m_start if self.config.m_start is not None else policy.max_len
+        if self.m < 0 or self.config.delta < 0 or self.config.anneal_every < 1:
+            raise ValueError("need m_start ≥ 0, delta ≥ 0 and anneal_every ≥ 1")
+
+    def collect(self, batch: SequenceBatch) -> MixerRollout:
+        refs = batch.with_context(None)
+        m = self.m
+        with torch.no_grad():
+            hook = reference_override(refs, lambda info: torch.full_like(info.finished, info.t < m))
+            samples = self.policy.sample(1, batch.context, override=hook) if batch.context is not None \
+                else self.policy.sample(batch.batch_size, override=hook)
+            hyps = samples.batch.with_context(None)
+            R = compute_reward(self.reward, hyps, refs)
+            # R(y*_{1:m}) with R(ŷ) = R(ŷ + eos); R(∅) = 0 when m = 0.
+            if m == 0:
+                R_m = torch.zeros_like(R)
+            else:
+                prefixes = prefixes_with_eos(refs, self.policy.vocab.eos)
+                width = refs.tokens.shape[1]
+                k = torch.clamp(torch.full_like(refs.lengths, m), max=width) - 1
+                rows = torch.arange(refs.batch_size, device=refs.device) * width + k
+                R_m = compute_reward(self.reward, prefixes.index(rows), refs)
+        return MixerRollout(samples.batch, m, R - R_m)
+
+    def loss(self, rollout: MixerRollout) -> tuple[Tensor, dict[str, float]]:
+        logp_t = self.policy.token_log_probs(rollout.batch)  # (B, T), 0 on padding
+        steps = torch.arange(logp_t.shape[1], device=logp_t.device)[None]
+        mle_part = torch.where(steps < rollout.m, logp_t, torch.zeros_like(logp_t)).sum(1)
+        pg_part = torch.where(steps >= rollout.m, logp_t, torch.zeros_like(logp_t)).sum(1)
+        loss = -(mle_part + rollout.advantage.detach() * pg_part).mean()
+        return loss, {"m": float(rollout.m), "advantage": float(rollout.advantage.mean())}
+
+    def on_step_end(self, step: int) -> None:
+        if step % self.config.anneal_every == 0:
+            self.m = max(0, self.m - self.config.delta)
