@@ -85,7 +85,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
     algos = [a.strip() for a in args.algos.split(",")] if args.algos else None
-    grid = {key: [v.strip() for v in value.split(",")] for key in ("sizes", "motifs", "masks")
+    grid = {key: [v.strip() for v in value.split(",")] for key in ("sizes", "motifs", "masks", "data")
             if (value := getattr(args, key))}
     run_suite(args.suite, quick=args.quick, seeds=seeds, algos=algos, device=args.device, out=args.out,
               progress=not args.no_progress, grid=grid)
@@ -128,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sizes", help="gam: comma-separated |D| values (overrides the grid's)")
     p.add_argument("--motifs", help="gam: comma-separated motifs")
     p.add_argument("--masks", help="gam: comma-separated feature masks, e.g. 1001111,Mv1001111")
+    p.add_argument("--data", help="seq2seq: a TSV of source<TAB>target pairs instead of the toy task")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_bench)
     return parser

@@ -21,8 +21,12 @@ def make_algorithm(name: str, policy, **kwargs):
     cls = ALGORITHMS.get(name)
     config_cls = getattr(cls, "Config", None)
     names = {f.name for f in fields(config_cls)} if config_cls is not None else set()
-    config = {k: kwargs.pop(k) for k in list(kwargs) if k in names}
-    unknown = [k for k in kwargs if k not in _constructor_args(cls)]
+    ctor = _constructor_args(cls)
+    plain = (str, int, float, bool, tuple, type(None))
+    # A name that is both a config field and a constructor argument (``reward``): a plain value
+    # (a registered name) configures, an object (a Reward instance) is handed to the constructor.
+    config = {k: kwargs.pop(k) for k in list(kwargs) if k in names and (k not in ctor or isinstance(kwargs[k], plain))}
+    unknown = [k for k in kwargs if k not in ctor]
     if unknown:
         raise TypeError(f"{name}: unknown config fields {sorted(unknown)}; known: {sorted(names)}")
     return cls(policy, config_from_kwargs(cls, **config), **kwargs)

@@ -20,7 +20,8 @@ from ..types import SequenceBatch
 from .base import Algorithm, ERPOPoint, register_algorithm
 
 
-def reinforce_loss(logp: Tensor, reward: Tensor, baseline: Tensor | None = None) -> tuple[Tensor, Tensor]:
+def reinforce_loss(logp: Tensor, reward: Tensor, baseline: Tensor | None = None,
+                   reduction: Literal["mean", "none"] = "mean") -> tuple[Tensor, Tensor]:
     """Surrogate −(1/B) Σ_b (R_b − b_b) log π(y_b); returns (loss, advantages).
 
     Args:
@@ -30,7 +31,8 @@ def reinforce_loss(logp: Tensor, reward: Tensor, baseline: Tensor | None = None)
     if logp.dim() != 1 or logp.shape != reward.shape:
         raise ValueError(f"logp and reward must both be [B], got {tuple(logp.shape)}, {tuple(reward.shape)}")
     advantage = (reward - (baseline if baseline is not None else 0.0)).detach()
-    return -(advantage * logp).mean(), advantage
+    per_sample = -(advantage * logp)
+    return (per_sample if reduction == "none" else per_sample.mean()), advantage
 
 
 def leave_one_out_mean(reward: Tensor, group: int) -> Tensor:
@@ -67,8 +69,6 @@ class Reinforce(Algorithm):
 
     def __init__(self, policy, config=None, *, reward=None) -> None:
         super().__init__(policy, config)
-        if self.config.baseline == "mean" and self.config.num_samples == 1:
-            pass  # leave-one-out over the batch
         self.reward = reward if reward is not None else make_reward(self.config.reward, policy.vocab)
 
     def collect(self, batch: SequenceBatch) -> PGRollout:

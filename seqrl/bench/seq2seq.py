@@ -1,0 +1,186 @@
+"""The seq2seq suite: the ERPO family on conditional tasks with BLEU/ROUGE ([ERPO] Tables 1–2).
+
+Per seed: the attention encoder–decoder is trained by MLE with early stopping on validation
+BLEU (the ``mle`` row). Every other algorithm starts from that policy (MIXER, REINFORCE and
+SPG need a pretrained model; giving it to all keeps the comparison about the objective) and
+trains for the same budget with early stopping on validation BLEU. Test corpus BLEU
+(sacrebleu) and ROUGE-1/2/L (rouge-score) use beam search of width 5; the table reports
+mean ± std over seeds.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..algorithms import make_algorithm
+from ..algorithms.data_noising import unigram_distribution
+from ..envs.tasks import TextPairTask, ToyTranslationTask
+from ..metrics import corpus_bleu, corpus_rouge
+from ..policies import make_policy
+from ..training import FitConfig, fit
+from .runner import BenchOptions, RunRecord, Suite, format_table, register_suite
+
+ALGOS = ("mle", "raml", "data_noising", "scheduled_sampling", "mixer", "reinforce", "spg", "interpolation")
+REWARD_ALGOS = ("raml", "mixer", "reinforce", "spg", "interpolation", "erpo")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Seq2SeqSettings:
+    train_size: int = 2000
+    valid_size: int = 200
+    test_size: int = 500
+    noise: float = 0.1
+    hidden_size: int = 128
+    embedding_dim: int = 64
+    dropout: float = 0.2
+    lr: float = 1e-3
+    batch_size: int = 32
+    mle_epochs: int = 40
+    finetune_epochs: int = 10
+    patience: int = 5
+    eval_every: int | None = None
+    beam_size: int = 5
+    reward: str = "bleu"
+
+
+QUICK = Seq2SeqSettings(train_size=300, valid_size=40, test_size=100, hidden_size=48, embedding_dim=32, lr=3e-3,
+                        mle_epochs=15, finetune_epochs=2, patience=3, beam_size=5)
+
+
+def algorithm_kwargs(name: str, settings: Seq2SeqSettings, task, steps_per_epoch: int) -> dict[str, Any]:
+    kw: dict[str, Any] = {}
+    if name in REWARD_ALGOS:
+        kw["reward"] = settings.reward
+    if name == "data_noising":
+        kw["unigram"] = unigram_distribution(task.split("train"), task.vocab)
+    if name == "mixer":
+        # Hand Δ = 2 tokens to REINFORCE every epoch, starting from the whole target teacher-forced.
+        kw.update(m_start=task.max_len, delta=2, anneal_every=max(1, steps_per_epoch))
+    if name == "reinforce":
+        kw.update(baseline="self_critical")
+    if name == "scheduled_sampling":
+        kw.update(k=max(1.0, steps_per_epoch * settings.finetune_epochs / 4))
+    return kw
+
+
+@register_suite("seq2seq")
+class Seq2SeqSuite(Suite):
+    name = "seq2seq"
+    default_algos = ALGOS
+    available_algos = (*ALGOS, "erpo")
+
+    def __init__(self) -> None:
+        self.curves: list[dict[str, Any]] = []
+
+    def jobs(self, options: BenchOptions) -> list[dict[str, Any]]:
+        seeds = options.seeds or (0, 1, 2)
+        data = options.grid.get("data")
+        return [{"seed": s, "data": data[0] if data else None} for s in seeds]
+
+    def run_job(self, job: dict[str, Any], options: BenchOptions) -> list[RunRecord]:
+        st = QUICK if options.quick else Seq2SeqSettings()
+        seed, device = job["seed"], options.device
+        if job["data"]:
+            task = TextPairTask(job["data"], seed=seed)
+            task_name = Path(job["data"]).name
+        else:
+            task = ToyTranslationTask(train_size=st.train_size, valid_size=st.valid_size, test_size=st.test_size,
+                                      noise=st.noise, seed=seed)
+            task_name = "toy_translation"
+        train, valid, test = task.split("train"), task.split("valid"), task.split("test")
+        steps_per_epoch = math.ceil(train.batch_size / st.batch_size)
+        eval_every = st.eval_every or steps_per_epoch
+
+        def evaluate(alg) -> dict[str, float]:
+            hyps = alg.policy.greedy(1, valid.context.to(alg.policy.device)).batch.to_strings(task.vocab)
+            score = corpus_bleu(hyps, valid.to_strings(task.vocab))
+            return {"valid_bleu": score, "valid_reward": score}
+
+        base_cfg = FitConfig(batch_size=st.batch_size, lr=st.lr, patience=st.patience, eval_every=eval_every,
+                             device=str(device), seed=seed, progress=options.progress)
+        torch.manual_seed(seed)
+        policy = make_policy("seq2seq", task.vocab, task.max_len, source_vocab=task.source_vocab,
+                             hidden_size=st.hidden_size, embedding_dim=st.embedding_dim, dropout=st.dropout)
+        started = time.perf_counter()
+        mle_fit = fit(make_algorithm("mle", policy), train, evaluate=evaluate, monitor="valid_bleu", mode="max",
+                      config=replace(base_cfg, max_epochs=st.mle_epochs))
+        pretrained = {k: v.detach().clone() for k, v in policy.state_dict().items()}
+        params = {"task": task_name, "train_size": train.batch_size, "reward": st.reward, "beam": st.beam_size}
+        records = [self._record("mle", seed, params, policy, task, test, st, time.perf_counter() - started,
+                                mle_fit.steps)]
+        self.curves.append({"algorithm": "mle", "seed": seed, "points": _curve(mle_fit.history)})
+        for name in options.algos or self.default_algos:
+            if name == "mle":
+                continue
+            policy.load_state_dict(pretrained)
+            torch.manual_seed(seed)
+            algo = make_algorithm(name, policy, **algorithm_kwargs(name, st, task, steps_per_epoch))
+            t0 = time.perf_counter()
+            result = fit(algo, train, evaluate=evaluate, monitor="valid_bleu", mode="max",
+                         config=replace(base_cfg, max_epochs=st.finetune_epochs))
+            records.append(self._record(name, seed, params, policy, task, test, st, time.perf_counter() - t0,
+                                        result.steps))
+            self.curves.append({"algorithm": name, "seed": seed, "points": _curve(result.history)})
+        return records
+
+    @staticmethod
+    def _record(name, seed, params, policy, task, test, st, wall, steps) -> RunRecord:
+        policy.eval()
+        best, _ = policy.beam_search(test.context.to(policy.device), beam_size=st.beam_size)
+        hyps, refs = best.to_strings(task.vocab), test.to_strings(task.vocab)
+        rouge = corpus_rouge(hyps, refs)
+        metrics = {"bleu": corpus_bleu(hyps, refs), "rouge1": rouge["rouge1"], "rouge2": rouge["rouge2"],
+                   "rougeL": rouge["rougeL"], "steps": float(steps), "wall_s": wall}
+        return RunRecord(name, seed, dict(params), metrics)
+
+    def table(self, records: list[RunRecord]) -> str:
+        rows = []
+        for algo in dict.fromkeys(r.algorithm for r in records):
+            rs = [r for r in records if r.algorithm == algo]
+            row: list[Any] = [algo, len(rs)]
+            for m in ("bleu", "rouge1", "rouge2", "rougeL"):
+                vals = [r.metrics[m] for r in rs]
+                sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
+                row.append(f"{statistics.fmean(vals):.2f} ± {sd:.2f}")
+            row.append(statistics.fmean(r.metrics["wall_s"] for r in rs))
+            rows.append(row)
+        header = ["algorithm", "seeds", "BLEU", "ROUGE-1", "ROUGE-2", "ROUGE-L", "wall_s"]
+        return "Test set, beam 5, mean ± std over seeds (cf. [ERPO] Tables 1–2):\n" + format_table(header, rows)
+
+    def plot(self, records: list[RunRecord], out: Path) -> list[Path]:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        (out / "seq2seq_curves.json").write_text(json.dumps(self.curves, indent=1))
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        colors: dict[str, Any] = {}
+        for c in self.curves:
+            pts = c["points"]
+            if not pts:
+                continue
+            label = c["algorithm"] if c["algorithm"] not in colors else None
+            line, = ax.plot([p["step"] for p in pts], [p["valid_bleu"] for p in pts], color=colors.get(c["algorithm"]),
+                            label=label, alpha=0.8)
+            colors.setdefault(c["algorithm"], line.get_color())
+        ax.set_xlabel("optimizer steps (fine-tuning restarts at 0 from the MLE policy)")
+        ax.set_ylabel("validation BLEU (greedy)")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        path = out / "seq2seq_valid_bleu.png"
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        return [path, out / "seq2seq_curves.json"]
+
+
+def _curve(history: list[dict[str, float]]) -> list[dict[str, float]]:
+    return [{"step": h["step"], "valid_bleu": h["valid_bleu"]} for h in history if "valid_bleu" in h]
