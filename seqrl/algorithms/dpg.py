@@ -161,10 +161,15 @@ class _DPGBase(Algorithm):
     # --- proposal updates ------------------------------------------------------------
     @torch.no_grad()
     def estimate_kl(self, model) -> float:
-        """KL(p‖model) by importance sampling from the model itself, with the running Ẑ."""
-        d = draw(model, self.config.kl_samples, potential_log_ratio(self.potential))
-        log_p = d.log_ratio + d.log_q
-        return estimate_divergences(log_p, d.log_q, self.log_z())["kl_p_pi"]
+        """KL(p‖model) by importance sampling from the current proposal q (which the running Ẑ
+        also comes from): both candidates, q and π, are scored on the same samples of q."""
+        d = draw(self.sampler, self.config.kl_samples, potential_log_ratio(self.potential, require_support=False))
+        with torch.no_grad():
+            was = model.training
+            model.eval()
+            log_model = model.sequence_log_prob(d.batch)
+            model.train(was)
+        return estimate_divergences(d.log_ratio + d.log_q, log_model, self.log_z(), d.log_q)["kl_p_pi"]
 
     def on_evaluation(self, step: int, metrics: dict[str, float]) -> None:
         if self.proposal is None or self.config.proposal_update == "never":

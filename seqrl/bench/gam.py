@@ -72,7 +72,7 @@ class GamSettings:
 
 QUICK_SETTINGS = GamSettings(hidden_size=64, max_epochs=60, snis_samples=20_000, snis_resample_every=None,
                              log_z_samples=50_000, distill_samples=2000, dpg_steps=200, eval_every=10,
-                             kl_samples=1000)
+                             kl_samples=5000)
 
 
 def train_r(task: MotifTask, settings: GamSettings, seed: int, device: torch.device, progress: bool):
@@ -182,9 +182,14 @@ class GamSuite(Suite):
                        "wall_s_training1": time.perf_counter() - started,
                        **lam_summary(t1, features.names)}
 
-        def divergences(policy) -> dict[str, float]:
-            d = draw(policy, st.kl_samples, lambda b, lq: P.log_potential(b) - lq, gen)
-            return estimate_divergences(d.log_ratio + d.log_q, d.log_q, z.log_z)
+        # KL(p_λ‖π) and TVD by importance sampling from r, which covers p_λ (p_λ/r = e^{λ·φ}/Z):
+        # curves use a fixed subsample of the pool, final metrics the whole pool.
+        log_P_pool = pool.log_q + pool.log_ratio
+
+        def divergences(policy, n: int | None = None) -> dict[str, float]:
+            idx = torch.arange(pool.batch.batch_size if n is None else min(n, pool.batch.batch_size))
+            log_pi = sequence_log_probs(policy, pool.batch.index(idx))
+            return estimate_divergences(log_P_pool[idx].cpu(), log_pi, z.log_z, pool.log_q[idx].cpu())
 
         records = []
         for algo in algos:
@@ -210,7 +215,7 @@ class GamSuite(Suite):
 
                 def evaluate(alg, _valid=valid) -> dict[str, float]:
                     return {"valid_ce": cross_entropy(alg.policy, _valid), "episodes": float(alg.episodes),
-                            **divergences(alg.policy)}
+                            **divergences(alg.policy, st.kl_samples)}
 
                 fit(algorithm, None, evaluate=evaluate, callbacks=[curve],
                     config=replace(fit_config, max_steps=st.dpg_steps, eval_every=st.eval_every, lr=st.dpg_lr))
