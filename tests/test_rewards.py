@@ -150,3 +150,24 @@ def test_nan_inf_and_shape_errors():
         compute_reward(make_reward("bleu", V), HYPS, REFS.index([0]))
     with pytest.raises(RewardError, match="unknown ROUGE variant"):
         make_reward("rouge", V, variant="rouge9")
+
+
+@pytest.mark.parametrize("name", ["bleu", "rouge", "hamming", "edit", "delta"])
+def test_candidate_rewards_symmetric_shortcut_matches_full_scoring(name):
+    from seqrl.rewards import candidate_rewards
+
+    vocab = Vocab([f"w{i}" for i in range(9)])
+    refs = SequenceBatch.from_strings(["w1 w2 w3 w2", "w4 w4", "w0 w1 w2 w3 w4 w5 w6 w7 w8"], vocab)
+    prefix = SequenceBatch.from_strings(["w1 w5", "w7 w4", "w0 w2"], vocab).tokens[:, :2]
+    fast = make_reward(name, vocab)
+    assert fast.reference_symmetric
+
+    class Plain:  # the same reward without the flag: every candidate scored
+        def __init__(self, inner):
+            self.inner, self.name, self.needs_reference, self.terminal_only = inner, name, True, False
+
+        def __call__(self, hyps, refs=None):
+            return self.inner(hyps, refs)
+
+    torch.testing.assert_close(candidate_rewards(fast, prefix, refs, vocab),
+                               candidate_rewards(Plain(fast), prefix, refs, vocab), atol=1e-6, rtol=0)

@@ -151,24 +151,45 @@ def candidate_rewards(reward: Reward, prefix: Tensor, refs: SequenceBatch | None
     """[B, V] ΔR(w | prefix, y*) = R(prefix + w + eos) − R(prefix + eos) for every id w that a
     policy may emit (−inf for the others; 0 for EOS by the partial-sequence convention).
 
-    ``prefix`` is [B, t] symbols (no EOS). One batched reward call over B·V candidates.
+    ``prefix`` is [B, t] symbols (no EOS). One batched reward call. A reward marked
+    ``reference_symmetric`` (its value is unchanged by swapping two symbols absent from y*:
+    BLEU, ROUGE, hamming, edit, delta) is scored only on y*'s symbols, EOS and one absent
+    symbol, whose value every other absent symbol shares.
     """
     B, t = prefix.shape
     dev = prefix.device
     V = len(vocab)
     allowed = vocab.generatable_mask().to(dev)
-    ids = allowed.nonzero().flatten()  # (C,)
-    C = ids.numel()
+    ids = allowed.nonzero().flatten()  # (C,) candidate ids, EOS included
+    if getattr(reward, "reference_symmetric", False) and refs is not None:
+        in_ref = torch.zeros(B, V, dtype=torch.bool, device=dev)
+        in_ref.scatter_(1, refs.tokens.to(dev).clamp(min=0), True)
+        in_ref &= allowed
+        in_ref[:, vocab.eos] = True
+        absent = allowed & ~in_ref  # (B, V)
+        has_absent = absent.any(1)
+        outsider = torch.where(has_absent, absent.float().argmax(1), torch.full((B,), vocab.eos, device=dev))
+        keep = in_ref.clone()
+        keep[torch.arange(B, device=dev), outsider] = True
+        C = int(keep.sum(1).max())
+        # Per row: its kept ids first (ties broken by id), padded with EOS.
+        order = torch.sort((~keep).long() * V + torch.arange(V, device=dev)[None], dim=1).indices[:, :C]
+        valid = keep.gather(1, order)
+        cand_ids = torch.where(valid, order, torch.full_like(order, vocab.eos))  # (B, C)
+    else:
+        C = ids.numel()
+        cand_ids = ids[None].expand(B, C)
     base = prefix[:, None, :].expand(B, C, t)
-    cand = torch.cat([base, ids[None, :, None].expand(B, C, 1),
-                      torch.full((B, C, 1), vocab.eos, dtype=torch.long, device=dev)], 2)
-    lengths = torch.full((B, C), t + 2, dtype=torch.long, device=dev)
-    is_eos = ids == vocab.eos
-    lengths[:, is_eos] = t + 1  # prefix + eos: no second EOS
+    cand = torch.cat([base, cand_ids[..., None], torch.full((B, C, 1), vocab.eos, dtype=torch.long, device=dev)], 2)
+    is_eos = cand_ids == vocab.eos
+    lengths = torch.where(is_eos, t + 1, t + 2)  # prefix + eos: no second EOS
     batch = SequenceBatch(cand.reshape(B * C, t + 2), lengths.reshape(B * C))
-    rows = _repeat_rows(refs, C)
-    after = compute_reward(reward, batch, rows).view(B, C)
-    before = after[:, is_eos]  # R(prefix + eos)
+    after = compute_reward(reward, batch, _repeat_rows(refs, C)).view(B, C)
+    before = after.gather(1, is_eos.float().argmax(1, keepdim=True)).squeeze(1)  # R(prefix + eos)
+    delta = after - before[:, None]
     out = torch.full((B, V), float("-inf"), device=dev)
-    out[:, ids] = after - before
+    if C != ids.numel() or not torch.equal(cand_ids, ids[None].expand(B, C)):
+        outsider_value = delta.gather(1, (cand_ids == outsider[:, None]).float().argmax(1, keepdim=True))
+        out = torch.where(allowed[None], outsider_value.expand(B, V), out)
+    out.scatter_(1, cand_ids, delta)
     return out

@@ -32,6 +32,7 @@ class DeltaReward(BaseReward):
     """
 
     name = "delta"
+    reference_symmetric = True
 
     def __init__(self, vocab: Vocab, miss: float = 0.0) -> None:
         super().__init__(vocab)
@@ -50,6 +51,7 @@ class HammingReward(BaseReward):
     hamming payoff ([VAML/ERAC] App. B.1). ``normalize`` divides by |y*|."""
 
     name = "hamming"
+    reference_symmetric = True
 
     def __init__(self, vocab: Vocab, normalize: bool = False) -> None:
         super().__init__(vocab)
@@ -90,6 +92,7 @@ class EditReward(BaseReward):
     """R(y; y*) = −Levenshtein(y, y*) on symbols; ``normalize`` divides by max(|y*|, 1)."""
 
     name = "edit"
+    reference_symmetric = True
 
     def __init__(self, vocab: Vocab, normalize: bool = False) -> None:
         super().__init__(vocab)
@@ -108,6 +111,7 @@ class BleuReward(BaseReward):
     divided by 100 so that R ∈ [0, 1]."""
 
     name = "bleu"
+    reference_symmetric = True
 
     def __init__(self, vocab: Vocab, smooth_method: str = "exp", scale: float = 0.01) -> None:
         super().__init__(vocab)
@@ -142,6 +146,7 @@ class RougeReward(BaseReward):
     """ROUGE F1 (rouge-score): ``variant`` is rouge1, rouge2, rougeL, or sum (R-1 + R-2 + R-L)."""
 
     name = "rouge"
+    reference_symmetric = True
     VARIANTS = ("rouge1", "rouge2", "rougeL", "sum")
 
     def __init__(self, vocab: Vocab, variant: str = "sum") -> None:
