@@ -210,6 +210,14 @@ class SequenceBatch:
         ctx = self.context.index(idx) if self.context is not None else None
         return SequenceBatch(tokens[:, :width], lengths, ctx)
 
+    def repeat_interleave(self, times: int) -> SequenceBatch:
+        """Each row (and its context row) ``times`` times in place: rows 0,0,…,1,1,…"""
+        if times == 1:
+            return self
+        idx = torch.arange(self.batch_size, device=self.device).repeat_interleave(times)
+        ctx = self.context.repeat_interleave(times) if self.context is not None else None
+        return SequenceBatch(self.tokens[idx], self.lengths[idx], ctx)
+
     def with_context(self, context: SequenceBatch | None) -> SequenceBatch:
         return replace(self, context=context)
 

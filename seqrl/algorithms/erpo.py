@@ -78,8 +78,8 @@ def ngram_replace(refs: SequenceBatch, vocab: Vocab, num: int, max_n: int = 4,
     replaced by uniformly random symbols (Ma et al., 2017). Lengths are unchanged."""
     B, T = refs.tokens.shape
     dev = refs.device
-    rows = torch.arange(B, device=dev).repeat_interleave(num)
-    tokens, lengths = refs.tokens[rows].clone(), refs.lengths[rows]
+    rep = refs.with_context(None).repeat_interleave(num)
+    tokens, lengths = rep.tokens.clone(), rep.lengths
     content = (lengths - 1).clamp(min=0)  # symbols before EOS
     g = generator
     n = torch.randint(1, max_n + 1, (B * num,), generator=g).to(dev)
@@ -100,8 +100,8 @@ def hamming_proposal(refs: SequenceBatch, vocab: Vocab, num: int, tau: float,
     B, T = refs.tokens.shape
     dev = refs.device
     S = len(vocab.symbol_ids)
-    rows = torch.arange(B, device=dev).repeat_interleave(num)
-    tokens, lengths = refs.tokens[rows].clone(), refs.lengths[rows]
+    rep = refs.with_context(None).repeat_interleave(num)
+    tokens, lengths = rep.tokens.clone(), rep.lengths
     L = (lengths - 1).clamp(min=0)  # substitutable positions (EOS stays)
     e_grid = torch.arange(T, device=dev, dtype=torch.float64)[None]  # (1, T)
     Ld = L.double()[:, None]
@@ -193,12 +193,9 @@ class _ERPOBase(Algorithm):
             other_tok = pad(others.tokens, (0, width - others.tokens.shape[1])).view(B, M - 1, width)
             tokens = torch.cat([tokens, other_tok], 1)
             lengths = torch.cat([lengths, others.lengths.view(B, M - 1)], 1)
-        idx = torch.arange(B, device=batch.device).repeat_interleave(M)
-        ctx = None
-        if batch.context is not None:
-            ctx = SequenceBatch(batch.context.tokens[idx], batch.context.lengths[idx])
+        ctx = batch.context.repeat_interleave(M) if batch.context is not None else None
         candidates = SequenceBatch(tokens.reshape(B * M, width), lengths.reshape(B * M), ctx)
-        rep_refs = SequenceBatch(refs.tokens[idx], refs.lengths[idx])
+        rep_refs = refs.repeat_interleave(M)
         R = compute_reward(self.reward, candidates.with_context(None), rep_refs).double().view(B, M)
         log_proposal = None
         if log_s is not None:

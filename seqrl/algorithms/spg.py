@@ -4,7 +4,8 @@
 What is implemented: the M-step E_q[∇ log p_θ(y)] by importance sampling, with Ding &
 Soricut's token-level reward-guided ("bang-bang") proposal: each token comes, with
 probability ``model_prob``, from p_θ(· | y_<t) and otherwise from softmax(ΔR(· | y_<t, y*)/τ_r)
-(the incremental reward of every candidate token). The proposal's exact probability s(y) is
+(the incremental reward of every candidate token; ``guide_reward`` may name a cheaper reward
+for this proposal only). The proposal's exact probability s(y) is
 recorded while sampling, and the M samples per reference are weighted by the
 self-normalized w ∝ p_θ(y)·exp(R(y))/s(y).
 """
@@ -111,22 +112,26 @@ class SPG(Algorithm):
         """Probability that a token is drawn from p_θ rather than from the reward ("bang-bang")."""
         reward_temperature: float = 0.1
         """τ_r of the reward-guided component softmax(ΔR/τ_r) (ΔR of BLEU is small per token)."""
+        guide_reward: str | None = None
+        """Reward whose ΔR guides the proposal (default: ``reward``). The importance weights use
+        ``reward`` whatever guides the proposal, so a cheap guide (hamming) keeps q unchanged."""
 
     def __init__(self, policy, config=None, *, reward=None) -> None:
         super().__init__(policy, config)
         if not 0.0 < self.config.model_prob <= 1.0:
             raise ValueError("model_prob must be in (0, 1]")
         self.reward = reward if reward is not None else make_reward(self.config.reward, policy.vocab)
+        guide = self.config.guide_reward
+        self.guide = make_reward(guide, policy.vocab) if guide is not None else self.reward
 
     def recorder(self, refs: SequenceBatch) -> MixtureRecorder:
         p = self.config.model_prob
-        return MixtureRecorder(self.reward, refs, self.policy.vocab, self.policy.max_len, (p, 1.0 - p, 0.0),
+        return MixtureRecorder(self.guide, refs, self.policy.vocab, self.policy.max_len, (p, 1.0 - p, 0.0),
                                reward_temperature=self.config.reward_temperature)
 
     def collect(self, batch: SequenceBatch) -> SPGRollout:
         M = self.config.num_samples
-        idx = torch.arange(batch.batch_size, device=batch.device).repeat_interleave(M)
-        refs = SequenceBatch(batch.tokens[idx], batch.lengths[idx])
+        refs = batch.with_context(None).repeat_interleave(M)
         rec = self.recorder(refs)
         with torch.no_grad():
             if batch.context is not None:

@@ -66,6 +66,10 @@ def algorithm_kwargs(name: str, settings: Seq2SeqSettings, task, steps_per_epoch
         kw.update(m_start=task.max_len, delta=2, anneal_every=max(1, steps_per_epoch))
     if name == "reinforce":
         kw.update(baseline="self_critical")
+    if name == "spg":
+        # The proposal's guide needs ΔR of every candidate token at every step: hamming's is
+        # vectorized, sentence BLEU's is not; the weights still use BLEU (see SPG's docstring).
+        kw.update(guide_reward="hamming", reward_temperature=0.5, num_samples=2)
     if name == "scheduled_sampling":
         kw.update(k=max(1.0, steps_per_epoch * settings.finetune_epochs / 4))
     return kw

@@ -23,14 +23,6 @@ class Rollout:
     reward_t: Tensor | None
 
 
-def _repeat(batch: SequenceBatch | None, times: int) -> SequenceBatch | None:
-    if batch is None or times == 1:
-        return batch
-    idx = torch.arange(batch.batch_size, device=batch.device).repeat_interleave(times)
-    ctx = _repeat(batch.context, times)
-    return SequenceBatch(batch.tokens[idx], batch.lengths[idx], ctx)
-
-
 def rollout(
     policy,
     reward: Reward,
@@ -50,7 +42,7 @@ def rollout(
     samples = policy.sample(count, context, temperature=temperature, override=override, generator=generator)
     refs = None
     if data is not None and getattr(reward, "needs_reference", True):
-        refs = _repeat(data.with_context(None), num_samples).to(samples.batch.device)
+        refs = data.with_context(None).repeat_interleave(num_samples).to(samples.batch.device)
     hyps = samples.batch.with_context(None)
     R = compute_reward(reward, hyps, refs)
     R_t = token_rewards(reward, hyps, refs) if dense else None

@@ -201,10 +201,7 @@ class AutoregressivePolicy(nn.Module):
         if context is None:
             return None, num_samples
         context = context.to(self.device)
-        if num_samples == 1:
-            return context, context.batch_size
-        idx = torch.arange(context.batch_size, device=self.device).repeat_interleave(num_samples)
-        rep = SequenceBatch(context.tokens[idx], context.lengths[idx], context.context)
+        rep = context.repeat_interleave(num_samples)
         return rep, rep.batch_size
 
     def sample(

@@ -121,10 +121,7 @@ def prefixes_with_eos(hyps: SequenceBatch, eos: int, pad: int = 0) -> SequenceBa
 
 
 def _repeat_rows(batch: SequenceBatch | None, times: int) -> SequenceBatch | None:
-    if batch is None:
-        return None
-    idx = torch.arange(batch.batch_size, device=batch.device).repeat_interleave(times)
-    return SequenceBatch(batch.tokens[idx], batch.lengths[idx], batch.context)
+    return batch.repeat_interleave(times) if batch is not None else None
 
 
 def token_rewards(reward: Reward, hyps: SequenceBatch, refs: SequenceBatch | None = None) -> Tensor:
