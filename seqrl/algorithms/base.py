@@ -46,6 +46,12 @@ class Algorithm(nn.Module):
         if config_cls is not None and not isinstance(self.config, config_cls):
             raise TypeError(f"{type(self).__name__} takes a {config_cls.__name__}, got {type(self.config).__name__}")
 
+    def resolve_reward(self, reward: Any = None) -> Any:
+        """The Reward object given, else the one ``config.reward`` names (built for the policy's vocab)."""
+        from ..rewards.base import make_reward
+
+        return reward if reward is not None else make_reward(self.config.reward, self.policy.vocab)
+
     def collect(self, batch: SequenceBatch | None) -> Any:
         """Turn a data minibatch (or ``None``) into what :meth:`loss` consumes."""
         return batch

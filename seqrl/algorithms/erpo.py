@@ -19,7 +19,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from ..rewards.base import compute_reward, make_reward
+from ..rewards.base import compute_reward
 from ..types import SequenceBatch, Vocab
 from .base import Algorithm, ERPOPoint, register_algorithm
 
@@ -160,7 +160,7 @@ class _ERPOBase(Algorithm):
         _check_point(self.config.alpha, self.config.beta)
         if self.config.num_samples < 1:
             raise ValueError("num_samples must be ≥ 1 (y* is always among them)")
-        self.reward = reward if reward is not None else make_reward(self.config.reward, policy.vocab)
+        self.reward = self.resolve_reward(reward)
 
     @property
     def point(self) -> ERPOPoint:

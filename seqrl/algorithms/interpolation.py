@@ -15,7 +15,6 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..rewards.base import make_reward
 from ..types import SequenceBatch
 from ..utils import masked_sum
 from .base import Algorithm, register_algorithm
@@ -55,7 +54,7 @@ class Interpolation(Algorithm):
         if len(w) != 3 or min(w) < 0 or abs(sum(w) - 1) > 1e-6:
             raise ValueError(f"initial_weights must be a distribution over 3 components, got {w}")
         self.weights = tuple(float(x) for x in w)
-        self.reward = reward if reward is not None else make_reward(self.config.reward, policy.vocab)
+        self.reward = self.resolve_reward(reward)
         self.drops = 0
         self._best: float | None = None
         self._snapshot: dict[str, Tensor] | None = None

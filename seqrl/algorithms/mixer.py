@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from ..policies.base import StepInfo
-from ..rewards.base import compute_reward, make_reward, prefixes_with_eos
+from ..rewards.base import compute_reward, prefixes_with_eos
 from ..types import SequenceBatch
 from .base import Algorithm, register_algorithm
 
@@ -55,7 +55,7 @@ class Mixer(Algorithm):
 
     def __init__(self, policy, config=None, *, reward=None) -> None:
         super().__init__(policy, config)
-        self.reward = reward if reward is not None else make_reward(self.config.reward, policy.vocab)
+        self.reward = self.resolve_reward(reward)
         self.m = self.config.m_start if self.config.m_start is not None else policy.max_len
         if self.m < 0 or self.config.delta < 0 or self.config.anneal_every < 1:
             raise ValueError("need m_start ≥ 0, delta ≥ 0 and anneal_every ≥ 1")

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from ..envs.rollout import rollout
-from ..rewards.base import compute_reward, make_reward
+from ..rewards.base import compute_reward
 from ..types import SequenceBatch
 from .base import Algorithm, ERPOPoint, register_algorithm
 
@@ -69,7 +69,7 @@ class Reinforce(Algorithm):
 
     def __init__(self, policy, config=None, *, reward=None) -> None:
         super().__init__(policy, config)
-        self.reward = reward if reward is not None else make_reward(self.config.reward, policy.vocab)
+        self.reward = self.resolve_reward(reward)
 
     def collect(self, batch: SequenceBatch) -> PGRollout:
         with torch.no_grad():

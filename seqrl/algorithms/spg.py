@@ -120,7 +120,7 @@ class SPG(Algorithm):
         super().__init__(policy, config)
         if not 0.0 < self.config.model_prob <= 1.0:
             raise ValueError("model_prob must be in (0, 1]")
-        self.reward = reward if reward is not None else make_reward(self.config.reward, policy.vocab)
+        self.reward = self.resolve_reward(reward)
         guide = self.config.guide_reward
         self.guide = make_reward(guide, policy.vocab) if guide is not None else self.reward
 
