@@ -88,7 +88,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     grid = {key: [v.strip() for v in value.split(",")] for key in ("sizes", "motifs", "masks", "data")
             if (value := getattr(args, key))}
     run_suite(args.suite, quick=args.quick, seeds=seeds, algos=algos, device=args.device, out=args.out,
-              progress=not args.no_progress, grid=grid)
+              progress=not args.no_progress, grid=grid, settings=_parse_sets(args.set))
     return 0
 
 
@@ -129,6 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--motifs", help="gam: comma-separated motifs")
     p.add_argument("--masks", help="gam: comma-separated feature masks, e.g. 1001111,Mv1001111")
     p.add_argument("--data", help="seq2seq: a TSV of source<TAB>target pairs instead of the toy task")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a suite setting (GamSettings / Seq2SeqSettings field), e.g. --set dpg_lr=3e-3")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_bench)
     return parser

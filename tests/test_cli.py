@@ -71,3 +71,28 @@ def test_bench_gam_quick_writes_results(tmp_path):
     assert runs["distill"]["metrics"]["ce_test"] < runs["mle"]["metrics"]["ce_test"]
     for name in ("results.csv", "gam_ce_vs_D.png", "gam_kl_curves.png", "gam_curves.json"):
         assert (tmp_path / "gam" / name).exists()
+
+
+def test_bench_set_rejects_unknown_settings(tmp_path):
+    out = seqrl("bench", "gam", "--quick", "--set", "dpg_lrr=1e-3", "--out", str(tmp_path))
+    assert out.returncode == 2 and "unknown setting(s) ['dpg_lrr']" in out.stderr and "dpg_lr" in out.stderr
+    out = seqrl("bench", "seq2seq", "--quick", "--set", "train_size=many", "--out", str(tmp_path))
+    assert out.returncode == 2 and "setting 'train_size' expects int" in out.stderr
+
+
+def test_bench_seq2seq_with_settings_writes_the_table(tmp_path):
+    """The seq2seq suite end to end on a tiny task set from the command line."""
+    out = seqrl("bench", "seq2seq", "--quick", "--seeds", "0,1", "--algos", "mle,raml", "--device", "cpu",
+                "--no-progress", "--set", "train_size=48", "--set", "valid_size=16", "--set", "test_size=16",
+                "--set", "mle_epochs=2", "--set", "finetune_epochs=1", "--set", "hidden_size=16",
+                "--out", str(tmp_path / "s2s"))
+    assert out.returncode == 0, out.stderr
+    assert "Test set, beam 5, mean ± std over seeds" in out.stdout
+    results = json.loads((tmp_path / "s2s" / "results.json").read_text())
+    runs = results["runs"]
+    assert sorted({(r["algorithm"], r["seed"]) for r in runs}) == [
+        (a, s) for a in ("mle", "mle_pretrained", "raml") for s in (0, 1)]
+    for run in runs:
+        assert run["params"]["train_size"] == 48
+        assert 0.0 <= run["metrics"]["bleu"] <= 100.0 and 0.0 <= run["metrics"]["rougeL"] <= 100.0
+    assert (tmp_path / "s2s" / "seq2seq_valid_bleu.png").exists()

@@ -2,6 +2,6 @@
 
 from . import gam as _gam  # noqa: F401  (registers the suite)
 from . import seq2seq as _seq2seq  # noqa: F401
-from .runner import SUITES, BenchOptions, RunRecord, Suite, register_suite, run_suite
+from .runner import SUITES, BenchOptions, RunRecord, Suite, override_settings, register_suite, run_suite
 
-__all__ = ["SUITES", "BenchOptions", "RunRecord", "Suite", "register_suite", "run_suite"]
+__all__ = ["SUITES", "BenchOptions", "RunRecord", "Suite", "override_settings", "register_suite", "run_suite"]

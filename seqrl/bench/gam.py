@@ -28,7 +28,7 @@ from ..envs.motif import MotifTask
 from ..metrics import cross_entropy, motif_frequency, sample_in_chunks, sequence_log_probs
 from ..policies import make_policy
 from ..training import Callback, FitConfig, fit
-from .runner import BenchOptions, RunRecord, Suite, format_table, register_suite
+from .runner import BenchOptions, RunRecord, Suite, format_table, override_settings, register_suite
 
 MOTIFS = ("1000101000101", "1011100111001", "10001011111000")
 FEATURES = ("1001111", "Mv1001111")
@@ -61,7 +61,9 @@ class GamSettings:
     """Samples of r for the importance-sampling estimate of log Z (CE(T, p_λ), KL, TVD)."""
     distill_samples: int = 20_000
     dpg_steps: int = 1000
-    """Training-2 optimizer steps of ``samples_per_step`` = batch_size episodes each."""
+    """Training-2 optimizer steps of ``episodes_per_step`` episodes each."""
+    episodes_per_step: int | None = None
+    """Sequences sampled per Training-2 step (None: ``batch_size``, the paper's 500)."""
     dpg_lr: float = 1e-2
     """Adam lr of π in dpg/dpg_off/gdcpp. With 1e-3 (the paper's r lr) dpg_off barely moved in
     150 steps at |D| = 500; 1e-2 brought CE(T, π) to CE(T, p_λ) in 300 steps (docs/benchmarks.md)."""
@@ -115,9 +117,8 @@ class GamSuite(Suite):
     def settings_for(self, options: BenchOptions) -> GamSettings:
         """The paper's settings; ``--quick`` uses a 64-unit LSTM and shorter runs so that the
         reduced grid runs in minutes on a 2-core CPU (0.1 s per step instead of 0.55 s)."""
-        if self.settings is not None:
-            return self.settings
-        return QUICK_SETTINGS if options.quick else GamSettings()
+        base = self.settings or (QUICK_SETTINGS if options.quick else GamSettings())
+        return override_settings(base, options.settings)
 
     def jobs(self, options: BenchOptions) -> list[dict[str, Any]]:
         grid = options.grid
@@ -209,7 +210,8 @@ class GamSuite(Suite):
                 extra["acceptance_rate"] = algorithm.acceptance_rate or 0.0
             else:
                 algorithm = make_algorithm(algo, policy, potential=P, proposal=r, valid=task.split("valid"),
-                                           samples_per_step=st.batch_size, kl_samples=st.kl_samples)
+                                           samples_per_step=st.episodes_per_step or st.batch_size,
+                                           kl_samples=st.kl_samples)
 
                 valid = task.split("valid")
 

@@ -7,8 +7,9 @@ import csv
 import datetime as _dt
 import json
 import time
+import typing
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,8 @@ class BenchOptions:
     out: Path | None = None
     grid: dict[str, tuple[str, ...]] = field(default_factory=dict)
     """Suite-specific overrides of the grid, e.g. {"sizes": ("500",), "masks": ("1001111",)}."""
+    settings: dict[str, Any] = field(default_factory=dict)
+    """Overrides of the suite's settings dataclass (``seqrl bench … --set lr=3e-4``)."""
 
 
 class Suite:
@@ -59,6 +62,27 @@ class Suite:
 
     def plot(self, records: list[RunRecord], out: Path) -> list[Path]:
         return []
+
+
+def override_settings(settings: Any, overrides: dict[str, Any]) -> Any:
+    """``dataclasses.replace`` with names checked and values checked against each field's type
+    (an int is accepted where a float is expected)."""
+    if not overrides:
+        return settings
+    hints = typing.get_type_hints(type(settings))
+    unknown = sorted(set(overrides) - {f.name for f in fields(settings)})
+    if unknown:
+        raise KeyError(f"unknown setting(s) {unknown}; known: {sorted(f.name for f in fields(settings))}")
+    cast: dict[str, Any] = {}
+    for key, value in overrides.items():
+        allowed = typing.get_args(hints[key]) or (hints[key],)
+        if isinstance(value, int) and not isinstance(value, bool) and float in allowed and int not in allowed:
+            value = float(value)
+        if not any(value is None if t is type(None) else type(value) is t for t in allowed):
+            names = " | ".join("None" if t is type(None) else t.__name__ for t in allowed)
+            raise TypeError(f"setting {key!r} expects {names}, got {value!r}")
+        cast[key] = value
+    return replace(settings, **cast)
 
 
 SUITES: Registry[Callable[[], Suite]] = Registry("suite", group="seqrl.suites")
@@ -125,6 +149,7 @@ def run_suite(
     out: str | Path | None = "runs/bench",
     progress: bool = True,
     grid: dict[str, Sequence[str]] | None = None,
+    settings: dict[str, Any] | None = None,
     echo: Callable[[str], None] = print,
 ) -> dict:
     """Run a registered suite and write its results; return the ``results.json`` payload."""
@@ -141,6 +166,7 @@ def run_suite(
         progress=progress,
         out=Path(out) if out is not None else None,
         grid={k: tuple(v) for k, v in (grid or {}).items()},
+        settings=dict(settings or {}),
     )
     started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     jobs = suite.jobs(options)

@@ -27,7 +27,7 @@ from ..envs.tasks import TextPairTask, ToyTranslationTask
 from ..metrics import corpus_bleu, corpus_rouge, cross_entropy
 from ..policies import make_policy
 from ..training import FitConfig, fit
-from .runner import BenchOptions, RunRecord, Suite, format_table, register_suite
+from .runner import BenchOptions, RunRecord, Suite, format_table, override_settings, register_suite
 
 ALGOS = ("mle", "raml", "data_noising", "scheduled_sampling", "mixer", "reinforce", "spg", "interpolation")
 REWARD_ALGOS = ("raml", "mixer", "reinforce", "spg", "interpolation", "erpo")
@@ -41,6 +41,8 @@ class Seq2SeqSettings:
     noise: float = 0.1
     lexicon_scale: int = 1
     """Multiplies the toy grammar's 30 nouns / 15 verbs / 15 adjectives: rarer words, less data each."""
+    zipf: float = 0.0
+    """Zipf exponent of word frequencies within each class (0: uniform); see ToyTranslationTask."""
     hidden_size: int = 128
     embedding_dim: int = 64
     dropout: float = 0.2
@@ -99,7 +101,7 @@ class Seq2SeqSuite(Suite):
         return [{"seed": s, "data": data[0] if data else None} for s in seeds]
 
     def run_job(self, job: dict[str, Any], options: BenchOptions) -> list[RunRecord]:
-        st = QUICK if options.quick else Seq2SeqSettings()
+        st = override_settings(QUICK if options.quick else Seq2SeqSettings(), options.settings)
         seed, device = job["seed"], options.device
         if job["data"]:
             task = TextPairTask(job["data"], seed=st.data_seed)
@@ -107,8 +109,8 @@ class Seq2SeqSuite(Suite):
         else:
             k = st.lexicon_scale
             task = ToyTranslationTask(train_size=st.train_size, valid_size=st.valid_size, test_size=st.test_size,
-                                      noise=st.noise, num_nouns=30 * k, num_verbs=15 * k, num_adjectives=15 * k,
-                                      seed=st.data_seed)
+                                      noise=st.noise, zipf=st.zipf, num_nouns=30 * k, num_verbs=15 * k,
+                                      num_adjectives=15 * k, seed=st.data_seed)
             task_name = "toy_translation"
         train, valid, test = task.split("train"), task.split("valid"), task.split("test")
         steps_per_epoch = math.ceil(train.batch_size / st.batch_size)

@@ -159,7 +159,10 @@ class ToyTranslationTask(PairTask):
     Sources come from a small random grammar: clauses ``D (A){0,2} N V D (A){0,2} N [P D N]``
     joined by ``and``. Targets translate word by word through a fixed random lexicon (some
     words become two target words), with local reordering (adjectives after their noun)
-    and, on the training split only, token noise with probability ``noise``.
+    and, on the training split only, token noise with probability ``noise``. With ``zipf`` = s > 0,
+    the k-th word of each open class (nouns, verbs, adjectives) is drawn with probability
+    ∝ (k + 1)^−s, as in natural text: a long tail of rare words keeps the task from saturating
+    once the alignment is learned.
     """
 
     name = "toy_translation"
@@ -174,6 +177,7 @@ class ToyTranslationTask(PairTask):
         min_target_length: int = 15,
         max_target_length: int = 25,
         noise: float = 0.0,
+        zipf: float = 0.0,
         two_word_fraction: float = 0.2,
         train_size: int = 2000,
         valid_size: int = 200,
@@ -183,6 +187,8 @@ class ToyTranslationTask(PairTask):
     ) -> None:
         if not 0.0 <= noise < 1.0:
             raise ValueError(f"noise must be in [0, 1), got {noise}")
+        if zipf < 0.0:
+            raise ValueError(f"zipf must be ≥ 0, got {zipf}")
         if not 1 <= min_target_length <= max_target_length:
             raise ValueError("need 1 ≤ min_target_length ≤ max_target_length")
         lex_rng = np.random.default_rng(lexicon_seed)
@@ -208,6 +214,7 @@ class ToyTranslationTask(PairTask):
                 self.lexicon[w] = [first]
         self.classes = classes
         self.noise = noise
+        self._word_probs: dict[str, np.ndarray | None] = {c: _zipf_probs(len(ws), zipf) for c, ws in classes.items()}
         vocab = Vocab(sorted({t for ts in self.lexicon.values() for t in ts} | set(target_words)))
         source_vocab = Vocab(source_words)
         sizes = {"train": train_size, "valid": valid_size, "test": test_size}
@@ -226,11 +233,14 @@ class ToyTranslationTask(PairTask):
             pairs[split] = rows
         super().__init__(pairs, vocab, source_vocab, max_len=max_target_length + 1)
 
+    def _word(self, rng: np.random.Generator, word_class: str) -> str:
+        words, probs = self.classes[word_class], self._word_probs[word_class]
+        return words[rng.integers(len(words)) if probs is None else rng.choice(len(words), p=probs)]
+
     def _np(self, rng: np.random.Generator) -> list[str]:
-        c = self.classes
-        words = [c["D"][rng.integers(3)]]
-        words += [c["A"][rng.integers(len(c["A"]))] for _ in range(int(rng.integers(0, 3)))]
-        words.append(c["N"][rng.integers(len(c["N"]))])
+        words = [self._word(rng, "D")]
+        words += [self._word(rng, "A") for _ in range(int(rng.integers(0, 3)))]
+        words.append(self._word(rng, "N"))
         return words
 
     def _sentence(self, rng: np.random.Generator) -> list[str]:
@@ -238,9 +248,9 @@ class ToyTranslationTask(PairTask):
         for clause in range(int(rng.integers(1, 4))):
             if clause:
                 words.append("and")
-            words += self._np(rng) + [self.classes["V"][rng.integers(len(self.classes["V"]))]] + self._np(rng)
+            words += self._np(rng) + [self._word(rng, "V")] + self._np(rng)
             if rng.random() < 0.4:
-                words += [self.classes["P"][rng.integers(3)]] + self._np(rng)
+                words += [self._word(rng, "P")] + self._np(rng)
         return words
 
     def translate(self, src: list[str]) -> list[str]:
@@ -257,6 +267,14 @@ class ToyTranslationTask(PairTask):
                     out += self.lexicon[a]
                 pending_adjectives = []
         return out
+
+
+def _zipf_probs(n: int, exponent: float) -> np.ndarray | None:
+    """p_k ∝ k^−s for k = 1..n; None for s = 0 (uniform, drawn as before so data sets are unchanged)."""
+    if exponent == 0.0:
+        return None
+    weights = np.arange(1, n + 1, dtype=np.float64) ** -exponent
+    return weights / weights.sum()
 
 
 def _read_lines(path: Path) -> list[str]:
