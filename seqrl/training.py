@@ -183,6 +183,8 @@ def fit(
             bar.update(1)
             if evaluate is None and state.step % eval_every == 0:
                 algorithm.on_evaluation(state.step, {})  # proposal swaps, schedules: even with no metric
+                for cb in callbacks:
+                    cb.on_evaluation(algorithm, state)
             if evaluate is not None and state.step % eval_every == 0:
                 algorithm.eval()
                 scores = evaluate(algorithm)

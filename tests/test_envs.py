@@ -146,6 +146,22 @@ def test_copy_reverse_and_toy_translation():
     assert toy.translate(["d0", "a1", "n2"]) == toy.lexicon["d0"] + toy.lexicon["n2"] + toy.lexicon["a1"]
 
 
+def test_toy_translation_zipf_frequencies():
+    """With zipf = s the k-th noun is drawn ∝ k^−s: n0 about twice as often as n1 for s = 1."""
+    toy = ToyTranslationTask(train_size=3000, valid_size=5, test_size=5, num_nouns=20, zipf=1.0)
+    nouns = [w for s, _ in toy.pairs("train") for w in s if w.startswith("n")]
+    counts = torch.tensor([nouns.count(f"n{k}") for k in range(20)], dtype=torch.float64)
+    expected = 1.0 / torch.arange(1, 21, dtype=torch.float64)
+    expected = expected / expected.sum() * len(nouns)
+    chi2 = float(((counts - expected) ** 2 / expected).sum())
+    assert chi2 < 43.8  # χ²(19) 0.999 quantile
+    uniform = ToyTranslationTask(train_size=3000, valid_size=5, test_size=5, num_nouns=20)
+    nouns_u = [w for s, _ in uniform.pairs("train") for w in s if w.startswith("n")]
+    assert max(nouns_u.count(f"n{k}") for k in range(20)) < 2 * len(nouns_u) / 20
+    with pytest.raises(ValueError, match="zipf must be"):
+        ToyTranslationTask(zipf=-1.0)
+
+
 def test_text_pair_reader(tmp_path):
     tsv = tmp_path / "train.tsv"
     tsv.write_text("".join(f"s{i % 7} s{i % 3}\tt{i % 7} t{i % 3} t1\n" for i in range(60)))

@@ -81,6 +81,22 @@ def test_early_stopping_restores_best_and_callbacks_see_state(binary_vocab):
     assert cross_entropy(policy, data) == pytest.approx(min(seen), rel=1e-5)  # best weights restored
 
 
+def test_callbacks_see_evaluation_points_without_metrics(binary_vocab):
+    """With no validation data, algorithms and callbacks still get their evaluation calls
+    (proposal updates, schedules, curves computed by the callback itself)."""
+    data, _ = empirical_data(binary_vocab, 4, 64)
+    steps = []
+
+    class Record(Callback):
+        def on_evaluation(self, algorithm, state):
+            steps.append(state.step)
+
+    policy = make_policy("lstm", binary_vocab, 4, hidden_size=8)
+    fit(make_algorithm("mle", policy), data,
+        config=FitConfig(max_steps=6, eval_every=2, batch_size=16, **FAST), callbacks=[Record()])
+    assert steps == [2, 4, 6]
+
+
 def test_patience_stops_training(binary_vocab):
     data, _ = empirical_data(binary_vocab, 4, 64)
     policy = make_policy("lstm", binary_vocab, 4, hidden_size=8)
