@@ -57,6 +57,7 @@ def main() -> None:
     parser.add_argument("--data-seed", type=int, default=1234)
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--batch", type=int, default=500, help="episodes per step")
+    parser.add_argument("--clip", default="0.25", help="gradient-norm clipping ('none' to turn it off)")
     parser.add_argument("--eval-every", type=int, default=10)
     parser.add_argument("--kl-samples", type=int, default=5000, help="samples of r per KL estimate on the curve")
     parser.add_argument("--thresholds", default="2,1,0.5")
@@ -82,11 +83,17 @@ def main() -> None:
     class Curve(Callback):
         def __init__(self) -> None:
             self.points: list[dict[str, float]] = []
+            self.grad_norms: list[float] = []
+
+        def on_step_end(self, algorithm, state) -> None:
+            if "grad_norm" in state.metrics:  # the norm before clipping
+                self.grad_norms.append(state.metrics["grad_norm"])
 
         def on_evaluation(self, algorithm, state) -> None:
             self.points.append({"step": state.step, "episodes": float(algorithm.episodes),
                                 "kl_p_pi": kl(algorithm.policy, args.kl_samples)})
 
+    clip = None if args.clip.lower() == "none" else float(args.clip)
     test = task.split("test")
     thresholds = [float(t) for t in args.thresholds.split(",")]
     print(f"|D|={args.size} motif={args.motif} mask={args.mask} λ={[round(x, 2) for x in P.lam.tolist()]} "
@@ -105,14 +112,19 @@ def main() -> None:
                 curve = Curve()
                 t0 = time.perf_counter()
                 fit(alg, None, callbacks=[curve],
-                    config=FitConfig(max_steps=args.steps, lr=lr, eval_every=args.eval_every, clip_grad_norm=0.25,
+                    config=FitConfig(max_steps=args.steps, lr=lr, eval_every=args.eval_every, clip_grad_norm=clip,
                                      restore_best=False, progress=False, device=args.device, seed=seed))
                 run = {"variant": variant, "lr": lr, "seed": seed, "kl_final": kl(policy),
                        "ce_test": cross_entropy(policy, test), "proposal_updates": alg.proposal_updates,
-                       "episodes": alg.episodes, "wall_s": time.perf_counter() - t0, "curve": curve.points}
+                       "episodes": alg.episodes, "wall_s": time.perf_counter() - t0, "curve": curve.points,
+                       "grad_norms": curve.grad_norms}
                 reach = ", ".join(f"KL≤{t:g}: {episodes_to_reach(curve.points, t) or '–'}" for t in thresholds)
+                norms = ""
+                if curve.grad_norms:
+                    q = torch.tensor(curve.grad_norms).quantile(torch.tensor([0.1, 0.5, 0.9, 1.0])).tolist()
+                    norms = " grad norm q10/50/90/max=" + "/".join(f"{v:.3g}" for v in q)
                 print(f"{variant} lr={lr:g} seed={seed}: KL={run['kl_final']:.3f} CE={run['ce_test']:.2f} "
-                      f"proposal updates={alg.proposal_updates} episodes {reach} wall={run['wall_s']:.0f}s",
+                      f"proposal updates={alg.proposal_updates} episodes {reach}{norms} wall={run['wall_s']:.0f}s",
                       flush=True)
                 runs.append(run)
     if args.json:

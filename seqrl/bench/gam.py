@@ -67,6 +67,12 @@ class GamSettings:
     dpg_lr: float = 1e-2
     """Adam lr of π in dpg/dpg_off/gdcpp. With 1e-3 (the paper's r lr) dpg_off barely moved in
     150 steps at |D| = 500; 1e-2 brought CE(T, π) to CE(T, p_λ) in 300 steps (docs/benchmarks.md)."""
+    dpg_clip_grad_norm: float | None = 0.25
+    """Gradient-norm clipping of ``dpg``/``dpg_off`` (as for r)."""
+    gdcpp_clip_grad_norm: float | None = None
+    """No clipping for ``gdcpp``: clipping rescales the rare steps whose batch holds a
+    high-weight string down to the size of the steps that carry only the baseline's zero-mean
+    noise, and GDC++ then does not learn at |D| = 500 (docs/benchmarks.md, GDC++ section)."""
     eval_every: int = 20
     """Steps between Training-2 evaluations (validation CE, KL estimate, proposal update)."""
     kl_samples: int = 2000
@@ -219,8 +225,10 @@ class GamSuite(Suite):
                     return {"valid_ce": cross_entropy(alg.policy, _valid), "episodes": float(alg.episodes),
                             **divergences(alg.policy, st.kl_samples)}
 
+                clip = st.gdcpp_clip_grad_norm if algo == "gdcpp" else st.dpg_clip_grad_norm
                 fit(algorithm, None, evaluate=evaluate, callbacks=[curve],
-                    config=replace(fit_config, max_steps=st.dpg_steps, eval_every=st.eval_every, lr=st.dpg_lr))
+                    config=replace(fit_config, max_steps=st.dpg_steps, eval_every=st.eval_every, lr=st.dpg_lr,
+                                   clip_grad_norm=clip))
                 episodes = algorithm.episodes
                 extra["proposal_updates"] = algorithm.proposal_updates
                 self.curves.append({"algorithm": algo, "seed": seed, **params, "features": mask,
