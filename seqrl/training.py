@@ -44,6 +44,9 @@ class FitConfig:
     """Evaluations without improvement before stopping ([DPG]: 8); None never stops early."""
     restore_best: bool = True
     """Reload the best evaluated weights at the end."""
+    evaluate_at_start: bool = False
+    """Also evaluate the initial weights (step 0), so that fine-tuning with ``restore_best``
+    never returns a policy worse on the monitor than the one it started from."""
     device: str = "auto"
     seed: int = 0
     progress: bool = True
@@ -162,7 +165,34 @@ def fit(
             else:
                 yield None
 
+    def evaluation() -> None:
+        nonlocal best_weights
+        assert evaluate is not None
+        algorithm.eval()
+        scores = evaluate(algorithm)
+        algorithm.train()
+        state.metrics.update(scores)
+        state.history.append(dict(state.metrics))
+        algorithm.on_evaluation(state.step, scores)
+        if monitor not in scores:
+            raise KeyError(f"monitor {monitor!r} not among evaluation metrics {sorted(scores)}")
+        value = sign * scores[monitor]
+        if value < state.best:
+            state.best, state.best_step, state.evals_since_best = value, state.step, 0
+            if config.restore_best:
+                best_weights = copy.deepcopy({k: v.detach().cpu() for k, v in algorithm.state_dict().items()})
+        else:
+            state.evals_since_best += 1
+            if config.patience is not None and state.evals_since_best >= config.patience:
+                state.stop = True
+        bar.set_postfix({monitor: f"{scores[monitor]:.4g}"})
+        for cb in callbacks:
+            cb.on_evaluation(algorithm, state)
+
     try:
+        if evaluate is not None and config.evaluate_at_start:
+            state.metrics = {"step": 0}
+            evaluation()
         for batch in batches():
             if state.stop or (total is not None and state.step >= total):
                 break
@@ -186,26 +216,7 @@ def fit(
                 for cb in callbacks:
                     cb.on_evaluation(algorithm, state)
             if evaluate is not None and state.step % eval_every == 0:
-                algorithm.eval()
-                scores = evaluate(algorithm)
-                algorithm.train()
-                state.metrics.update(scores)
-                state.history.append(dict(state.metrics))
-                algorithm.on_evaluation(state.step, scores)
-                if monitor not in scores:
-                    raise KeyError(f"monitor {monitor!r} not among evaluation metrics {sorted(scores)}")
-                value = sign * scores[monitor]
-                if value < state.best:
-                    state.best, state.best_step, state.evals_since_best = value, state.step, 0
-                    if config.restore_best:
-                        best_weights = copy.deepcopy({k: v.detach().cpu() for k, v in algorithm.state_dict().items()})
-                else:
-                    state.evals_since_best += 1
-                    if config.patience is not None and state.evals_since_best >= config.patience:
-                        state.stop = True
-                bar.set_postfix({monitor: f"{scores[monitor]:.4g}"})
-                for cb in callbacks:
-                    cb.on_evaluation(algorithm, state)
+                evaluation()
     finally:
         bar.close()
     if best_weights is not None:

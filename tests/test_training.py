@@ -97,6 +97,31 @@ def test_callbacks_see_evaluation_points_without_metrics(binary_vocab):
     assert steps == [2, 4, 6]
 
 
+def test_evaluate_at_start_can_restore_the_initial_weights(binary_vocab):
+    """When no evaluation after the start beats it, the starting policy comes back."""
+    data, _ = empirical_data(binary_vocab, 4, 64)
+
+    def run(at_start: bool):
+        torch.manual_seed(0)
+        policy = make_policy("lstm", binary_vocab, 4, hidden_size=8)
+        initial = [p.detach().clone() for p in policy.parameters()]
+        calls = []
+
+        def worsening(algorithm) -> dict[str, float]:  # every evaluation worse than the last
+            calls.append(len(calls))
+            return {"valid_ce": float(len(calls))}
+
+        result = fit(make_algorithm("mle", policy), data, evaluate=worsening,
+                     config=FitConfig(max_steps=4, eval_every=2, batch_size=16, evaluate_at_start=at_start, **FAST))
+        same = all(torch.equal(a, b) for a, b in zip(initial, policy.parameters()))
+        return result, same
+
+    result, same = run(True)
+    assert same and result.best_step == 0 and [h["step"] for h in result.history] == [0, 2, 4]
+    result, same = run(False)
+    assert not same and result.best_step == 2 and [h["step"] for h in result.history] == [2, 4]
+
+
 def test_patience_stops_training(binary_vocab):
     data, _ = empirical_data(binary_vocab, 4, 64)
     policy = make_policy("lstm", binary_vocab, 4, hidden_size=8)

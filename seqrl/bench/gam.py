@@ -205,8 +205,11 @@ class GamSuite(Suite):
             policy = new_policy(task, st).to(device)
             policy.load_state_dict(r.state_dict())
             curve = KLCurve()
+            # evaluate_at_start: r is a candidate of the early stopping, so Training-2 never
+            # returns a π with worse validation CE than the r it started from.
             fit_config = FitConfig(batch_size=st.batch_size, lr=st.lr, clip_grad_norm=st.clip_grad_norm,
-                                   patience=st.patience, device=str(device), seed=seed, progress=options.progress)
+                                   patience=st.patience, device=str(device), seed=seed, progress=options.progress,
+                                   evaluate_at_start=True)
             extra: dict[str, float] = {}
             if algo == "distill":
                 algorithm = make_algorithm("distill", policy, potential=P, proposal=r, num_samples=st.distill_samples)
