@@ -22,11 +22,9 @@ from pathlib import Path
 import torch
 
 from seqrl.algorithms import make_algorithm
-from seqrl.bench.gam import QUICK_SETTINGS, new_policy, train_r
-from seqrl.ebm import GAMPotential, MotifFeatures, Training1Config, fit_lambda
-from seqrl.ebm.sampling import base_log_ratio, draw, estimate_divergences, estimate_log_z
+from seqrl.bench.gam import QUICK_SETTINGS, fit_gam, new_policy, train_r
 from seqrl.envs import MotifTask
-from seqrl.metrics import cross_entropy, sequence_log_probs
+from seqrl.metrics import cross_entropy
 from seqrl.training import Callback, FitConfig, fit
 
 
@@ -68,17 +66,11 @@ def main() -> None:
     st, dev = QUICK_SETTINGS, torch.device(args.device)
     task = MotifTask(args.motif, train_size=args.size, seed=args.data_seed)
     r, _ = train_r(task, st, args.data_seed, dev, False)
-    P = GAMPotential(r, MotifFeatures(task.vocab, task.motif, args.mask, task.length)).to(dev)
-    fit_lambda(P, task.split("train"), Training1Config(num_samples=st.snis_samples, resample_every=None,
-                                                       max_steps=st.training1_steps, seed=args.data_seed))
-    pool = draw(r, st.log_z_samples, base_log_ratio(P), torch.Generator(device=dev).manual_seed(args.data_seed))
-    z = estimate_log_z(pool.log_ratio)
-    log_P_pool = (pool.log_q + pool.log_ratio).cpu()
+    gam = fit_gam(task, r, args.mask, st, args.data_seed, torch.Generator(device=dev).manual_seed(args.data_seed))
+    P, z, kl_of = gam.potential, gam.log_z, gam.divergences
 
     def kl(policy, n: int | None = None) -> float:
-        idx = torch.arange(pool.batch.batch_size if n is None else min(n, pool.batch.batch_size))
-        return estimate_divergences(log_P_pool[idx], sequence_log_probs(policy, pool.batch.index(idx)), z.log_z,
-                                    pool.log_q[idx].cpu())["kl_p_pi"]
+        return kl_of(policy, n)["kl_p_pi"]
 
     class Curve(Callback):
         def __init__(self) -> None:

@@ -22,8 +22,8 @@ import torch
 
 from ..algorithms import make_algorithm
 from ..ebm import GAMPotential, MotifFeatures, Training1Config, fit_lambda
-from ..ebm.sampling import base_log_ratio, draw, estimate_divergences, estimate_log_z
-from ..ebm.training1 import lam_summary
+from ..ebm.sampling import LogZEstimate, ProposalDraw, base_log_ratio, draw, estimate_divergences, estimate_log_z
+from ..ebm.training1 import Training1Result, lam_summary
 from ..envs.motif import MotifTask
 from ..metrics import cross_entropy, motif_frequency, sample_in_chunks, sequence_log_probs
 from ..policies import make_policy
@@ -97,6 +97,39 @@ def train_r(task: MotifTask, settings: GamSettings, seed: int, device: torch.dev
 def new_policy(task: MotifTask, settings: GamSettings):
     return make_policy("lstm", task.vocab, task.max_len, hidden_size=settings.hidden_size,
                        num_layers=settings.num_layers, dropout=settings.dropout)
+
+
+@dataclass
+class FittedGAM:
+    """A GAM P_λ = r·e^{λ·φ} after Training-1, with a pool of samples of r for importance sampling."""
+
+    potential: GAMPotential
+    training1: Training1Result
+    pool: ProposalDraw
+    """Samples of r with their log r and log P/r."""
+    log_z: LogZEstimate
+    """log Z = log E_r[e^{λ·φ}] estimated on the pool, with its standard error."""
+
+    def divergences(self, policy, n: int | None = None) -> dict[str, float]:
+        """KL(p_λ‖π) and TVD by importance sampling from r, which covers p_λ (p_λ/r = e^{λ·φ}/Z),
+        on the first ``n`` samples of the pool (all by default)."""
+        pool = self.pool
+        idx = torch.arange(pool.batch.batch_size if n is None else min(n, pool.batch.batch_size))
+        log_pi = sequence_log_probs(policy, pool.batch.index(idx))
+        log_q, log_ratio = pool.log_q.cpu()[idx], pool.log_ratio.cpu()[idx]
+        return estimate_divergences(log_q + log_ratio, log_pi, self.log_z.log_z, log_q)
+
+
+def fit_gam(task: MotifTask, r, mask: str, settings: GamSettings, seed: int,
+            generator: torch.Generator | None = None) -> FittedGAM:
+    """Training-1 by SNIS ([DPG] Eq. 3, 7) on ``task``'s training set, then a pool of
+    ``log_z_samples`` samples of r for log Z and the divergence estimates."""
+    P = GAMPotential(r, MotifFeatures(task.vocab, task.motif, mask, task.length)).to(r.device)
+    t1 = fit_lambda(P, task.split("train"), Training1Config(method="snis", num_samples=settings.snis_samples,
+                                                            resample_every=settings.snis_resample_every,
+                                                            max_steps=settings.training1_steps, seed=seed))
+    pool = draw(r, settings.log_z_samples, base_log_ratio(P), generator)
+    return FittedGAM(P, t1, pool, estimate_log_z(pool.log_ratio))
 
 
 class KLCurve(Callback):
@@ -174,29 +207,14 @@ class GamSuite(Suite):
         device = options.device
         gen = torch.Generator(device=device).manual_seed(seed + 1)
         started = time.perf_counter()
-        features = MotifFeatures(task.vocab, task.motif, mask, task.length)
-        P = GAMPotential(r, features).to(device)
-        t1 = fit_lambda(P, task.split("train"), Training1Config(method="snis", num_samples=st.snis_samples,
-                                                                resample_every=st.snis_resample_every,
-                                                                max_steps=st.training1_steps, seed=seed))
-        # log Z of P_λ by importance sampling from r: Z = E_r[exp(λ·φ)].
-        pool = draw(r, st.log_z_samples, base_log_ratio(P), gen)
-        z = estimate_log_z(pool.log_ratio)
+        gam = fit_gam(task, r, mask, st, seed, gen)
+        P, t1, z, divergences = gam.potential, gam.training1, gam.log_z, gam.divergences
         test = task.split("test")
         log_p_test = sequence_log_probs(r, test) + P.log_ratio_to_base(test.to(device)).double().cpu()
         gam_metrics = {"ce_plambda": float(-(log_p_test.mean()) + z.log_z), "ce_plambda_se": z.stderr,
                        "log_z": z.log_z, "training1_steps": t1.steps,
                        "wall_s_training1": time.perf_counter() - started,
-                       **lam_summary(t1, features.names)}
-
-        # KL(p_λ‖π) and TVD by importance sampling from r, which covers p_λ (p_λ/r = e^{λ·φ}/Z):
-        # curves use a fixed subsample of the pool, final metrics the whole pool.
-        log_P_pool = pool.log_q + pool.log_ratio
-
-        def divergences(policy, n: int | None = None) -> dict[str, float]:
-            idx = torch.arange(pool.batch.batch_size if n is None else min(n, pool.batch.batch_size))
-            log_pi = sequence_log_probs(policy, pool.batch.index(idx))
-            return estimate_divergences(log_P_pool[idx].cpu(), log_pi, z.log_z, pool.log_q[idx].cpu())
+                       **lam_summary(t1, P.features.names)}
 
         records = []
         for algo in algos:
@@ -346,4 +364,4 @@ def table1(records: list[RunRecord], dpg: str = "dpg_off") -> str:
     return format_table(header, rows)
 
 
-__all__ = ["GamSettings", "GamSuite", "QUICK_SETTINGS", "table1", "asdict"]
+__all__ = ["FittedGAM", "GamSettings", "GamSuite", "fit_gam", "QUICK_SETTINGS", "table1", "asdict"]
