@@ -34,6 +34,62 @@ def cross_entropy(policy, data: SequenceBatch, batch_size: int = 1000) -> float:
 
 
 @torch.no_grad()
+def exposure_bias(policy, data: SequenceBatch, *, generator: torch.Generator | None = None,
+                  batch_size: int = 1000) -> dict[str, float]:
+    """How much one wrong token in the prefix derails next-token prediction.
+
+    Per row, the token at a position s drawn uniformly from the non-EOS positions is replaced by
+    another generatable symbol, drawn uniformly; every later reference token y_t (t > s, EOS
+    included) is then predicted under teacher forcing, once after the reference prefix and once
+    after the corrupted one. MLE only ever conditions on reference prefixes, so at test time its
+    own mistakes put it off its training distribution: exposure bias ([ERPO] Sec. 1; Ranzato et
+    al. 2016). Returns the accuracy and the mean −log π(y_t | ·) of the tokens after s under
+    both prefixes, and ``accuracy_drop`` = clean − corrupted accuracy. Rows of one token (only
+    EOS) have no position to corrupt and are skipped.
+    """
+    if data.batch_size == 0:
+        raise BatchError("empty data: cannot evaluate a policy on no sequences")
+    rows = torch.nonzero(data.lengths >= 2).flatten()
+    if rows.numel() == 0:
+        raise BatchError("every sequence has a single token: no prefix to corrupt")
+    data = data.index(rows)
+    vocab_ids = torch.tensor(policy.vocab.symbol_ids)  # sorted, EOS excluded
+    if vocab_ids.numel() < 2:
+        raise ValueError("exposure_bias needs at least two non-EOS symbols to substitute")
+    B, T = data.tokens.shape
+    position = (torch.rand(B, generator=generator) * (data.lengths - 1).float()).long()  # s ∈ [0, len − 2]
+    offset = torch.randint(1, vocab_ids.numel(), (B,), generator=generator)
+    rank = torch.searchsorted(vocab_ids, data.tokens[torch.arange(B), position].cpu())
+    corrupted_tokens = data.tokens.clone()
+    corrupted_tokens[torch.arange(B), position] = vocab_ids[(rank + offset) % vocab_ids.numel()].to(data.device)
+    t = torch.arange(T)[None]
+    after = (t > position[:, None]) & (t < data.lengths[:, None])
+    was_training = policy.training
+    policy.eval()
+    totals = {"clean": [0.0, 0.0], "corrupted": [0.0, 0.0]}
+    try:
+        for start in range(0, B, batch_size):
+            idx = torch.arange(start, min(start + batch_size, B))
+            clean = data.index(idx).to(policy.device)
+            inputs = {"clean": clean, "corrupted": SequenceBatch(corrupted_tokens[idx].to(policy.device),
+                                                                 clean.lengths, clean.context)}
+            mask = after[idx].to(policy.device)
+            for name, batch in inputs.items():
+                log_dists = policy.log_dists(batch)
+                logp = log_dists.gather(2, clean.tokens.unsqueeze(2)).squeeze(2)
+                correct = log_dists.argmax(-1) == clean.tokens
+                totals[name][0] += float(correct[mask].sum())
+                totals[name][1] += float(-logp[mask].sum())
+    finally:
+        policy.train(was_training)
+    count = float(after.sum())
+    out = {f"{name}_accuracy": v[0] / count for name, v in totals.items()}
+    out.update({f"{name}_nll": v[1] / count for name, v in totals.items()})
+    out["accuracy_drop"] = out["clean_accuracy"] - out["corrupted_accuracy"]
+    return out
+
+
+@torch.no_grad()
 def motif_frequency(samples: SequenceBatch, vocab: Vocab, motif: str) -> float:
     """Fraction of sequences that contain the motif."""
     ids = torch.tensor(vocab.encode(list(motif), add_eos=False), device=samples.device)

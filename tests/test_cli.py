@@ -96,3 +96,24 @@ def test_bench_seq2seq_with_settings_writes_the_table(tmp_path):
         assert run["params"]["train_size"] == 48
         assert 0.0 <= run["metrics"]["bleu"] <= 100.0 and 0.0 <= run["metrics"]["rougeL"] <= 100.0
     assert (tmp_path / "s2s" / "seq2seq_valid_bleu.png").exists()
+
+
+def test_bench_seq2seq_scratch_protocol_trains_the_objectives_from_random_init(tmp_path):
+    """Under protocol=scratch, RAML gets the pretraining's budget (2 epochs × 2 steps) from a random
+    initialization and MIXER the fine-tuning's (1 epoch) from the MLE policy; no mle_pretrained row."""
+    out = seqrl("bench", "seq2seq", "--quick", "--seeds", "0", "--algos", "mle,raml,mixer", "--device", "cpu",
+                "--no-progress", "--set", "train_size=48", "--set", "valid_size=16", "--set", "test_size=16",
+                "--set", "mle_epochs=2", "--set", "finetune_epochs=1", "--set", "hidden_size=16",
+                "--set", "patience=100", "--set", "protocol=scratch", "--out", str(tmp_path / "s2s"))
+    assert out.returncode == 0, out.stderr
+    assert "exposure drop (pp)" in out.stdout
+    runs = {r["algorithm"]: r for r in json.loads((tmp_path / "s2s" / "results.json").read_text())["runs"]}
+    assert sorted(runs) == ["mixer", "mle", "raml"]
+    assert {r["params"]["protocol"] for r in runs.values()} == {"scratch"}
+    assert runs["mle"]["metrics"]["steps"] == runs["raml"]["metrics"]["steps"] == 4
+    assert runs["mixer"]["metrics"]["steps"] == 2
+    for run in runs.values():
+        assert -100.0 <= run["metrics"]["exposure_drop"] <= 100.0
+    out = seqrl("bench", "seq2seq", "--quick", "--seeds", "0", "--algos", "mle", "--set", "protocol=bogus",
+                "--set", "train_size=48", "--out", str(tmp_path / "bad"))
+    assert out.returncode != 0 and "unknown protocol 'bogus'" in out.stderr

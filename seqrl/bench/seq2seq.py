@@ -1,12 +1,19 @@
 """The seq2seq suite: the ERPO family on conditional tasks with BLEU/ROUGE ([ERPO] Tables 1–2).
 
-Per seed: the attention encoder–decoder is pretrained by MLE with early stopping on
-validation CE (the ``mle_pretrained`` row). Every algorithm, ``mle`` included, then starts
-from that policy (MIXER, REINFORCE and SPG need a pretrained model; giving it to all keeps
-the comparison about the objective) and trains for the same budget at a smaller lr with
-early stopping on validation BLEU. Test corpus BLEU
-(sacrebleu) and ROUGE-1/2/L (rouge-score) use beam search of width 5; the table reports
-mean ± std over seeds.
+Per seed, the attention encoder–decoder is first trained by MLE with early stopping on
+validation CE. Two protocols then differ in where the other objectives start:
+
+* ``finetune``: every algorithm, ``mle`` included, starts from that policy and trains for the
+  same budget at a smaller lr with early stopping on validation BLEU (the MLE policy itself is
+  the ``mle_pretrained`` row). A gain over ``mle`` is the objective's, not the extra epochs'.
+* ``scratch``: the objectives that learn from a random initialization (RAML, data noising,
+  scheduled sampling, interpolation) train from one, with the pretraining's budget and stopping
+  rule, as in the papers that introduced them; the MLE run is the ``mle`` row. MIXER (whose
+  first phase is MLE), REINFORCE and SPG fine-tune the MLE policy as above.
+
+Test corpus BLEU (sacrebleu) and ROUGE-1/2/L (rouge-score) use beam search of width 5, and
+:func:`~seqrl.metrics.exposure_bias` measures how much one wrong prefix token costs each
+policy; the table reports mean ± std over seeds.
 """
 
 from __future__ import annotations
@@ -24,13 +31,16 @@ import torch
 from ..algorithms import make_algorithm
 from ..algorithms.data_noising import unigram_distribution
 from ..envs.tasks import TextPairTask, ToyTranslationTask
-from ..metrics import corpus_bleu, corpus_rouge, cross_entropy
+from ..metrics import corpus_bleu, corpus_rouge, cross_entropy, exposure_bias
 from ..policies import make_policy
 from ..training import FitConfig, fit
 from .runner import BenchOptions, RunRecord, Suite, format_table, override_settings, register_suite
 
 ALGOS = ("mle", "raml", "data_noising", "scheduled_sampling", "mixer", "reinforce", "spg", "interpolation")
 REWARD_ALGOS = ("raml", "mixer", "reinforce", "spg", "interpolation", "erpo")
+SCRATCH_ALGOS = ("mle", "raml", "data_noising", "scheduled_sampling", "interpolation", "erpo")
+"""Objectives that learn from a random initialization; under ``protocol="scratch"`` they do."""
+PROTOCOLS = ("finetune", "scratch")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -60,6 +70,9 @@ class Seq2SeqSettings:
     eval_every: int | None = None
     beam_size: int = 5
     reward: str = "bleu"
+    protocol: str = "finetune"
+    """Where the objectives start: the MLE policy (``finetune``) or, for those in SCRATCH_ALGOS,
+    a random initialization (``scratch``); see the module docstring."""
     data_seed: int = 0
     """Seed of the data set, fixed across runs: a run's seed varies initialization and sampling
     only, so that ± std measures the algorithms, not the draw of the data."""
@@ -69,7 +82,8 @@ QUICK = Seq2SeqSettings(train_size=300, lexicon_scale=3, zipf=0.0, mle_epochs=30
 """A smoke run of every algorithm in minutes: pretraining is cut at 30 epochs, before it converges."""
 
 
-def algorithm_kwargs(name: str, settings: Seq2SeqSettings, task, steps_per_epoch: int) -> dict[str, Any]:
+def algorithm_kwargs(name: str, settings: Seq2SeqSettings, task, steps_per_epoch: int,
+                     from_scratch: bool = False) -> dict[str, Any]:
     kw: dict[str, Any] = {}
     if name in REWARD_ALGOS:
         kw["reward"] = settings.reward
@@ -85,7 +99,8 @@ def algorithm_kwargs(name: str, settings: Seq2SeqSettings, task, steps_per_epoch
         # vectorized, sentence BLEU's is not; the weights still use BLEU (see SPG's docstring).
         kw.update(guide_reward="hamming", reward_temperature=0.5, num_samples=2)
     if name == "scheduled_sampling":
-        kw.update(k=max(1.0, steps_per_epoch * settings.finetune_epochs / 4))
+        # From scratch: the paper's k = 500 ([ERPO] C.2); fine-tuning: ε reaches 1/2 within the budget.
+        kw.update(k=500.0 if from_scratch else max(1.0, steps_per_epoch * settings.finetune_epochs / 4))
     return kw
 
 
@@ -115,8 +130,8 @@ class Seq2SeqSuite(Suite):
                                       noise=st.noise, zipf=st.zipf, num_nouns=30 * k, num_verbs=15 * k,
                                       num_adjectives=15 * k, seed=st.data_seed)
             task_name = "toy_translation"
-        train, valid, test = task.split("train"), task.split("valid"), task.split("test")
-        steps_per_epoch = math.ceil(train.batch_size / st.batch_size)
+        train_set, valid, test = task.split("train"), task.split("valid"), task.split("test")
+        steps_per_epoch = math.ceil(train_set.batch_size / st.batch_size)
         eval_every = st.eval_every or steps_per_epoch
 
         def evaluate(alg) -> dict[str, float]:
@@ -124,33 +139,58 @@ class Seq2SeqSuite(Suite):
             score = corpus_bleu(hyps, valid.to_strings(task.vocab))
             return {"valid_bleu": score, "valid_reward": score, "valid_ce": cross_entropy(alg.policy, valid)}
 
+        if st.protocol not in PROTOCOLS:
+            raise ValueError(f"unknown protocol {st.protocol!r}; expected one of {PROTOCOLS}")
+        scratch = st.protocol == "scratch"
         base_cfg = FitConfig(batch_size=st.batch_size, lr=st.lr, patience=st.patience, eval_every=eval_every,
                              device=str(device), seed=seed, progress=options.progress)
-        torch.manual_seed(seed)
-        policy = make_policy("seq2seq", task.vocab, task.max_len, source_vocab=task.source_vocab,
-                             hidden_size=st.hidden_size, embedding_dim=st.embedding_dim, dropout=st.dropout)
-        started = time.perf_counter()
-        # Pretraining stops on validation CE: BLEU stays at 0 for the first epochs, which would
-        # exhaust the patience before anything is learned.
-        mle_fit = fit(make_algorithm("mle", policy), train, evaluate=evaluate, monitor="valid_ce", mode="min",
-                      config=replace(base_cfg, max_epochs=st.mle_epochs))
-        pretrained = {k: v.detach().clone() for k, v in policy.state_dict().items()}
-        params = {"task": task_name, "train_size": train.batch_size, "reward": st.reward, "beam": st.beam_size}
-        records = [self._record("mle_pretrained", seed, params, policy, task, test, st,
-                                time.perf_counter() - started, mle_fit.steps)]
-        self.curves.append({"algorithm": "mle_pretrained", "seed": seed, "points": _curve(mle_fit.history)})
-        # Every row, ``mle`` included, is the pretrained policy plus the same fine-tuning budget,
-        # so a gain over ``mle`` is the objective's, not the extra epochs'.
-        for name in options.algos or self.default_algos:
-            policy.load_state_dict(pretrained)
+        scratch_cfg = replace(base_cfg, max_epochs=st.mle_epochs)
+        # Fine-tuning may not return a policy worse on validation than the one it started from.
+        finetune_cfg = replace(base_cfg, max_epochs=st.finetune_epochs, lr=st.finetune_lr, evaluate_at_start=True)
+
+        def new_policy():
             torch.manual_seed(seed)
-            algo = make_algorithm(name, policy, **algorithm_kwargs(name, st, task, steps_per_epoch))
+            return make_policy("seq2seq", task.vocab, task.max_len, source_vocab=task.source_vocab,
+                               hidden_size=st.hidden_size, embedding_dim=st.embedding_dim, dropout=st.dropout)
+
+        def train(name: str, policy) -> tuple[Any, float]:
+            """Train ``policy`` in place by ``name``; from scratch, stop on validation CE: BLEU stays
+            at 0 for the first epochs, which would exhaust the patience before anything is learned."""
+            from_scratch = scratch and name in SCRATCH_ALGOS or name == "mle_pretrained"
+            torch.manual_seed(seed)
+            algo = make_algorithm("mle" if name == "mle_pretrained" else name, policy,
+                                  **algorithm_kwargs(name, st, task, steps_per_epoch, from_scratch))
             t0 = time.perf_counter()
-            result = fit(algo, train, evaluate=evaluate, monitor="valid_bleu", mode="max",
-                         config=replace(base_cfg, max_epochs=st.finetune_epochs, lr=st.finetune_lr))
-            records.append(self._record(name, seed, params, policy, task, test, st, time.perf_counter() - t0,
-                                        result.steps))
+            if from_scratch:
+                result = fit(algo, train_set, evaluate=evaluate, monitor="valid_ce", mode="min", config=scratch_cfg)
+            else:
+                result = fit(algo, train_set, evaluate=evaluate, monitor="valid_bleu", mode="max", config=finetune_cfg)
             self.curves.append({"algorithm": name, "seed": seed, "points": _curve(result.history)})
+            return result, time.perf_counter() - t0
+
+        params = {"task": task_name, "train_size": train_set.batch_size, "reward": st.reward, "beam": st.beam_size,
+                  "protocol": st.protocol}
+        algos = options.algos or self.default_algos
+        policy = new_policy()
+        records = []
+        if not scratch or any(name == "mle" or name not in SCRATCH_ALGOS for name in algos):
+            pretrain, pretrain_wall = train("mle_pretrained", policy)
+            pretrained = {k: v.detach().clone() for k, v in policy.state_dict().items()}
+            if not scratch:
+                records.append(self._record("mle_pretrained", seed, params, policy, task, test, st, pretrain_wall,
+                                            pretrain.steps))
+        for name in algos:
+            if scratch and name == "mle":  # the pretraining run is MLE trained from scratch
+                policy.load_state_dict(pretrained)
+                records.append(self._record("mle", seed, params, policy, task, test, st, pretrain_wall,
+                                            pretrain.steps))
+                continue
+            if scratch and name in SCRATCH_ALGOS:
+                policy = new_policy()
+            else:
+                policy.load_state_dict(pretrained)
+            result, wall = train(name, policy)
+            records.append(self._record(name, seed, params, policy, task, test, st, wall, result.steps))
         return records
 
     @staticmethod
@@ -159,8 +199,11 @@ class Seq2SeqSuite(Suite):
         best, _ = policy.beam_search(test.context.to(policy.device), beam_size=st.beam_size)
         hyps, refs = best.to_strings(task.vocab), test.to_strings(task.vocab)
         rouge = corpus_rouge(hyps, refs)
+        # The same corrupted positions and symbols for every row: a fixed generator.
+        bias = exposure_bias(policy, test, generator=torch.Generator().manual_seed(st.data_seed))
         metrics = {"bleu": corpus_bleu(hyps, refs), "rouge1": rouge["rouge1"], "rouge2": rouge["rouge2"],
-                   "rougeL": rouge["rougeL"], "steps": float(steps), "wall_s": wall}
+                   "rougeL": rouge["rougeL"], "exposure_drop": 100 * bias["accuracy_drop"],
+                   "corrupted_nll": bias["corrupted_nll"], "steps": float(steps), "wall_s": wall}
         return RunRecord(name, seed, dict(params), metrics)
 
     def table(self, records: list[RunRecord]) -> str:
@@ -168,14 +211,16 @@ class Seq2SeqSuite(Suite):
         for algo in dict.fromkeys(r.algorithm for r in records):
             rs = [r for r in records if r.algorithm == algo]
             row: list[Any] = [algo, len(rs)]
-            for m in ("bleu", "rouge1", "rouge2", "rougeL"):
+            for m in ("bleu", "rouge1", "rouge2", "rougeL", "exposure_drop"):
                 vals = [r.metrics[m] for r in rs]
                 sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
                 row.append(f"{statistics.fmean(vals):.2f} ± {sd:.2f}")
             row.append(statistics.fmean(r.metrics["wall_s"] for r in rs))
             rows.append(row)
-        header = ["algorithm", "seeds", "BLEU", "ROUGE-1", "ROUGE-2", "ROUGE-L", "wall_s"]
-        return "Test set, beam 5, mean ± std over seeds (cf. [ERPO] Tables 1–2):\n" + format_table(header, rows)
+        header = ["algorithm", "seeds", "BLEU", "ROUGE-1", "ROUGE-2", "ROUGE-L", "exposure drop (pp)", "wall_s"]
+        return ("Test set, beam 5, mean ± std over seeds (cf. [ERPO] Tables 1–2); exposure drop: next-token\n"
+                "accuracy lost after one wrong prefix token (seqrl.metrics.exposure_bias), percentage points:\n"
+                + format_table(header, rows))
 
     def plot(self, records: list[RunRecord], out: Path) -> list[Path]:
         import matplotlib
