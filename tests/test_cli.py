@@ -117,3 +117,16 @@ def test_bench_seq2seq_scratch_protocol_trains_the_objectives_from_random_init(t
     out = seqrl("bench", "seq2seq", "--quick", "--seeds", "0", "--algos", "mle", "--set", "protocol=bogus",
                 "--set", "train_size=48", "--out", str(tmp_path / "bad"))
     assert out.returncode != 0 and "unknown protocol 'bogus'" in out.stderr
+
+
+def test_seq2seq_interpolation_reward_overrides_only_interpolation():
+    from dataclasses import replace
+
+    from seqrl.bench.seq2seq import QUICK, algorithm_kwargs
+    from seqrl.envs.tasks import ToyTranslationTask
+
+    task = ToyTranslationTask(train_size=8, valid_size=2, test_size=2)
+    hamming = replace(QUICK, interpolation_reward="hamming")
+    assert algorithm_kwargs("interpolation", hamming, task, 1)["reward"] == "hamming"
+    assert algorithm_kwargs("raml", hamming, task, 1)["reward"] == "bleu"
+    assert algorithm_kwargs("interpolation", QUICK, task, 1)["reward"] == "bleu"

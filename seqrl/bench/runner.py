@@ -116,13 +116,14 @@ def format_records(records: list[RunRecord]) -> str:
     return format_table(header, rows)
 
 
-def write_results(suite: str, device: torch.device, started: str, records: list[RunRecord], out: Path) -> dict:
+def write_results(suite: str, device: torch.device | str, started: str, records: list[RunRecord], out: Path) -> dict:
+    """Write ``results.json`` and ``results.csv``; ``device`` is a torch device or its description."""
     from .. import __version__
 
     out.mkdir(parents=True, exist_ok=True)
     payload = {
         "suite": suite,
-        "device": describe_device(device),
+        "device": device if isinstance(device, str) else describe_device(device),
         "seqrl_version": __version__,
         "started": started,
         "runs": [asdict(r) for r in records],
