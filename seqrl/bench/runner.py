@@ -175,6 +175,8 @@ def run_suite(
     t0 = time.perf_counter()
     for job in tqdm(jobs, desc=f"bench {name}", disable=not progress, dynamic_ncols=True):
         records.extend(suite.run_job(job, options))
+        if options.out is not None:  # after every job, so that an interrupted run keeps what it finished
+            write_results(name, options.device, started, records, options.out)
     echo(suite.table(records))
     echo(f"{len(records)} runs in {time.perf_counter() - t0:.1f} s on {describe_device(options.device)}")
     payload: dict = {"suite": name, "runs": [asdict(r) for r in records]}
