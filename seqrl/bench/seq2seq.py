@@ -131,6 +131,14 @@ class Seq2SeqSuite(Suite):
 
     def run_job(self, job: dict[str, Any], options: BenchOptions) -> list[RunRecord]:
         st = override_settings(QUICK if options.quick else Seq2SeqSettings(), options.settings)
+        if st.protocol not in PROTOCOLS:
+            raise ValueError(f"unknown protocol {st.protocol!r}; expected one of {PROTOCOLS}")
+        scratch = st.protocol == "scratch"
+
+        def from_scratch(name: str) -> bool:
+            """Whether ``name`` trains from a random initialization (else: from the MLE policy)."""
+            return name == "mle_pretrained" or (scratch and name in SCRATCH_ALGOS)
+
         seed, device = job["seed"], options.device
         if job["data"]:
             task = TextPairTask(job["data"], seed=st.data_seed)
@@ -150,9 +158,6 @@ class Seq2SeqSuite(Suite):
             score = corpus_bleu(hyps, valid.to_strings(task.vocab))
             return {"valid_bleu": score, "valid_reward": score, "valid_ce": cross_entropy(alg.policy, valid)}
 
-        if st.protocol not in PROTOCOLS:
-            raise ValueError(f"unknown protocol {st.protocol!r}; expected one of {PROTOCOLS}")
-        scratch = st.protocol == "scratch"
         base_cfg = FitConfig(batch_size=st.batch_size, lr=st.lr, patience=st.patience, eval_every=eval_every,
                              device=str(device), seed=seed, progress=options.progress)
         scratch_cfg = replace(base_cfg, max_epochs=st.mle_epochs)
@@ -167,12 +172,11 @@ class Seq2SeqSuite(Suite):
         def train(name: str, policy) -> tuple[Any, float]:
             """Train ``policy`` in place by ``name``; from scratch, stop on validation CE: BLEU stays
             at 0 for the first epochs, which would exhaust the patience before anything is learned."""
-            from_scratch = scratch and name in SCRATCH_ALGOS or name == "mle_pretrained"
             torch.manual_seed(seed)
             algo = make_algorithm("mle" if name == "mle_pretrained" else name, policy,
-                                  **algorithm_kwargs(name, st, task, steps_per_epoch, from_scratch))
+                                  **algorithm_kwargs(name, st, task, steps_per_epoch, from_scratch(name)))
             t0 = time.perf_counter()
-            if from_scratch:
+            if from_scratch(name):
                 result = fit(algo, train_set, evaluate=evaluate, monitor="valid_ce", mode="min", config=scratch_cfg)
             else:
                 result = fit(algo, train_set, evaluate=evaluate, monitor="valid_bleu", mode="max", config=finetune_cfg)
@@ -185,7 +189,7 @@ class Seq2SeqSuite(Suite):
         algos = options.algos or self.default_algos
         policy = new_policy()
         records = []
-        if not scratch or any(name == "mle" or name not in SCRATCH_ALGOS for name in algos):
+        if not scratch or any(name == "mle" or not from_scratch(name) for name in algos):
             pretrain, pretrain_wall = train("mle_pretrained", policy)
             pretrained = {k: v.detach().clone() for k, v in policy.state_dict().items()}
             if not scratch:
@@ -197,7 +201,7 @@ class Seq2SeqSuite(Suite):
                 records.append(self._record("mle", seed, params, policy, task, test, st, pretrain_wall,
                                             pretrain.steps))
                 continue
-            if scratch and name in SCRATCH_ALGOS:
+            if from_scratch(name):
                 policy = new_policy()
             else:
                 policy.load_state_dict(pretrained)
