@@ -332,3 +332,22 @@ def test_interpolation_does_not_update_theta_on_a_drop():
     algo.on_evaluation(2, {"valid_reward": 0.4})  # a drop: anneal, and restore θ
     assert algo.weights == pytest.approx((0.1, 0.0, 0.9))
     assert all(torch.equal(before[k], v) for k, v in policy.state_dict().items())
+
+
+def test_interpolation_anneals_on_a_decrease_from_the_previous_evaluation_not_the_best():
+    """[ERPO] C.2 as its authors' code reads it: a decrease is against the last evaluation under the
+    current λ, and the first evaluation after an annealing is accepted whatever its value."""
+    batch, src = copy_batch()
+    policy = make_policy("seq2seq", V2, 6, source_vocab=src, hidden_size=8, embedding_dim=4)
+    algo = make_algorithm("interpolation", policy, reward="hamming")
+    for step, value in enumerate((0.5, 0.4, 0.3, 0.35, 0.36), start=1):
+        algo.on_evaluation(step, {"valid_reward": value})
+    # 0.4 < 0.5 anneals; 0.3 is accepted (first after annealing); 0.35 and 0.36 rise, though below 0.5.
+    assert algo.drops == 1 and algo.weights == pytest.approx((0.1, 0.0, 0.9))
+    accepted = {k: v.clone() for k, v in policy.state_dict().items()}
+    with torch.no_grad():
+        for p in policy.parameters():
+            p.add_(1.0)
+    algo.on_evaluation(6, {"valid_reward": 0.34})  # below 0.36: anneal λ2 and return to 0.36's θ
+    assert algo.drops == 2 and algo.weights == pytest.approx((0.1, 0.06, 0.84))
+    assert all(torch.equal(accepted[k], v) for k, v in policy.state_dict().items())

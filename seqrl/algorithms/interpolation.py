@@ -3,8 +3,14 @@
 Each token of a training sequence is drawn, by a token-level spike-and-slab z ~ (λ1, λ2, λ3),
 from p_θ^c (z = 1), from exp(c·ΔR_comm(· | y_<t, y*)) (z = 2), or is the reference token
 (z = 3, R_δ); θ then maximizes log p_θ(y). λ starts at (0.04, 0, 0.96); every time the
-validation reward drops, λ1 (once) or λ2 (four times), periodically, grows by 0.06 while λ3
-shrinks by 0.06, and θ is not updated: the parameters return to their last evaluated state.
+validation reward decreases, λ1 (once) or λ2 (four times), periodically, grows by 0.06 while λ3
+shrinks by 0.06, and θ is not updated: the parameters return to the previous evaluation's.
+
+"Decreases" is read as the ERPO authors' reference code (Texar, examples/seq2seq_exposure_bias)
+does: against the previous evaluation under the current λ, not the best so far, and the first
+evaluation after an annealing is always accepted. Compared with the best so far, a run from a
+random initialization, whose early validation BLEU is near 0 and noisy, reverted θ and annealed λ
+on almost every evaluation and never learned (toy task: test BLEU 0.0 and 2.4; docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -46,7 +52,7 @@ class Interpolation(Algorithm):
         sharpness: float = 1.0
         """c, the scale inside every component's exponent."""
         monitor: str = "valid_reward"
-        """Evaluation metric whose drops trigger annealing (higher is better)."""
+        """Evaluation metric whose decreases trigger annealing (higher is better)."""
 
     def __init__(self, policy, config=None, *, reward=None) -> None:
         super().__init__(policy, config)
@@ -56,7 +62,8 @@ class Interpolation(Algorithm):
         self.weights = tuple(float(x) for x in w)
         self.reward = self.resolve_reward(reward)
         self.drops = 0
-        self._best: float | None = None
+        self._previous: float | None = None
+        """The last accepted evaluation's value under the current λ (None right after annealing)."""
         self._snapshot: dict[str, Tensor] | None = None
 
     def collect(self, batch: SequenceBatch) -> SequenceBatch:
@@ -77,10 +84,11 @@ class Interpolation(Algorithm):
         value = metrics.get(self.config.monitor)
         if value is None:
             return
-        if self._best is not None and value < self._best and self._snapshot is not None:
+        if self._previous is not None and value < self._previous and self._snapshot is not None:
             self.drops += 1
             self.weights = anneal(self.weights, self.drops, self.config.anneal_step)
-            self.policy.load_state_dict(self._snapshot)  # "we would not update θ" on a drop
+            self.policy.load_state_dict(self._snapshot)  # "we would not update θ" on a decrease
+            self._previous = None
             return
-        self._best = value if self._best is None else max(self._best, value)
+        self._previous = value
         self._snapshot = copy.deepcopy({k: v.detach().clone() for k, v in self.policy.state_dict().items()})
