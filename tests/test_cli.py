@@ -130,3 +130,28 @@ def test_seq2seq_interpolation_reward_overrides_only_interpolation():
     assert algorithm_kwargs("interpolation", hamming, task, 1)["reward"] == "hamming"
     assert algorithm_kwargs("raml", hamming, task, 1)["reward"] == "bleu"
     assert algorithm_kwargs("interpolation", QUICK, task, 1)["reward"] == "bleu"
+
+
+def test_merge_results_joins_runs_and_keeps_the_chosen_algorithms(tmp_path):
+    """benchmarks/merge_results.py: one table over runs split by seed, ``--algos`` drops the other rows."""
+    from pathlib import Path
+
+    from seqrl.bench.runner import RunRecord, write_results
+
+    metrics = {m: 1.0 for m in ("bleu", "rouge1", "rouge2", "rougeL", "exposure_drop", "wall_s")}
+    for seed in (0, 1):
+        records = [RunRecord(a, seed, {"task": "toy"}, dict(metrics, bleu=10.0 * (seed + 1)))
+                   for a in ("mle", "raml", "interpolation")]
+        write_results("seq2seq", "cpu", f"2026-01-0{seed + 1}", records, tmp_path / f"s{seed}")
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "merge_results.py"
+    out = subprocess.run([sys.executable, str(script), str(tmp_path / "s0"), str(tmp_path / "s1"), "--algos",
+                          "mle,raml", "--out", str(tmp_path / "merged")], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    merged = json.loads((tmp_path / "merged" / "results.json").read_text())
+    assert sorted((r["algorithm"], r["seed"]) for r in merged["runs"]) == [("mle", 0), ("mle", 1), ("raml", 0),
+                                                                          ("raml", 1)]
+    assert merged["started"] == "2026-01-01"
+    assert "15.00 ± 7.07" in out.stdout  # BLEU 10 and 20 over the two seeds
+    out = subprocess.run([sys.executable, str(script), str(tmp_path / "s0"), "--algos", "spg", "--out",
+                          str(tmp_path / "none")], capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0 and "no runs of ['spg']" in out.stderr
