@@ -11,6 +11,8 @@ does: against the previous evaluation under the current λ, not the best so far,
 evaluation after an annealing is always accepted. Compared with the best so far, a run from a
 random initialization, whose early validation BLEU is near 0 and noisy, reverted θ and annealed λ
 on almost every evaluation and never learned (toy task: test BLEU 0.0 and 2.4; docs/benchmarks.md).
+Evaluations that are too frequent do the same with either reading: on 300 training pairs,
+validating every epoch (10 steps) never learned, every 50 steps did (docs/benchmarks.md).
 """
 
 from __future__ import annotations

@@ -266,6 +266,6 @@ class Seq2SeqSuite(Suite):
 
 
 def _curve(history: list[dict[str, float]]) -> list[dict[str, float]]:
-    """Validation BLEU per evaluation, with interpolation's λ where the algorithm reports it."""
+    """Validation BLEU and CE per evaluation, with interpolation's λ where the algorithm reports it."""
     keys = ("step", "valid_bleu", "valid_ce", "lambda1", "lambda2", "lambda3")
     return [{k: h[k] for k in keys if k in h} for h in history if "valid_bleu" in h]
