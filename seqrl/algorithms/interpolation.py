@@ -17,7 +17,6 @@ validating every epoch (10 steps) never learned, every 50 steps did (docs/benchm
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 import torch
@@ -93,4 +92,4 @@ class Interpolation(Algorithm):
             self._previous = None
             return
         self._previous = value
-        self._snapshot = copy.deepcopy({k: v.detach().clone() for k, v in self.policy.state_dict().items()})
+        self._snapshot = {k: v.detach().clone() for k, v in self.policy.state_dict().items()}
