@@ -114,9 +114,28 @@ def test_bench_seq2seq_scratch_protocol_trains_the_objectives_from_random_init(t
     assert runs["mixer"]["metrics"]["steps"] == 2
     for run in runs.values():
         assert -100.0 <= run["metrics"]["exposure_drop"] <= 100.0
+    assert runs["mle"]["params"]["scratch_monitor"] == "valid_ce"
     out = seqrl("bench", "seq2seq", "--quick", "--seeds", "0", "--algos", "mle", "--set", "protocol=bogus",
                 "--set", "train_size=48", "--out", str(tmp_path / "bad"))
     assert out.returncode != 0 and "unknown protocol 'bogus'" in out.stderr
+
+
+@pytest.mark.parametrize("monitor, pick", [("valid_ce", min), ("valid_bleu", max)])
+def test_bench_seq2seq_scratch_monitor_picks_the_returned_checkpoint(tmp_path, monitor, pick):
+    """From scratch, the MLE row is the checkpoint of the first evaluation best on ``scratch_monitor``."""
+    out = seqrl("bench", "seq2seq", "--quick", "--seeds", "0", "--algos", "mle", "--device", "cpu", "--no-progress",
+                "--set", "train_size=64", "--set", "valid_size=16", "--set", "test_size=8", "--set", "mle_epochs=6",
+                "--set", "hidden_size=16", "--set", "lr=0.01", "--set", "patience=100", "--set", "protocol=scratch",
+                "--set", f"scratch_monitor={monitor}", "--out", str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    (run,) = json.loads((tmp_path / "results.json").read_text())["runs"]
+    assert run["params"]["scratch_monitor"] == monitor and run["metrics"]["steps"] == 12
+    (curve,) = json.loads((tmp_path / "seq2seq_curves.json").read_text())
+    values = [p[monitor] for p in curve["points"]]
+    assert run["metrics"]["best_step"] == curve["points"][values.index(pick(values))]["step"]
+    out = seqrl("bench", "seq2seq", "--quick", "--seeds", "0", "--algos", "mle", "--set", "protocol=scratch",
+                "--set", "scratch_monitor=valid_rouge", "--set", "train_size=48", "--out", str(tmp_path / "bad"))
+    assert out.returncode != 0 and "unknown scratch_monitor 'valid_rouge'" in out.stderr
 
 
 def test_seq2seq_interpolation_reward_overrides_only_interpolation():

@@ -42,6 +42,7 @@ REWARD_ALGOS = ("raml", "mixer", "reinforce", "spg", "interpolation", "erpo")
 SCRATCH_ALGOS = ("mle", "raml", "data_noising", "scheduled_sampling", "interpolation", "erpo")
 """Objectives that learn from a random initialization; under ``protocol="scratch"`` they do."""
 PROTOCOLS = ("finetune", "scratch")
+SCRATCH_MONITORS = {"valid_ce": "min", "valid_bleu": "max"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -82,6 +83,11 @@ class Seq2SeqSettings:
     protocol: str = "finetune"
     """Where the objectives start: the MLE policy (``finetune``) or, for those in SCRATCH_ALGOS,
     a random initialization (``scratch``); see the module docstring."""
+    scratch_monitor: str = "valid_ce"
+    """What stops training from scratch and picks the checkpoint it returns: validation CE
+    (minimized) or ``valid_bleu`` (maximized). CE stops MLE while its BLEU still climbs, since
+    its overconfidence raises CE first; with BLEU, set ``patience`` past the budget, since BLEU
+    sits near 0 for the first hundreds of steps (docs/benchmarks.md, "equal budgets")."""
     data_seed: int = 0
     """Seed of the data set, fixed across runs: a run's seed varies initialization and sampling
     only, so that ± std measures the algorithms, not the draw of the data."""
@@ -133,6 +139,9 @@ class Seq2SeqSuite(Suite):
         st = override_settings(QUICK if options.quick else Seq2SeqSettings(), options.settings)
         if st.protocol not in PROTOCOLS:
             raise ValueError(f"unknown protocol {st.protocol!r}; expected one of {PROTOCOLS}")
+        if st.scratch_monitor not in SCRATCH_MONITORS:
+            raise ValueError(f"unknown scratch_monitor {st.scratch_monitor!r}; "
+                             f"expected one of {tuple(SCRATCH_MONITORS)}")
         scratch = st.protocol == "scratch"
 
         def from_scratch(name: str) -> bool:
@@ -170,14 +179,15 @@ class Seq2SeqSuite(Suite):
                                hidden_size=st.hidden_size, embedding_dim=st.embedding_dim, dropout=st.dropout)
 
         def train(name: str, policy) -> tuple[Any, float]:
-            """Train ``policy`` in place by ``name``; from scratch, stop on validation CE: BLEU stays
-            at 0 for the first epochs, which would exhaust the patience before anything is learned."""
+            """Train ``policy`` in place by ``name``; from scratch, stop on ``scratch_monitor`` (by default
+            validation CE: BLEU stays at 0 for the first epochs and would exhaust a short patience)."""
             torch.manual_seed(seed)
             algo = make_algorithm("mle" if name == "mle_pretrained" else name, policy,
                                   **algorithm_kwargs(name, st, task, steps_per_epoch, from_scratch(name)))
             t0 = time.perf_counter()
             if from_scratch(name):
-                result = fit(algo, train_set, evaluate=evaluate, monitor="valid_ce", mode="min", config=scratch_cfg)
+                result = fit(algo, train_set, evaluate=evaluate, monitor=st.scratch_monitor,
+                             mode=SCRATCH_MONITORS[st.scratch_monitor], config=scratch_cfg)
             else:
                 result = fit(algo, train_set, evaluate=evaluate, monitor="valid_bleu", mode="max", config=finetune_cfg)
             label = "mle" if scratch and name == "mle_pretrained" else name
@@ -186,6 +196,8 @@ class Seq2SeqSuite(Suite):
 
         params = {"task": task_name, "train_size": train_set.batch_size, "reward": st.reward, "beam": st.beam_size,
                   "protocol": st.protocol}
+        if scratch:
+            params["scratch_monitor"] = st.scratch_monitor
         algos = options.algos or self.default_algos
         policy = new_policy()
         records = []
@@ -194,23 +206,23 @@ class Seq2SeqSuite(Suite):
             pretrained = {k: v.detach().clone() for k, v in policy.state_dict().items()}
             if not scratch:
                 records.append(self._record("mle_pretrained", seed, params, policy, task, test, st, pretrain_wall,
-                                            pretrain.steps))
+                                            pretrain))
         for name in algos:
             if scratch and name == "mle":  # the pretraining run is MLE trained from scratch
                 policy.load_state_dict(pretrained)
-                records.append(self._record("mle", seed, params, policy, task, test, st, pretrain_wall,
-                                            pretrain.steps))
+                records.append(self._record("mle", seed, params, policy, task, test, st, pretrain_wall, pretrain))
                 continue
             if from_scratch(name):
                 policy = new_policy()
             else:
                 policy.load_state_dict(pretrained)
             result, wall = train(name, policy)
-            records.append(self._record(name, seed, params, policy, task, test, st, wall, result.steps))
+            records.append(self._record(name, seed, params, policy, task, test, st, wall, result))
         return records
 
     @staticmethod
-    def _record(name, seed, params, policy, task, test, st, wall, steps) -> RunRecord:
+    def _record(name, seed, params, policy, task, test, st, wall, result) -> RunRecord:
+        """Test metrics of ``policy`` (the checkpoint ``result`` restored, evaluated at ``best_step``)."""
         policy.eval()
         best, _ = policy.beam_search(test.context.to(policy.device), beam_size=st.beam_size)
         hyps, refs = best.to_strings(task.vocab), test.to_strings(task.vocab)
@@ -219,7 +231,8 @@ class Seq2SeqSuite(Suite):
         bias = exposure_bias(policy, test, generator=torch.Generator().manual_seed(st.data_seed))
         metrics = {"bleu": corpus_bleu(hyps, refs), "rouge1": rouge["rouge1"], "rouge2": rouge["rouge2"],
                    "rougeL": rouge["rougeL"], "exposure_drop": 100 * bias["accuracy_drop"],
-                   "corrupted_nll": bias["corrupted_nll"], "steps": float(steps), "wall_s": wall}
+                   "corrupted_nll": bias["corrupted_nll"], "steps": float(result.steps),
+                   "best_step": float(result.best_step), "wall_s": wall}
         return RunRecord(name, seed, dict(params), metrics)
 
     def table(self, records: list[RunRecord]) -> str:
