@@ -1,7 +1,7 @@
 """The seq2seq suite: the ERPO family on conditional tasks with BLEU/ROUGE ([ERPO] Tables 1–2).
 
 Per seed, the attention encoder–decoder is first trained by MLE with early stopping on
-validation CE. Two protocols then differ in where the other objectives start:
+validation CE (``scratch_monitor``: or on validation BLEU). Two protocols then differ in where the other objectives start:
 
 * ``finetune``: every algorithm, ``mle`` included, starts from that policy and trains for the
   same budget at a smaller lr with early stopping on validation BLEU (the MLE policy itself is
