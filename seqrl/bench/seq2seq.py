@@ -1,7 +1,8 @@
 """The seq2seq suite: the ERPO family on conditional tasks with BLEU/ROUGE ([ERPO] Tables 1–2).
 
 Per seed, the attention encoder–decoder is first trained by MLE with early stopping on
-validation CE (``scratch_monitor``: or on validation BLEU). Two protocols then differ in where the other objectives start:
+validation CE (or on validation BLEU: ``scratch_monitor``). Two protocols then differ in where
+the other objectives start:
 
 * ``finetune``: every algorithm, ``mle`` included, starts from that policy and trains for the
   same budget at a smaller lr with early stopping on validation BLEU (the MLE policy itself is
@@ -22,7 +23,6 @@ from __future__ import annotations
 import json
 import math
 import statistics
-import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,7 @@ from ..algorithms.data_noising import unigram_distribution
 from ..envs.tasks import TextPairTask, ToyTranslationTask
 from ..metrics import corpus_bleu, corpus_rouge, cross_entropy, exposure_bias
 from ..policies import make_policy
-from ..training import FitConfig, fit
+from ..training import FitConfig, FitResult, fit
 from .runner import BenchOptions, RunRecord, Suite, format_table, override_settings, register_suite
 
 ALGOS = ("mle", "raml", "data_noising", "scheduled_sampling", "mixer", "reinforce", "spg", "interpolation")
@@ -178,13 +178,12 @@ class Seq2SeqSuite(Suite):
             return make_policy("seq2seq", task.vocab, task.max_len, source_vocab=task.source_vocab,
                                hidden_size=st.hidden_size, embedding_dim=st.embedding_dim, dropout=st.dropout)
 
-        def train(name: str, policy) -> tuple[Any, float]:
+        def train(name: str, policy) -> FitResult:
             """Train ``policy`` in place by ``name``; from scratch, stop on ``scratch_monitor`` (by default
             validation CE: BLEU stays at 0 for the first epochs and would exhaust a short patience)."""
             torch.manual_seed(seed)
             algo = make_algorithm("mle" if name == "mle_pretrained" else name, policy,
                                   **algorithm_kwargs(name, st, task, steps_per_epoch, from_scratch(name)))
-            t0 = time.perf_counter()
             if from_scratch(name):
                 result = fit(algo, train_set, evaluate=evaluate, monitor=st.scratch_monitor,
                              mode=SCRATCH_MONITORS[st.scratch_monitor], config=scratch_cfg)
@@ -192,7 +191,7 @@ class Seq2SeqSuite(Suite):
                 result = fit(algo, train_set, evaluate=evaluate, monitor="valid_bleu", mode="max", config=finetune_cfg)
             label = "mle" if scratch and name == "mle_pretrained" else name
             self.curves.append({"algorithm": label, "seed": seed, "points": _curve(result.history)})
-            return result, time.perf_counter() - t0
+            return result
 
         params = {"task": task_name, "train_size": train_set.batch_size, "reward": st.reward, "beam": st.beam_size,
                   "protocol": st.protocol}
@@ -202,26 +201,24 @@ class Seq2SeqSuite(Suite):
         policy = new_policy()
         records = []
         if not scratch or any(name == "mle" or not from_scratch(name) for name in algos):
-            pretrain, pretrain_wall = train("mle_pretrained", policy)
+            pretrain = train("mle_pretrained", policy)
             pretrained = {k: v.detach().clone() for k, v in policy.state_dict().items()}
             if not scratch:
-                records.append(self._record("mle_pretrained", seed, params, policy, task, test, st, pretrain_wall,
-                                            pretrain))
+                records.append(self._record("mle_pretrained", seed, params, policy, task, test, st, pretrain))
         for name in algos:
             if scratch and name == "mle":  # the pretraining run is MLE trained from scratch
                 policy.load_state_dict(pretrained)
-                records.append(self._record("mle", seed, params, policy, task, test, st, pretrain_wall, pretrain))
+                records.append(self._record("mle", seed, params, policy, task, test, st, pretrain))
                 continue
             if from_scratch(name):
                 policy = new_policy()
             else:
                 policy.load_state_dict(pretrained)
-            result, wall = train(name, policy)
-            records.append(self._record(name, seed, params, policy, task, test, st, wall, result))
+            records.append(self._record(name, seed, params, policy, task, test, st, train(name, policy)))
         return records
 
     @staticmethod
-    def _record(name, seed, params, policy, task, test, st, wall, result) -> RunRecord:
+    def _record(name, seed, params, policy, task, test, st, result: FitResult) -> RunRecord:
         """Test metrics of ``policy`` (the checkpoint ``result`` restored, evaluated at ``best_step``)."""
         policy.eval()
         best, _ = policy.beam_search(test.context.to(policy.device), beam_size=st.beam_size)
@@ -232,7 +229,7 @@ class Seq2SeqSuite(Suite):
         metrics = {"bleu": corpus_bleu(hyps, refs), "rouge1": rouge["rouge1"], "rouge2": rouge["rouge2"],
                    "rougeL": rouge["rougeL"], "exposure_drop": 100 * bias["accuracy_drop"],
                    "corrupted_nll": bias["corrupted_nll"], "steps": float(result.steps),
-                   "best_step": float(result.best_step), "wall_s": wall}
+                   "best_step": float(result.best_step), "wall_s": result.wall_s}
         return RunRecord(name, seed, dict(params), metrics)
 
     def table(self, records: list[RunRecord]) -> str:
