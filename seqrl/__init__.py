@@ -6,7 +6,7 @@ one training loop, exact enumeration for proofs, and one comparative benchmark.
 
 __version__ = "0.1.0"
 
-from . import envs  # noqa: E402  (registers the gymnasium ids)
+from . import envs, proposals  # noqa: E402  (envs registers the gymnasium ids)
 from .algorithms import ALGORITHMS, MLE, Algorithm, ERPOPoint, make_algorithm, register_algorithm  # noqa: E402
 from .ebm.base import Potential, PotentialError, checked_log_potential  # noqa: E402
 from .envs import (  # noqa: E402
@@ -35,7 +35,8 @@ from .types import SequenceBatch, Vocab  # noqa: E402
 from .utils import resolve_device, seed_everything  # noqa: E402
 
 __all__ = [
-    "ALGORITHMS", "POLICIES", "envs", "REWARDS", "Algorithm", "Callback", "CopyTask", "ERPOPoint", "FitConfig",
+    "ALGORITHMS", "POLICIES", "envs", "proposals", "REWARDS", "Algorithm", "Callback", "CopyTask", "ERPOPoint",
+    "FitConfig",
     "FitResult",
     "GRUPolicy", "LSTMPolicy", "MLE", "MotifTask", "Policy", "Potential", "PotentialError", "ReverseTask", "Reward",
     "Samples", "Seq2SeqPolicy", "SequenceBatch", "SequenceEnv", "TextPairTask", "ToyTranslationTask",

@@ -42,13 +42,31 @@ def catalogue() -> dict[str, list[str]]:
     }
 
 
+def algorithm_details() -> dict[str, dict[str, Any]]:
+    """Per algorithm: its ERPO point ([ERPO] Eq. 1), where the papers give one, and what it requires."""
+    from dataclasses import asdict
+
+    from .algorithms import ALGORITHMS
+
+    return {name: {"erpo_point": asdict(cls.erpo_point) if cls.erpo_point else None,
+                   "requires": asdict(cls.requires), "summary": (cls.__doc__ or "").strip().split("\n")[0]}
+            for name, cls in ALGORITHMS.items()}
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     cat = catalogue()
+    details = algorithm_details()
     if args.json:
-        print(json.dumps(cat, indent=2))
-    else:
-        for key, names in cat.items():
-            print(f"{key}: {', '.join(names)}")
+        print(json.dumps({**cat, "algorithm_details": details}, indent=2))
+        return 0
+    for key, names in cat.items():
+        print(f"{key}: {', '.join(names)}")
+    from .algorithms import ALGORITHMS
+
+    print("\nERPO points (R, α, β) of [ERPO] Eq. 1:")
+    for name, cls in ALGORITHMS.items():
+        if cls.erpo_point is not None:
+            print(f"  {name}: {cls.erpo_point}")
     return 0
 
 

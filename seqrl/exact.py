@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -55,16 +56,33 @@ def _repeat_context(context: SequenceBatch | None, n: int) -> SequenceBatch | No
     return SequenceBatch(context.tokens.expand(n, -1), context.lengths.expand(n), None)
 
 
+MASS_TOLERANCE = 1e-6
+"""|Σ_x π(x) − 1| allowed by :func:`policy_log_probs` (float64 sum of the policy's log-probabilities)."""
+
+
+@contextmanager
+def eval_mode(policy):
+    """Run the policy as a distribution (dropout off), restoring its train/eval mode on exit."""
+    was_training = policy.training
+    policy.eval()
+    try:
+        yield policy
+    finally:
+        policy.train(was_training)
+
+
 def policy_log_probs(policy, space: SequenceBatch, context: SequenceBatch | None = None) -> Tensor:
-    """[N] log π(x) for every x of the space (differentiable), checked to sum to 1."""
+    """[N] log π(x) = Σ_t log π(x_t | x_<t) for every x of the space, in eval mode (differentiable),
+    checked to satisfy |Σ_x π(x) − 1| ≤ 1e-6 in float64."""
     dev = policy.device
     batch = space.to(dev).with_context(_repeat_context(context.to(dev) if context is not None else None,
                                                        space.batch_size))
-    logp = policy.sequence_log_prob(batch)
-    total = float(torch.logsumexp(logp.detach().double(), 0))
-    if abs(total) > 1e-3:
+    with eval_mode(policy):  # dropout would score a random sub-network, not π
+        logp = policy.sequence_log_prob(batch)
+    mass = float(logp.detach().double().exp().sum())
+    if not abs(mass - 1.0) <= MASS_TOLERANCE:
         raise ValueError(
-            f"the policy puts mass {math.exp(total):.6f} ≠ 1 on the space: does its max_len "
+            f"the policy puts mass {mass:.9f} ≠ 1 on the space (|Σπ − 1| > {MASS_TOLERANCE:g}): does its max_len "
             "and vocabulary match the enumerated space?"
         )
     return logp
@@ -129,12 +147,6 @@ class SoftQTable:
     tau: float
     q: list[Tensor]
     v: list[Tensor]
-
-    def log_policy(self, k: int) -> Tensor:
-        """[S^k, V] log softmax(Q/τ): the token-level target P_{Q_R} ([VAML/ERAC] Eq. 3)."""
-        if self.tau == 0:
-            raise ValueError("τ = 0: the optimal policy is an arg-max, not a softmax")
-        return torch.log_softmax(self.q[k] / self.tau, -1)
 
     def sequence_log_probs(self, space: SequenceBatch) -> Tensor:
         """[N] log Π_t P_{Q}(y_t | y_<t) for every sequence of ``space``."""
@@ -209,7 +221,7 @@ def soft_q_values(
     r = _per_prefix_rewards(reward, space, reference, S, max_len)  # r[k][i] = R(prefix_i + eos)
     log_pi: list[Tensor] | None = None
     if policy is not None:
-        with torch.no_grad():
+        with torch.no_grad(), eval_mode(policy):
             dev = policy.device
             ctx = _repeat_context(context.to(dev) if context is not None else None, space.batch_size)
             dists = policy.log_dists(space.to(dev).with_context(ctx)).double().cpu()  # (N, T, V)

@@ -131,7 +131,7 @@ def corpus_rouge(hyps: list[str], refs: list[str]) -> dict[str, float]:
     from .rewards.builtin import _WhitespaceTokenizer
 
     scorer = RougeScorer(["rouge1", "rouge2", "rougeL"], tokenizer=_WhitespaceTokenizer())
-    totals = Counter()
+    totals: Counter[str] = Counter()
     for h, r in zip(hyps, refs):
         for key, score in scorer.score(r, h).items():
             totals[key] += score.fmeasure
@@ -139,7 +139,3 @@ def corpus_rouge(hyps: list[str], refs: list[str]) -> dict[str, float]:
     return {key: 100.0 * totals[key] / n for key in ("rouge1", "rouge2", "rougeL")}
 
 
-def distinct_n(texts: list[str], n: int = 2) -> float:
-    """Distinct-n: unique n-grams / total n-grams over the texts."""
-    grams = [tuple(toks[i : i + n]) for toks in (t.split() for t in texts) for i in range(len(toks) - n + 1)]
-    return len(set(grams)) / max(len(grams), 1)

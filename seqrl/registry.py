@@ -41,8 +41,13 @@ class Registry(Generic[T]):
 
         return add(obj) if obj is not None else add
 
+    def unregister(self, name: str) -> None:
+        """Remove ``name`` (a test's temporary entry); unknown names are an error."""
+        self.get(name)
+        del self._entries[name]
+
     def _load_plugins(self) -> None:
-        if self._loaded_plugins:
+        if self._loaded_plugins or self.group is None:
             return
         self._loaded_plugins = True
         for ep in entry_points(group=self.group):

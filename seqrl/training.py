@@ -7,7 +7,6 @@ restore, callbacks, a progress bar, checkpoints.
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -63,9 +62,6 @@ class FitState:
     epoch: int = 0
     metrics: dict[str, float] = field(default_factory=dict)
     history: list[dict[str, float]] = field(default_factory=list)
-    best: float = math.inf
-    best_step: int = 0
-    evals_since_best: int = 0
     stop: bool = False
 
 
@@ -73,6 +69,7 @@ class FitState:
 class FitResult:
     history: list[dict[str, float]]
     best: float
+    """The monitored metric at the best evaluation (NaN when nothing was evaluated)."""
     best_step: int
     steps: int
     wall_s: float
@@ -88,6 +85,49 @@ class Callback:
     def on_fit_end(self, algorithm, state: FitState) -> None: ...
 
 
+class EarlyStopping(Callback):
+    """Tracks the best value of ``monitor``; stops after ``patience`` evaluations without
+    improvement (None: never) and, with ``restore_best``, reloads the best weights at the end."""
+
+    def __init__(self, monitor: str = "valid_ce", mode: Literal["min", "max"] = "min", patience: int | None = None,
+                 restore_best: bool = True) -> None:
+        if mode not in ("min", "max"):
+            raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
+        if patience is not None and patience < 1:
+            raise ValueError(f"patience must be ≥ 1 or None, got {patience}")
+        self.monitor, self.mode, self.patience, self.restore_best = monitor, mode, patience, restore_best
+        self.sign = 1.0 if mode == "min" else -1.0
+        self.best_value = math.inf  # sign-adjusted: lower is better
+        self.best_step = 0
+        self.evals_since_best = 0
+        self.best_weights: dict[str, torch.Tensor] | None = None
+
+    @property
+    def best(self) -> float:
+        return self.sign * self.best_value if self.best_value < math.inf else math.nan
+
+    def on_evaluation(self, algorithm, state: FitState) -> None:
+        if self.monitor not in state.metrics:
+            raise KeyError(f"monitor {self.monitor!r} not among evaluation metrics {sorted(state.metrics)}")
+        raw = state.metrics[self.monitor]
+        if not math.isfinite(raw):
+            raise FloatingPointError(f"evaluation returned {self.monitor} = {raw} at step {state.step}: "
+                                     "early stopping cannot rank it")
+        value = self.sign * raw
+        if value < self.best_value:
+            self.best_value, self.best_step, self.evals_since_best = value, state.step, 0
+            if self.restore_best:
+                self.best_weights = {k: v.detach().cpu().clone() for k, v in algorithm.state_dict().items()}
+        else:
+            self.evals_since_best += 1
+            if self.patience is not None and self.evals_since_best >= self.patience:
+                state.stop = True
+
+    def on_fit_end(self, algorithm, state: FitState) -> None:
+        if self.best_weights is not None:
+            algorithm.load_state_dict(self.best_weights)
+
+
 def minibatches(data: SequenceBatch, batch_size: int, generator: torch.Generator) -> Iterator[SequenceBatch]:
     """One shuffled epoch of minibatches (the last one may be smaller)."""
     order = torch.randperm(data.batch_size, generator=generator)
@@ -95,11 +135,69 @@ def minibatches(data: SequenceBatch, batch_size: int, generator: torch.Generator
         yield data.index(order[start : start + batch_size].to(data.device))
 
 
-def _default_evaluate(valid: SequenceBatch) -> Callable[[Any], dict[str, float]]:
+def default_evaluate(valid: SequenceBatch) -> Callable[[Any], dict[str, float]]:
+    """Validation CE of the policy, and, for algorithms with a reward, ``valid_reward``: the
+    reward of the greedy decodes against the validation references (the reward's corpus score
+    where it has one, e.g. corpus BLEU; else the mean of its sentence scores)."""
+
     def evaluate(algorithm) -> dict[str, float]:
-        return {"valid_ce": cross_entropy(algorithm.policy, valid)}
+        policy = algorithm.policy
+        scores = {"valid_ce": cross_entropy(policy, valid)}
+        reward = getattr(algorithm, "reward", None)
+        if reward is not None:
+            scores["valid_reward"] = reward_score(reward, policy, valid)
+        return scores
 
     return evaluate
+
+
+@torch.no_grad()
+def reward_score(reward, policy, data: SequenceBatch) -> float:
+    """The reward of ``policy``'s greedy decodes against ``data``'s references (one decode per
+    source; an unconditional policy's mode against every reference)."""
+    from .rewards.base import compute_reward
+
+    data = data.to(policy.device)
+    count = 1 if data.context is not None else data.batch_size
+    hyps = policy.greedy(count, data.context).batch.with_context(None)
+    refs = data.with_context(None)
+    corpus = getattr(reward, "corpus_score", None)
+    if corpus is not None:
+        return float(corpus(hyps, refs))
+    return float(compute_reward(reward, hyps, refs).mean())
+
+
+def _optimizers(algorithm, config: FitConfig) -> list[tuple[str, torch.optim.Optimizer, list, float | None]]:
+    """One Adam per parameter group of the algorithm, with its clipping threshold."""
+    out = []
+    names = set()
+    for group in algorithm.param_groups():
+        if group.name in names:
+            raise ValueError(f"{algorithm.name}: parameter group {group.name!r} appears twice")
+        names.add(group.name)
+        params = [p for p in group.params if p.requires_grad]
+        if not params:
+            continue
+        lr = config.lr if group.lr is None else group.lr
+        decay = config.weight_decay if group.weight_decay is None else group.weight_decay
+        clip = config.clip_grad_norm if group.clip_grad_norm == "fit" else group.clip_grad_norm
+        out.append((group.name, torch.optim.Adam(params, lr=lr, weight_decay=decay), params, clip))
+    if not out:
+        raise ValueError(f"algorithm {algorithm.name!r} has no trainable parameters")
+    return out
+
+
+def _check_config(config: FitConfig) -> None:
+    for name in ("max_epochs", "max_steps", "batch_size", "eval_every"):
+        value = getattr(config, name)
+        if value is not None and value < 1:
+            raise ValueError(f"FitConfig.{name} must be ≥ 1, got {value}")
+    if config.clip_grad_norm is not None and not config.clip_grad_norm > 0:
+        raise ValueError(f"FitConfig.clip_grad_norm must be > 0 or None, got {config.clip_grad_norm}")
+    if not config.lr >= 0:
+        raise ValueError(f"FitConfig.lr must be ≥ 0, got {config.lr}")
+    if config.patience is not None and config.patience < 1:
+        raise ValueError(f"FitConfig.patience must be ≥ 1 or None, got {config.patience}")
 
 
 def fit(
@@ -115,15 +213,26 @@ def fit(
 ) -> FitResult:
     """Train ``algorithm`` in place; return its history.
 
-    ``evaluate(algorithm) → {metric: value}`` runs every ``eval_every`` steps (default:
-    CE on ``valid``); ``monitor`` picks the metric for early stopping and best-weight
-    restore, minimised or maximised per ``mode``.
+    ``algorithm.setup(train)`` runs first and gives the data to train on. ``evaluate(algorithm) →
+    {metric: value}`` runs every ``eval_every`` steps (default: :func:`default_evaluate` on
+    ``valid``); ``monitor`` picks the metric for early stopping and best-weight restore
+    (an :class:`EarlyStopping` callback), minimised or maximised per ``mode``. Each parameter group
+    of ``algorithm.param_groups()`` gets its own Adam and gradient clipping.
     """
     config = config or FitConfig()
-    if mode not in ("min", "max"):
-        raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
-    if config.batch_size < 1:
-        raise ValueError(f"batch_size must be ≥ 1, got {config.batch_size}")
+    _check_config(config)
+    early = EarlyStopping(monitor, mode, config.patience, config.restore_best)
+    needed = tuple(getattr(getattr(algorithm, "requires", None), "monitors", ()))
+    if needed and evaluate is None and valid is None:
+        raise ValueError(f"algorithm {algorithm.name!r} reacts to the evaluation metrics {list(needed)}: "
+                         "pass valid=<batch> or evaluate=<function returning them>")
+    device = resolve_device(config.device)
+    generator = seed_everything(config.seed)
+    algorithm.to(device)
+    algorithm.train()
+    if train is not None:
+        train = train.to(device)
+    train = algorithm.setup(train)
     uses_data = algorithm.uses_data
     if uses_data and (train is None or train.batch_size == 0):
         raise BatchError(f"algorithm {algorithm.name!r} trains on data: pass a non-empty training batch")
@@ -131,18 +240,11 @@ def fit(
         raise ValueError(f"algorithm {algorithm.name!r} samples its own data: set max_steps")
     if config.max_steps is None and config.max_epochs is None:
         raise ValueError("set max_steps or max_epochs")
-    device = resolve_device(config.device)
-    generator = seed_everything(config.seed)
-    algorithm.to(device)
-    algorithm.train()
     if train is not None:
         train = train.to(device)
     if evaluate is None and valid is not None:
-        evaluate = _default_evaluate(valid)
-    params = [p for p in algorithm.parameters() if p.requires_grad]
-    if not params:
-        raise ValueError(f"algorithm {algorithm.name!r} has no trainable parameters")
-    optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+        evaluate = default_evaluate(valid.to(device))
+    optimizers = _optimizers(algorithm, config)
     steps_per_epoch = math.ceil(train.batch_size / config.batch_size) if uses_data and train is not None else None
     eval_every = config.eval_every or steps_per_epoch or 100
     total = config.max_steps
@@ -151,8 +253,7 @@ def fit(
     elif total is not None and steps_per_epoch is not None and config.max_epochs is not None:
         total = min(total, steps_per_epoch * config.max_epochs)
     state = FitState()
-    sign = 1.0 if mode == "min" else -1.0
-    best_weights: dict[str, torch.Tensor] | None = None
+    all_callbacks: list[Callback] = [early, *callbacks] if evaluate is not None else list(callbacks)
     started = time.perf_counter()
     bar = tqdm(total=total, disable=not config.progress, desc=algorithm.name, leave=False, dynamic_ncols=True)
 
@@ -166,27 +267,20 @@ def fit(
                 yield None
 
     def evaluation() -> None:
-        nonlocal best_weights
         assert evaluate is not None
         algorithm.eval()
         scores = evaluate(algorithm)
         algorithm.train()
+        missing = [m for m in needed if m not in scores]
+        if missing:
+            raise KeyError(f"algorithm {algorithm.name!r} reacts to {missing}, which the evaluation does not "
+                           f"produce (it gives {sorted(scores)})")
         state.metrics.update(scores)
         state.history.append(dict(state.metrics))
         algorithm.on_evaluation(state.step, scores)
-        if monitor not in scores:
-            raise KeyError(f"monitor {monitor!r} not among evaluation metrics {sorted(scores)}")
-        value = sign * scores[monitor]
-        if value < state.best:
-            state.best, state.best_step, state.evals_since_best = value, state.step, 0
-            if config.restore_best:
-                best_weights = copy.deepcopy({k: v.detach().cpu() for k, v in algorithm.state_dict().items()})
-        else:
-            state.evals_since_best += 1
-            if config.patience is not None and state.evals_since_best >= config.patience:
-                state.stop = True
-        bar.set_postfix({monitor: f"{scores[monitor]:.4g}"})
-        for cb in callbacks:
+        if monitor in scores:
+            bar.set_postfix({monitor: f"{scores[monitor]:.4g}"})
+        for cb in all_callbacks:
             cb.on_evaluation(algorithm, state)
 
     try:
@@ -200,34 +294,36 @@ def fit(
             loss, metrics = algorithm.loss(rollout)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"{algorithm.name}: loss became {float(loss.detach())} at step {state.step}")
-            optimizer.zero_grad(set_to_none=True)
+            for _, optimizer, _, _ in optimizers:
+                optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            if config.clip_grad_norm is not None:
-                metrics["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, config.clip_grad_norm))
-            optimizer.step()
+            for i, (group, optimizer, params, clip) in enumerate(optimizers):
+                if clip is not None:
+                    norm = float(torch.nn.utils.clip_grad_norm_(params, clip))
+                    metrics["grad_norm" if i == 0 else f"grad_norm_{group}"] = norm
+                optimizer.step()
             state.step += 1
             algorithm.on_step_end(state.step)
             state.metrics = {"step": state.step, "loss": float(loss.detach()), **metrics}
-            for cb in callbacks:
+            for cb in all_callbacks:
                 cb.on_step_end(algorithm, state)
             bar.update(1)
-            if evaluate is None and state.step % eval_every == 0:
-                algorithm.on_evaluation(state.step, {})  # proposal swaps, schedules: even with no metric
-                for cb in callbacks:
-                    cb.on_evaluation(algorithm, state)
-            if evaluate is not None and state.step % eval_every == 0:
-                evaluation()
+            if state.step % eval_every == 0:
+                if evaluate is not None:
+                    evaluation()
+                else:
+                    algorithm.on_evaluation(state.step, {})  # proposal swaps, schedules: even with no metric
+                    for cb in all_callbacks:
+                        cb.on_evaluation(algorithm, state)
     finally:
         bar.close()
-    if best_weights is not None:
-        algorithm.load_state_dict(best_weights)
     algorithm.eval()
-    for cb in callbacks:
+    for cb in all_callbacks:
         cb.on_fit_end(algorithm, state)
     if config.checkpoint:
         save_checkpoint(config.checkpoint, algorithm.policy, {"algorithm": algorithm.name, "fit": vars(config)})
-    best = sign * state.best if state.history else math.nan
-    return FitResult(state.history, best, state.best_step, state.step, time.perf_counter() - started)
+    best = early.best if state.history else math.nan
+    return FitResult(state.history, best, early.best_step, state.step, time.perf_counter() - started)
 
 
 # --- checkpoints ---------------------------------------------------------------------

@@ -62,12 +62,6 @@ def masked_sum(values_t: Tensor, mask_t: Tensor) -> Tensor:
     return torch.where(mask_t, values_t, torch.zeros((), dtype=values_t.dtype, device=values_t.device)).sum(1)
 
 
-def entropy_from_log_probs(log_probs: Tensor) -> Tensor:
-    """H = -Σ_w π(w) log π(w) over the last dim, with 0·log 0 = 0 (masked ids hold -inf)."""
-    probs = log_probs.exp()
-    return -torch.where(probs > 0, probs * log_probs, torch.zeros_like(log_probs)).sum(-1)
-
-
 def check_finite(values: Tensor, what: str, allow_neg_inf: bool = False) -> None:
     """Raise ``ValueError`` naming ``what`` if ``values`` holds NaN or ±inf."""
     bad = torch.isnan(values) | (values == float("inf"))

@@ -10,7 +10,6 @@ from seqrl.algorithms import (
     anneal,
     erpo_e_step,
     erpo_loss,
-    erpo_token_e_step,
     erpo_weights,
     inverse_sigmoid,
     make_algorithm,
@@ -20,9 +19,10 @@ from seqrl.algorithms import (
     spg_loss,
     unigram_noise,
 )
-from seqrl.algorithms.erpo import hamming_proposal, ngram_replace
+from seqrl.algorithms.erpo import erpo_token_e_step_local, hamming_proposal, ngram_replace
 from seqrl.algorithms.spg import MixtureRecorder, mixture_log_prob
 from seqrl.policies import make_policy
+from seqrl.proposals import ngram_log_prob
 from seqrl.rewards import BaseReward, compute_reward, make_reward
 from seqrl.training import FitConfig, fit
 from seqrl.types import SequenceBatch, Vocab
@@ -60,17 +60,16 @@ def test_e_step_closed_form():
         erpo_e_step(log_p, R, 0.0, 0.0)
 
 
-def test_token_e_step_closed_form_and_sequence_consistency():
-    # Eq. 4: per token q(y_t) ∝ exp((α log p + ΔR)/(α+β)); with ΔR summing to R and α + β = 1 the
-    # product of the unnormalized token factors equals Eq. 2's numerator.
+def test_local_token_e_step_closed_form():
+    # The per-token approximation (not Eq. 4): q(y_t) ∝ exp((α log p + ΔR)/(α+β)) normalized over V alone.
     log_p_t = torch.log_softmax(torch.randn(3, 5), -1)
     delta = torch.randn(3, 5)
-    q = erpo_token_e_step(log_p_t, delta, 1.0, 0.0).exp()
+    q = erpo_token_e_step_local(log_p_t, delta, 1.0, 0.0).exp()
     expected = log_p_t.exp() * delta.exp()
     torch.testing.assert_close(q, expected / expected.sum(-1, keepdim=True))
     masked = log_p_t.clone()
     masked[:, 0] = -math.inf
-    assert bool((erpo_token_e_step(masked, delta, 0.0, 1.0)[:, 0] == -math.inf).all())
+    assert bool((erpo_token_e_step_local(masked, delta, 0.0, 1.0)[:, 0] == -math.inf).all())
 
 
 def test_mle_and_raml_points_reproduce_their_losses():
@@ -83,15 +82,24 @@ def test_mle_and_raml_points_reproduce_their_losses():
     loss, _ = algo.loss(algo.collect(refs))
     expected = mle_loss(policy.token_log_probs(refs), refs.mask_t)
     torch.testing.assert_close(loss, expected)
-    # (R, α → 0, β = τ) with a uniform proposal is RAML's softmax(R/τ)-weighted likelihood.
+    # (R, α → 0, β = τ) with the papers' recipe (y* + n-gram replacements, self-normalized): RAML's
+    # softmax(R/τ − log s_mix)-weighted likelihood, s_mix = 1[y = y*] + (M−1)·s_ngram (the n-gram proposal
+    # is corrected by its exact density; treating it as uniform, raml_loss, was the defect of issue 12).
     tau = 0.4
-    raml = make_algorithm("raml", policy, reward="hamming", beta=tau, num_samples=6, proposal="ngram")
+    raml = make_algorithm("raml", policy, reward="hamming", beta=tau, num_samples=6, proposal="ngram",
+                          include_reference=True, normalization="self")
     rollout = raml.collect(refs)
     logp = policy.sequence_log_prob(rollout.candidates).view(3, 6)
-    R = compute_reward(raml.reward, rollout.candidates, SequenceBatch(refs.tokens.repeat_interleave(6, 0),
-                                                                      refs.lengths.repeat_interleave(6)))
-    torch.testing.assert_close(raml.loss(rollout)[0], raml_loss(logp, R.view(3, 6), tau))
+    rep = SequenceBatch(refs.tokens.repeat_interleave(6, 0), refs.lengths.repeat_interleave(6))
+    R = compute_reward(raml.reward, rollout.candidates, rep).double()
+    log_s = ngram_log_prob(rollout.candidates.with_context(None), rep, V2, 4)
+    is_ref = torch.tensor([a == b for a, b in zip(rollout.candidates.to_lists(), rep.to_lists())])
+    log_mix = torch.logaddexp(torch.where(is_ref, 0.0, -math.inf).double(), math.log(5) + log_s)
+    weights = torch.softmax((R / tau - log_mix).view(3, 6), -1).float()
+    torch.testing.assert_close(raml.loss(rollout)[0], erpo_loss(logp, weights))
     assert torch.equal(rollout.candidates.tokens[::6, : refs.tokens.shape[1]], refs.tokens)  # y* always first
+    uniform = raml_loss(logp, R.view(3, 6).float(), tau)  # the papers' simplified objective, for reference
+    assert torch.isfinite(uniform)
 
 
 class SameLengthHamming(BaseReward):

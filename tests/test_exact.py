@@ -86,3 +86,40 @@ def test_lookup_matches_tables(binary_vocab):
     assert torch.equal(q_t[0, 0], table.q[0][0])
     assert torch.equal(q_t[0, 1], table.q[1][1])  # prefix "1" is index 1 at level 1
     assert torch.equal(q_t[0, 2], table.q[2][2])  # prefix "1 0" → digits (1, 0) → 2
+
+
+def test_exact_policy_quantities_use_eval_mode(binary_vocab):
+    # A 2-layer LSTM has dropout 0.2 and starts in training mode: π must be the eval-mode distribution,
+    # and the policy's mode must come back unchanged.
+    torch.manual_seed(0)
+    policy = make_policy("lstm", binary_vocab, 5, hidden_size=16, num_layers=2)
+    assert policy.training
+    space = exact.enumerate_sequences(binary_vocab, 5)
+    probs = exact.policy_distribution(policy, space)
+    logp = exact.policy_log_probs(policy, space)
+    assert policy.training and logp.requires_grad
+    reward = make_reward("motif", binary_vocab, motif="11")
+    table = exact.soft_q_values(reward, binary_vocab, 5, 0.5, policy=policy)
+    assert policy.training
+    policy.eval()
+    with torch.no_grad():
+        truth = policy.sequence_log_prob(space).double()
+    torch.testing.assert_close(probs, truth.exp(), atol=1e-7, rtol=1e-6)
+    torch.testing.assert_close(logp.detach().double(), truth, atol=1e-6, rtol=1e-6)
+    evaluated = exact.soft_q_values(reward, binary_vocab, 5, 0.5, policy=policy)
+    torch.testing.assert_close(table.v[0], evaluated.v[0])
+    assert abs(float(probs.sum()) - 1) <= exact.MASS_TOLERANCE
+
+
+def test_policy_log_probs_mass_check_is_tight(binary_vocab):
+    policy = make_policy("lstm", binary_vocab, 4, hidden_size=8).eval()
+    space = exact.enumerate_sequences(binary_vocab, 4)
+
+    class Leaky(torch.nn.Module):  # π off by a factor 1 − 1e-4 (a dropout-sized error passed the old 1e-3 check)
+        device = policy.device
+
+        def sequence_log_prob(self, batch):
+            return policy.sequence_log_prob(batch) + math.log1p(-1e-4)
+
+    with pytest.raises(ValueError, match="mass"):
+        exact.policy_log_probs(Leaky(), space)

@@ -1,10 +1,28 @@
 """The algorithm zoo; each module registers its algorithm by name."""
 
-from .base import ALGORITHMS, Algorithm, ERPOPoint, config_from_kwargs, register_algorithm
+from .base import (
+    ALGORITHMS,
+    Algorithm,
+    ERPOPoint,
+    ParamGroup,
+    Requirements,
+    RunContext,
+    config_from_kwargs,
+    register_algorithm,
+)
 from .data_noising import DataNoising, unigram_distribution, unigram_noise
 from .distill import Distill
 from .dpg import DPG, GDCPP, DPGOff, dpg_loss
-from .erpo import ERPO, RAML, erpo_e_step, erpo_loss, erpo_token_e_step, erpo_weights, raml_loss
+from .erpo import (
+    ERPO,
+    RAML,
+    erpo_e_step,
+    erpo_loss,
+    erpo_token_e_step,
+    erpo_token_e_step_local,
+    erpo_weights,
+    raml_loss,
+)
 from .interpolation import Interpolation, anneal
 from .mixer import Mixer
 from .mle import MLE, mle_loss
@@ -40,7 +58,8 @@ def _constructor_args(cls) -> set[str]:
 
 
 __all__ = [
-    "ALGORITHMS", "DPG", "GDCPP", "MLE", "Algorithm", "DPGOff", "Distill", "ERPOPoint", "config_from_kwargs",
+    "ALGORITHMS", "ParamGroup", "Requirements", "RunContext", "erpo_token_e_step_local",
+    "DPG", "GDCPP", "MLE", "Algorithm", "DPGOff", "Distill", "ERPOPoint", "config_from_kwargs",
     "dpg_loss", "make_algorithm", "mle_loss", "register_algorithm", "ERPO", "RAML", "Reinforce", "Mixer",
     "ScheduledSampling", "DataNoising", "SPG", "Interpolation", "erpo_e_step", "erpo_loss", "erpo_token_e_step",
     "erpo_weights", "raml_loss", "reinforce_loss", "leave_one_out_mean", "inverse_sigmoid", "unigram_distribution",

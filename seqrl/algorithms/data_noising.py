@@ -6,38 +6,29 @@ q(y | y*) = Π_t [(1 − γ)·1(y_t = y*_t) + γ·u(y_t)] over sequences of |y*|
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from ..types import SequenceBatch, Vocab
-from .base import ERPOPoint, register_algorithm
+from ..proposals import unigram_distribution, unigram_noise
+from ..types import SequenceBatch
+from .base import ERPOPoint, RunContext, register_algorithm
 from .mle import MLE
 
-
-def unigram_distribution(data: SequenceBatch, vocab: Vocab) -> Tensor:
-    """[V] frequencies of the symbols (not EOS/PAD/BOS) in ``data``."""
-    tokens = data.tokens[data.mask_t & (data.tokens != vocab.eos)]
-    counts = torch.bincount(tokens.cpu(), minlength=len(vocab)).double()
-    if counts.sum() == 0:
-        raise ValueError("empty data: no symbols to estimate a unigram distribution from")
-    return counts / counts.sum()
-
-
-def unigram_noise(batch: SequenceBatch, unigram: Tensor, gamma: float, eos: int,
-                  generator: torch.Generator | None = None) -> SequenceBatch:
-    """Replace each symbol (not the EOS) with prob γ by a draw of u."""
-    B, T = batch.tokens.shape
-    dev = batch.device
-    flip = torch.rand(B, T, generator=generator).to(dev) < gamma
-    draws = torch.multinomial(unigram.float().cpu(), B * T, replacement=True, generator=generator).view(B, T).to(dev)
-    symbol = batch.mask_t & (batch.tokens != eos)
-    return SequenceBatch(torch.where(flip & symbol, draws, batch.tokens), batch.lengths, batch.context)
+__all__ = ["DataNoising", "unigram_distribution", "unigram_noise"]  # the helpers live in seqrl.proposals
 
 
 @register_algorithm("data_noising")
 class DataNoising(MLE):
     erpo_point = ERPOPoint(reward="delta_unigram", alpha=0.0, beta=1.0)
+
+    @classmethod
+    def bench_kwargs(cls, context: RunContext) -> dict[str, Any]:
+        """u: the unigram distribution of the training targets (the run's own, fixed)."""
+        if context.train is None:
+            raise ValueError("data_noising needs the training data for its unigram distribution")
+        return {**super().bench_kwargs(context), "unigram": unigram_distribution(context.train, context.vocab)}
 
     @dataclass(frozen=True, kw_only=True)
     class Config(MLE.Config):

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from ..ebm.sampling import base_log_ratio, potential_log_ratio, rejection_sample
 from ..types import SequenceBatch
-from .base import register_algorithm
+from .base import Requirements, RunContext, register_algorithm
 from .mle import MLE
 
 
@@ -17,6 +18,14 @@ class Distill(MLE):
     ``log_bound`` bounds log P(x) − log q(x); a GAM with proposal r gives its own
     (:meth:`~seqrl.ebm.GAMPotential.log_ratio_bound`).
     """
+
+    requires = Requirements(potential=True, data=False)
+    erpo_point = None  # MLE's point is for the data distribution; distillation matches the potential's p
+
+    @classmethod
+    def bench_kwargs(cls, context: RunContext) -> dict[str, Any]:
+        kwargs = super().bench_kwargs(context)
+        return kwargs if context.draw_samples is None else {**kwargs, "num_samples": context.draw_samples}
 
     @dataclass(frozen=True, kw_only=True)
     class Config(MLE.Config):
@@ -37,6 +46,18 @@ class Distill(MLE):
         self.log_bound = log_bound
         self.acceptance_rate: float | None = None
         self.proposed = 0
+
+    @property
+    def episodes(self) -> int:
+        """Proposal samples drawn (accepted or not)."""
+        return self.proposed
+
+    def setup(self, train: SequenceBatch | None) -> SequenceBatch:
+        """The exact samples of p the MLE phase trains on (any ``train`` given is ignored)."""
+        return self.training_data()
+
+    def summary(self) -> dict[str, float]:
+        return {**super().summary(), "acceptance_rate": self.acceptance_rate or 0.0}
 
     def training_data(self) -> SequenceBatch:
         """Draw the exact samples (rejection sampling) the MLE phase trains on."""

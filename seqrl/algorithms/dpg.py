@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
@@ -23,35 +23,45 @@ from ..ebm.base import PotentialError
 from ..ebm.sampling import LogRatioFn, draw, estimate_divergences, potential_log_ratio
 from ..metrics import cross_entropy
 from ..types import SequenceBatch
-from .base import Algorithm, register_algorithm
+from .base import Algorithm, Requirements, RunContext, register_algorithm
 
 
 def dpg_loss(logp_pi: Tensor, log_weight: Tensor, log_z: Tensor | float | None = None,
              log_pi_over_q: Tensor | None = None, normalizer: Tensor | float = 1.0,
-             reduction: Literal["mean", "none"] = "mean") -> tuple[Tensor, Tensor]:
-    """Surrogate whose gradient is −(1/B) Σ_b A_b ∇ log π_θ(x_b) / normalizer.
+             reduction: Literal["mean", "none"] = "mean", *,
+             log_normalizer: Tensor | float | None = None) -> tuple[Tensor, Tensor]:
+    """Surrogate whose gradient is −(1/B) Σ_b A_b ∇ log π_θ(x_b) / N, A = P/q − Z·π_θ/q ([DPG] Eq. 6, [GDC++] Eq. 15).
+
+    The advantages are formed in log space, A/N = exp(log P/q − log N) − exp(log Z + log π/q − log N),
+    in float64, so log weights far beyond float32's exp range (≈ 88.7) give finite values whenever
+    A/N itself is representable; below that range the result equals the direct formula.
 
     Args:
         logp_pi: [B] log π_θ(x), differentiable.
         log_weight: [B] log P(x)/q(x) (no gradient).
         log_z: log Z for the GDC++ baseline Z·π_θ/q ([GDC++] Eq. 15); None: no baseline.
         log_pi_over_q: [B] log π_θ(x)/q(x) (no gradient); required with a baseline.
-        normalizer: divides the advantages (Ẑ turns the estimate into ∇ CE(p, π) itself).
+        normalizer: N, divides the advantages. With N = Z the expected update is ∇ CE(p, π) itself;
+            with an estimate Ẑ independent of the batch it is (Z/Ẑ)·∇ CE(p, π).
         reduction: ``"mean"`` over the batch, or ``"none"`` for the [B] per-sample surrogates.
+        log_normalizer: log N, used instead of ``normalizer`` (for N beyond float range).
     Returns:
-        (loss, advantages [B]).
+        (loss, advantages A/N [B], in the dtype of ``logp_pi``).
     Assumes: x ~ q, or the gradient is biased.
     """
     if logp_pi.dim() != 1 or logp_pi.shape != log_weight.shape:
         raise ValueError(
             f"logp_pi and log_weight must both be [B], got {tuple(logp_pi.shape)}, {tuple(log_weight.shape)}"
         )
-    advantage = log_weight.exp()
+    f64 = dict(dtype=torch.float64, device=log_weight.device)
+    log_n = (torch.as_tensor(log_normalizer, **f64) if log_normalizer is not None
+             else torch.as_tensor(normalizer, **f64).log())
+    advantage = (log_weight.detach().double() - log_n).exp()
     if log_z is not None:
         if log_pi_over_q is None:
             raise ValueError("the GDC++ baseline needs log π/q")
-        advantage = advantage - (torch.as_tensor(log_z, dtype=log_weight.dtype) + log_pi_over_q).exp()
-    advantage = (advantage / normalizer).detach()
+        advantage = advantage - (torch.as_tensor(log_z, **f64) + log_pi_over_q.detach().double() - log_n).exp()
+    advantage = advantage.to(logp_pi.dtype).detach()
     per_sample = -(advantage * logp_pi)
     return (per_sample if reduction == "none" else per_sample.mean()), advantage
 
@@ -61,12 +71,27 @@ class DPGRollout:
     batch: SequenceBatch
     log_q: Tensor
     log_weight: Tensor
+    log_z_before: float | None = None
+    """log Ẑ from the weights of earlier batches only (None on the first batch)."""
 
 
 class _DPGBase(Algorithm):
     """Shared by ``dpg``, ``dpg_off`` and ``gdcpp``; only their configs differ."""
 
     uses_data = False
+    requires = Requirements(potential=True, data=False)
+
+    @classmethod
+    def bench_kwargs(cls, context: RunContext) -> dict[str, Any]:
+        kwargs = {**super().bench_kwargs(context), "valid": context.valid}
+        if context.samples_per_step is not None:
+            kwargs["samples_per_step"] = context.samples_per_step
+        if context.estimate_samples is not None:
+            kwargs["kl_samples"] = context.estimate_samples
+        return kwargs
+
+    def summary(self) -> dict[str, float]:
+        return {**super().summary(), "proposal_updates": float(self.proposal_updates)}
 
     @dataclass(frozen=True, kw_only=True)
     class Config:
@@ -79,8 +104,11 @@ class _DPGBase(Algorithm):
         proposal_update: Literal["never", "valid_ce", "kl"] = "valid_ce"
         """When q ← π_θ: on better validation CE ([DPG] Alg. 1) or lower estimated KL(p‖π) ([GDC++] Alg. 1)."""
         normalize_by_z: bool = True
-        """Divide advantages by the running Ẑ: the update is then ∇ CE(p, π) itself, whose
-        scale does not depend on how P is normalized (the paper folds 1/Z into the lr)."""
+        """Divide advantages by Ẑ, the mean weight P/q of the earlier batches (not the current
+        one, so Ẑ is independent of the batch it scales): the expected update is then
+        (Z/Ẑ)·∇ CE(p, π), whose scale does not depend on how P is normalized (the paper folds
+        1/Z into the lr). On the very first batch Ẑ is that batch's own mean weight (a
+        self-normalized, slightly biased step). The GDC++ baseline uses the same Ẑ."""
         kl_samples: int = 2000
         """Samples of π_θ and of q used to estimate KL(p‖·) for the 'kl' update rule."""
 
@@ -122,15 +150,15 @@ class _DPGBase(Algorithm):
                 f"the potential is zero (log P = -inf) on every one of the {d.log_ratio.numel()} samples of the "
                 "proposal and no weight has been seen yet: no learning signal (is P -inf everywhere?)"
             )
+        log_z_before = self.log_z() if float(self.z_count) > 0 else None
         self.z_sum += d.log_ratio.double().exp().sum()
         self.z_count += d.log_ratio.numel()
         self.episodes += d.log_ratio.numel()
-        return DPGRollout(d.batch, d.log_q, d.log_ratio)
+        return DPGRollout(d.batch, d.log_q, d.log_ratio, log_z_before)
 
     def loss(self, rollout: DPGRollout) -> tuple[Tensor, dict[str, float]]:
         logp_pi = self.policy.sequence_log_prob(rollout.batch)
-        log_z = self.log_z()
-        normalizer = math.exp(log_z) if self.config.normalize_by_z else 1.0
+        log_z = self.log_z() if rollout.log_z_before is None else rollout.log_z_before
         log_pi_over_q = None
         if self.config.baseline:
             log_pi_over_q = self._eval_log_prob(rollout.batch, logp_pi) - rollout.log_q
@@ -139,7 +167,7 @@ class _DPGBase(Algorithm):
             rollout.log_weight,
             log_z if self.config.baseline else None,
             log_pi_over_q,
-            normalizer,
+            log_normalizer=log_z if self.config.normalize_by_z else 0.0,
         )
         return loss, {"log_z": log_z, "advantage_abs": float(adv.abs().mean()), "episodes": float(self.episodes)}
 
@@ -194,7 +222,12 @@ class _DPGBase(Algorithm):
 
 @register_algorithm("dpg")
 class DPG(_DPGBase):
-    """On-policy DPG ([DPG] Eq. 5): q = π_θ at every step."""
+    """On-policy DPG ([DPG] Eq. 5): q = π_θ at every step.
+
+    Not in the default benchmark rows: [DPG] Sec. 4 reports that on-policy DPG converges poorly and
+    reports off-policy DPG in Table 1 (``seqrl bench gam --algos dpg`` runs it)."""
+
+    in_default_bench = False
 
     @dataclass(frozen=True, kw_only=True)
     class Config(_DPGBase.Config):
@@ -211,7 +244,14 @@ class DPGOff(_DPGBase):
 
 @register_algorithm("gdcpp")
 class GDCPP(_DPGBase):
-    """KL-adaptive DPG with baseline ([GDC++] Alg. 1): A = P/q − Z·π_θ/q."""
+    """KL-adaptive DPG with baseline ([GDC++] Alg. 1): A = P/q − Z·π_θ/q.
+
+    Benchmarks train it without gradient clipping (``fit_overrides``): clipping rescales the rare
+    steps whose batch holds a high-weight string down to the size of the steps that carry only the
+    baseline's zero-mean noise, and GDC++ then does not learn at |D| = 500 (docs/benchmarks.md, GDC++).
+    """
+
+    fit_overrides = {"clip_grad_norm": None}
 
     @dataclass(frozen=True, kw_only=True)
     class Config(_DPGBase.Config):

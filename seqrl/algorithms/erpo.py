@@ -3,25 +3,40 @@
     L(q, θ) = E_q[R(y|y*)] − α KL(q ‖ p_θ) + β H(q)                      (Eq. 1)
     E-step: q(y) ∝ exp{(α log p_θ(y) + R(y|y*)) / (α + β)}               (Eq. 2)
     M-step: θ ← argmax_θ E_q[log p_θ(y)]
-    token level: q(y_t) ∝ exp{(α log p_θ(y_t|y_<t) + ΔR(y_t|y_<t, y*)) / (α + β)}   (Eq. 4)
+    token level (Eq. 4, exact form): q(y_t | y_<t) = exp{(Q(y_<t, y_t) − V(y_<t)) / (α + β)}, with Q the
+    soft-optimal Q-values of the per-token reward α log p_θ(y_t|y_<t) + ΔR(y_t|y_<t, y*) at temperature
+    α + β ([VAML/ERAC] Prop. 1, Cor. 1); Eq. 4's product of per-token factors is its *unnormalized*
+    form, and normalizing each factor over V alone (``erpo_token_e_step_local``) is an approximation.
 
 MLE is (R_δ, α → 0, β = 1); RAML is (R, α → 0, β = τ); SPG is (R, α = 1, β = 0). The M-step
-here is one importance-weighted log-likelihood over M candidates per reference: the E-step
-weights are normalized over the candidates, corrected by the proposal that drew them.
+here is one importance-weighted log-likelihood over M candidates per reference drawn from a
+payoff or model proposal (:mod:`seqrl.proposals`), corrected by the proposal's exact density.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
 
+from ..proposals import (
+    hamming_log_prob,
+    hamming_proposal,
+    ngram_log_prob,
+    ngram_replace,
+    samples_per_reference,
+    stratified_log_prob,
+    stratified_proposal,
+)
 from ..rewards.base import compute_reward
-from ..types import SequenceBatch, Vocab
-from .base import Algorithm, ERPOPoint, register_algorithm
+from ..types import SequenceBatch
+from .base import Algorithm, ERPOPoint, Requirements, RunContext, register_algorithm
+
+__all__ = ["ERPO", "RAML", "erpo_e_step", "erpo_loss", "erpo_token_e_step", "erpo_token_e_step_local",
+           "erpo_weights", "raml_loss", "hamming_proposal", "ngram_replace"]
 
 
 def _check_point(alpha: float, beta: float) -> None:
@@ -38,8 +53,26 @@ def erpo_e_step(log_p: Tensor, reward: Tensor, alpha: float, beta: float) -> Ten
     return torch.log_softmax(score / (alpha + beta), dim=-1)
 
 
-def erpo_token_e_step(log_p_t: Tensor, delta_r_t: Tensor, alpha: float, beta: float) -> Tensor:
-    """[..., V] token-level q(· | y_<t): log softmax((α log p_θ + ΔR)/(α + β)) over V (Eq. 4)."""
+def erpo_token_e_step(soft_q_t: Tensor, alpha: float, beta: float) -> Tensor:
+    """[..., V] exact token-level E-step log q(· | y_<t) = log softmax(Q(y_<t, ·)/(α + β)) ([ERPO] Eq. 4).
+
+    ``soft_q_t`` holds the soft-optimal Q-values of the per-token reward r_t = α log p_θ(y_t|y_<t) +
+    ΔR(y_t|y_<t, y*) at temperature τ = α + β: Q(s, w) = r(s, w) + V(s + w), V(s) = τ log Σ_w e^{Q(s,w)/τ}
+    (-inf where w is not allowed). By [VAML/ERAC] Prop. 1 / Cor. 1 the product of these token
+    distributions is exactly Eq. 2's q(y) ∝ exp{(α log p_θ(y) + R(y))/τ}. On enumerable spaces
+    ``seqrl.exact.soft_q_values`` computes Q by backward DP (α = 0: the reward itself; α > 0: pass a
+    reward whose sequence value is α log p_θ(y) + R(y), the decomposition does not change the marginal).
+    """
+    _check_point(alpha, beta)
+    return torch.log_softmax(soft_q_t / (alpha + beta), dim=-1)
+
+
+def erpo_token_e_step_local(log_p_t: Tensor, delta_r_t: Tensor, alpha: float, beta: float) -> Tensor:
+    """[..., V] per-token *approximation*, not [ERPO] Eq. 4: log softmax((α log p_θ + ΔR)/(α + β)) over V.
+
+    It drops the future value V(y_<t+1) of the exact form (:func:`erpo_token_e_step`), so its sequence
+    marginal differs from Eq. 2 (TVD 0.1–0.5 on small spaces); it is exact only when ΔR and p_θ make
+    every continuation value equal (e.g. R constant beyond t)."""
     _check_point(alpha, beta)
     if log_p_t.shape != delta_r_t.shape:
         raise ValueError(f"log_p_t {tuple(log_p_t.shape)} and delta_r_t {tuple(delta_r_t.shape)} differ")
@@ -49,18 +82,36 @@ def erpo_token_e_step(log_p_t: Tensor, delta_r_t: Tensor, alpha: float, beta: fl
 
 
 def erpo_weights(log_p: Tensor, reward: Tensor, alpha: float, beta: float,
-                 log_proposal: Tensor | None = None) -> Tensor:
-    """[B, M] self-normalized E-step weights of M candidates per reference (no gradient).
+                 log_proposal: Tensor | None = None,
+                 normalization: Literal["self", "leave_one_out"] = "self") -> Tensor:
+    """[B, M] E-step importance weights of M candidates per reference (no gradient) ([ERPO] Eq. 2,
+    [VAML/ERAC] App. B.1): r_i = exp{(α log p_θ(y_i) + R(y_i))/(α + β)} / s(y_i), s the proposal density
+    (``None``: uniform).
 
-    w_i ∝ exp{(α log p_θ(y_i) + R(y_i))/(α + β)} / s(y_i), with s the (unnormalized) proposal
-    that drew y_i; ``log_proposal=None`` treats the candidates as drawn uniformly.
+    ``"self"``: w_i = r_i / Σ_j r_j (self-normalized; its M-step fixed point is q only as M → ∞).
+    ``"leave_one_out"``: w_i = r_i / (M · mean_{j≠i} r_j); the normalizer is independent of y_i, so
+    E[Σ_i w_i ∇log p_θ(y_i)] = c·E_q[∇ log p_θ] with c > 0: the fixed point is exactly q for every M ≥ 2
+    (needs i.i.d. candidates; rows where every other r_j is 0 fall back to self-normalization).
     """
     if log_p.dim() != 2 or log_p.shape != reward.shape:
         raise ValueError(f"log_p and reward must both be [B, M], got {tuple(log_p.shape)}, {tuple(reward.shape)}")
     log_q = erpo_e_step(log_p.detach(), reward, alpha, beta)
     if log_proposal is not None:
         log_q = log_q - log_proposal
-    return torch.softmax(log_q, dim=-1).detach()
+    snis = torch.softmax(log_q, dim=-1).detach()
+    if normalization == "self":
+        return snis
+    if normalization != "leave_one_out":
+        raise ValueError(f"normalization must be 'self' or 'leave_one_out', got {normalization!r}")
+    M = log_q.shape[-1]
+    if M < 2:
+        raise ValueError("leave-one-out normalization needs M ≥ 2 candidates")
+    eye = torch.eye(M, dtype=torch.bool, device=log_q.device)
+    others = log_q[:, None, :].expand(-1, M, -1).masked_fill(eye, -math.inf)
+    log_mean = torch.logsumexp(others, -1) - math.log(M - 1)  # [B, M] log mean_{j≠i} r_j
+    loo = torch.where(log_q == -math.inf, torch.zeros_like(log_q), (log_q - log_mean).exp() / M)
+    ok = torch.isfinite(log_mean).all(-1, keepdim=True)
+    return torch.where(ok, loo, snis).detach()
 
 
 def erpo_loss(logp: Tensor, weights: Tensor) -> Tensor:
@@ -71,72 +122,40 @@ def erpo_loss(logp: Tensor, weights: Tensor) -> Tensor:
     return -terms.sum(1).mean()
 
 
-# --- payoff proposals ([VAML/ERAC] App. B.1) ---------------------------------------------
-def ngram_replace(refs: SequenceBatch, vocab: Vocab, num: int, max_n: int = 4,
-                  generator: torch.Generator | None = None) -> SequenceBatch:
-    """``num`` perturbations per reference: an n-gram (n uniform in 1…max_n, start uniform)
-    replaced by uniformly random symbols (Ma et al., 2017). Lengths are unchanged."""
-    B, T = refs.tokens.shape
-    dev = refs.device
-    rep = refs.with_context(None).repeat_interleave(num)
-    tokens, lengths = rep.tokens.clone(), rep.lengths
-    content = (lengths - 1).clamp(min=0)  # symbols before EOS
-    g = generator
-    n = torch.randint(1, max_n + 1, (B * num,), generator=g).to(dev)
-    n = torch.minimum(n, content)
-    start = (torch.rand(B * num, generator=g).to(dev) * (content - n + 1).float()).long()
-    symbols = torch.tensor(vocab.symbol_ids, device=dev)
-    draws = symbols[torch.randint(len(symbols), (B * num, T), generator=g).to(dev)]
-    pos = torch.arange(T, device=dev)[None]
-    replace = (pos >= start[:, None]) & (pos < (start + n)[:, None])
-    return SequenceBatch(torch.where(replace, draws, tokens), lengths)
-
-
-def hamming_proposal(refs: SequenceBatch, vocab: Vocab, num: int, tau: float,
-                     generator: torch.Generator | None = None) -> tuple[SequenceBatch, Tensor]:
-    """Exact samples of s(y) ∝ exp(−d_H(y, y*)/τ) over sequences of |y*|'s length (Norouzi
-    et al., 2016): draw the distance e with P(e) ∝ C(L, e)(S−1)^e e^{−e/τ}, then substitute e
-    random positions by different symbols. Returns the samples and log s̃(y) = −d/τ."""
-    B, T = refs.tokens.shape
-    dev = refs.device
-    S = len(vocab.symbol_ids)
-    rep = refs.with_context(None).repeat_interleave(num)
-    tokens, lengths = rep.tokens.clone(), rep.lengths
-    L = (lengths - 1).clamp(min=0)  # substitutable positions (EOS stays)
-    e_grid = torch.arange(T, device=dev, dtype=torch.float64)[None]  # (1, T)
-    Ld = L.double()[:, None]
-    log_binom = torch.lgamma(Ld + 1) - torch.lgamma(e_grid + 1) - torch.lgamma((Ld - e_grid).clamp(min=0) + 1)
-    choices = e_grid * math.log(S - 1) if S > 1 else torch.where(e_grid == 0, 0.0, -math.inf)
-    logits = log_binom + choices - e_grid / tau
-    logits = torch.where(e_grid <= Ld, logits, torch.full_like(logits, -math.inf))
-    e = torch.multinomial(torch.softmax(logits, 1).float().cpu(), 1, generator=generator).squeeze(1).to(dev)
-    # Choose e distinct positions among the first L: rank random keys, keep the e smallest.
-    keys = torch.rand(B * num, T, generator=generator).to(dev)
-    pos = torch.arange(T, device=dev)[None]
-    keys = torch.where(pos < L[:, None], keys, torch.full_like(keys, 2.0))
-    rank = keys.argsort(1).argsort(1)
-    chosen = rank < e[:, None]
-    symbols = torch.tensor(vocab.symbol_ids, device=dev)
-    index = torch.full((len(vocab),), -1, dtype=torch.long, device=dev)
-    index[symbols] = torch.arange(S, device=dev)
-    shift = torch.randint(1, max(S, 2), (B * num, T), generator=generator).to(dev)  # never the same symbol
-    new = symbols[(index[tokens].clamp(min=0) + shift) % S]
-    tokens = torch.where(chosen, new, tokens)
-    return SequenceBatch(tokens, lengths), -e.double() / tau
-
-
 # --- the algorithm ---------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ERPORollout:
     candidates: SequenceBatch
-    """[B·M] candidates, reference first in each group of M."""
+    """[B·M] candidates, reference-major (y* first in each group of M when it is included)."""
     weights: Tensor
     """[B, M] E-step weights."""
     num: int
 
 
+Proposal = Literal["stratified", "ngram", "hamming", "model"]
+
+
 class _ERPOBase(Algorithm):
-    """Sequence-level ERPO with a payoff proposal: M−1 perturbations of y* plus y* itself."""
+    """Sequence-level ERPO: M candidates per reference from a proposal, weighted by the E-step.
+
+    Fixed point of the M-step per reference, as M → ∞ with ``normalization="self"`` and exactly for any
+    M ≥ 2 with ``"leave_one_out"`` (q is Eq. 2's target; for RAML q ∝ exp(R/τ)):
+
+    * ``stratified``: q over the policy's whole space (every length ≤ max_len); for the ``hamming``
+      reward at τ = ``proposal_tau`` the proposal *is* q, so every weight is 1/M.
+    * ``hamming``: q restricted to sequences of |y*|'s length (the proposal never changes the length).
+    * ``ngram``: q restricted to sequences of |y*|'s length that differ from y* inside one window of at
+      most ``max_ngram`` positions (the proposal's support), corrected by its exact density
+      (:func:`seqrl.proposals.ngram_log_prob`), not treated as uniform.
+    * ``model``: s = p_θ itself; q over the policy's whole space.
+
+    ``include_reference`` (Ma et al., 2017; [VAML/ERAC] B.1) puts y* among the M candidates. Its bias
+    is corrected by multiple importance sampling: every candidate is weighted against the mixture
+    s_mix(y) = 1[y = y*] + (M−1)·s(y) of the deterministic y* and the M−1 proposal draws (balance
+    heuristic), so the only bias left is self-normalization's O(1/M). It needs ``normalization="self"``.
+    """
+
+    requires = Requirements(reward=True, from_scratch=True)
 
     @dataclass(frozen=True, kw_only=True)
     class Config:
@@ -147,19 +166,33 @@ class _ERPOBase(Algorithm):
         beta: float = 0.4
         """Entropy weight β; for RAML the temperature τ ([ERPO] C.2: τ = 0.4)."""
         num_samples: int = 10
-        """M candidates per reference, y* included ([ERPO] C.2: 10)."""
-        proposal: Literal["ngram", "hamming", "model"] = "ngram"
-        """n-gram replacement (treated as uniform, Ma et al.), exact hamming sampling
-        (corrected by its density), or the model itself (corrected by p_θ)."""
+        """M candidates per reference, y* included when ``include_reference`` ([ERPO] C.2: 10)."""
+        proposal: Proposal = "ngram"
+        """``stratified`` (whole space, exact for hamming), ``ngram`` replacement (Ma et al.),
+        ``hamming`` (Norouzi et al., |y*|'s length) or ``model`` (p_θ); all corrected by their exact density."""
+        include_reference: bool = True
+        """Put y* among the M candidates (bias corrected by the balance heuristic, see the class doc)."""
+        normalization: Literal["self", "leave_one_out"] = "self"
+        """Weight normalization (:func:`erpo_weights`): ``self`` (SNIS, O(1/M) bias) or ``leave_one_out``."""
         max_ngram: int = 4
-        proposal_tau: float = 1.0
-        """Temperature of the hamming proposal."""
+        proposal_tau: float | None = None
+        """Temperature of the stratified / hamming proposals (default: α + β, the E-step's)."""
+        density_correction: bool = True
+        """Divide by the proposal's density. False is the papers' practical recipe (Ma et al., 2017;
+        [VAML/ERAC] B.1: weights softmax(R/τ) over the candidates, as if they were drawn from q): its
+        fixed point is π ∝ s_mix(y)·exp(R/τ) on the proposal's support, not q."""
 
     def __init__(self, policy, config=None, *, reward=None) -> None:
         super().__init__(policy, config)
-        _check_point(self.config.alpha, self.config.beta)
-        if self.config.num_samples < 1:
-            raise ValueError("num_samples must be ≥ 1 (y* is always among them)")
+        c = self.config
+        _check_point(c.alpha, c.beta)
+        if c.num_samples < 1:
+            raise ValueError("num_samples must be ≥ 1")
+        if c.proposal not in ("stratified", "ngram", "hamming", "model"):
+            raise ValueError(f"unknown proposal {c.proposal!r}")
+        if c.normalization == "leave_one_out" and (c.include_reference or c.num_samples < 2):
+            raise ValueError("leave_one_out normalization needs i.i.d. candidates: include_reference=False and "
+                             "num_samples ≥ 2")
         self.reward = self.resolve_reward(reward)
 
     @property
@@ -167,69 +200,114 @@ class _ERPOBase(Algorithm):
         """This instance's (R, α, β)."""
         return ERPOPoint(self.config.reward, self.config.alpha, self.config.beta)
 
-    def _candidates(self, refs: SequenceBatch, context: SequenceBatch | None) -> tuple[SequenceBatch, Tensor | None]:
-        M, vocab = self.config.num_samples - 1, self.policy.vocab
-        if M == 0:
-            return refs.with_context(None), None
-        if self.config.proposal == "ngram":
-            return ngram_replace(refs, vocab, M, self.config.max_ngram), None
-        if self.config.proposal == "hamming":
-            samples, log_s = hamming_proposal(refs, vocab, M, self.config.proposal_tau)
-            return samples, log_s
+    @property
+    def proposal_tau(self) -> float:
+        tau = self.config.proposal_tau
+        return float(tau) if tau is not None else self.config.alpha + self.config.beta
+
+    def _draw(self, batch: SequenceBatch, num: int) -> SequenceBatch:
+        """``num`` proposal draws per reference, reference-major, without context."""
+        refs, vocab, c = batch.with_context(None), self.policy.vocab, self.config
+        if c.proposal == "stratified":
+            return stratified_proposal(refs, vocab, num, self.proposal_tau, self.policy.max_len)
+        if c.proposal == "ngram":
+            return ngram_replace(refs, vocab, num, c.max_ngram)
+        if c.proposal == "hamming":
+            return hamming_proposal(refs, vocab, num, self.proposal_tau)[0]
         with torch.no_grad():
-            samples = self.policy.sample(M, context)
-        return samples.batch.with_context(None), samples.logp.double()
+            return samples_per_reference(self.policy, batch, num).batch.with_context(None)
+
+    def _log_proposal(self, candidates: SequenceBatch, refs: SequenceBatch) -> Tensor:
+        """[N] normalized log s(y | y*) of every candidate (``candidates`` carries the context)."""
+        vocab, c = self.policy.vocab, self.config
+        hyps = candidates.with_context(None)
+        if c.proposal == "stratified":
+            return stratified_log_prob(hyps, refs, vocab, self.proposal_tau, self.policy.max_len)
+        if c.proposal == "ngram":
+            return ngram_log_prob(hyps, refs, vocab, c.max_ngram)
+        if c.proposal == "hamming":
+            return hamming_log_prob(hyps, refs, vocab, self.proposal_tau)
+        with torch.no_grad():
+            return self.policy.sequence_log_prob(candidates).double()
 
     def collect(self, batch: SequenceBatch) -> ERPORollout:
         refs = batch.with_context(None)
-        B, M = batch.batch_size, self.config.num_samples
-        others, log_s = self._candidates(refs, batch.context)
-        width = max(refs.tokens.shape[1], others.tokens.shape[1] if M > 1 else 0)
+        B, M, c = batch.batch_size, self.config.num_samples, self.config
+        draws = M - 1 if c.include_reference else M
+        groups, lengths = [], []
+        if c.include_reference:
+            groups.append(refs.tokens[:, None])
+            lengths.append(refs.lengths[:, None])
+        width = refs.tokens.shape[1]
+        if draws > 0:
+            others = self._draw(batch, draws)
+            width = max(width, others.tokens.shape[1])
+            groups.append(others.tokens.view(B, draws, -1))
+            lengths.append(others.lengths.view(B, draws))
         pad = torch.nn.functional.pad
-        ref_tok = pad(refs.tokens, (0, width - refs.tokens.shape[1]))
-        tokens = ref_tok[:, None]
-        lengths = refs.lengths[:, None]
-        if M > 1:
-            other_tok = pad(others.tokens, (0, width - others.tokens.shape[1])).view(B, M - 1, width)
-            tokens = torch.cat([tokens, other_tok], 1)
-            lengths = torch.cat([lengths, others.lengths.view(B, M - 1)], 1)
+        tokens = torch.cat([pad(g, (0, width - g.shape[2])) for g in groups], 1).reshape(B * M, width)
         ctx = batch.context.repeat_interleave(M) if batch.context is not None else None
-        candidates = SequenceBatch(tokens.reshape(B * M, width), lengths.reshape(B * M), ctx)
+        candidates = SequenceBatch(tokens, torch.cat(lengths, 1).reshape(B * M), ctx)
         rep_refs = refs.repeat_interleave(M)
         R = compute_reward(self.reward, candidates.with_context(None), rep_refs).double().view(B, M)
         log_proposal = None
-        if log_s is not None:
-            # y* itself is included deterministically; give it the proposal's density at y*.
-            ref_log_s = torch.zeros(B, 1, dtype=torch.float64, device=batch.device)
-            if self.config.proposal == "model":
-                with torch.no_grad():
-                    ref_log_s = self.policy.sequence_log_prob(batch).double()[:, None]
-            log_proposal = torch.cat([ref_log_s, log_s.view(B, M - 1).to(ref_log_s)], 1)
+        if draws > 0 and c.density_correction:
+            log_s = self._log_proposal(candidates, rep_refs).double().to(R.device)
+            if c.include_reference:
+                ref_tok = pad(rep_refs.tokens, (0, width - rep_refs.tokens.shape[1]))[:, :width].to(tokens.device)
+                is_ref = (candidates.lengths == rep_refs.lengths) & ((tokens == ref_tok) | ~candidates.mask_t).all(1)
+                spike = torch.where(is_ref.to(R.device), 0.0, -math.inf).double()
+                log_s = torch.logaddexp(spike, math.log(draws) + log_s)  # balance heuristic, s_mix
+            log_proposal = log_s.view(B, M)
         with torch.no_grad():
-            log_p = self.policy.sequence_log_prob(candidates).double().view(B, M) if self.config.alpha else \
-                torch.zeros(B, M, dtype=torch.float64, device=batch.device)
-        weights = erpo_weights(log_p, R, self.config.alpha, self.config.beta, log_proposal)
+            log_p = self.policy.sequence_log_prob(candidates).double().view(B, M) if c.alpha else \
+                torch.zeros(B, M, dtype=torch.float64, device=R.device)
+        weights = erpo_weights(log_p.to(R.device), R, c.alpha, c.beta, log_proposal, c.normalization)
         return ERPORollout(candidates, weights.float(), M)
 
     def loss(self, rollout: ERPORollout) -> tuple[Tensor, dict[str, float]]:
         logp = self.policy.sequence_log_prob(rollout.candidates).view(-1, rollout.num)
-        loss = erpo_loss(logp, rollout.weights)
-        return loss, {"ref_weight": float(rollout.weights[:, 0].mean())}
+        loss = erpo_loss(logp, rollout.weights.to(logp.device))
+        return loss, {"weight_max": float(rollout.weights.max(1).values.mean())}
 
 
 @register_algorithm("erpo")
 class ERPO(_ERPOBase):
-    """ERPO at any (R, α, β) the user gives (sequence level, payoff or model proposal)."""
+    """ERPO at any (R, α, β) the user gives ([ERPO] Eq. 1–2), sequence level: by default y* plus M−1
+    n-gram replacements, self-normalized (the n-gram fixed point: q restricted to the proposal's support)."""
+
+    in_default_bench = False  # at its defaults it is a RAML variant; benchmarks run it when asked
 
 
 @register_algorithm("raml")
 class RAML(_ERPOBase):
-    """RAML ([ERPO] Sec. 3.3, [VAML/ERAC] App. B.1): the point (R, α → 0, β = τ); y ~ exp(R/τ)
-    by n-gram replacement or hamming proposals with normalized importance weights, y* included."""
+    """RAML ([ERPO] Sec. 3.3, [VAML/ERAC] App. B.1): the point (R, α → 0, β = τ), whose target is
+    q(y) ∝ exp(R(y, y*)/τ) over the policy's whole space.
+
+    Default: M i.i.d. draws of the ``stratified`` proposal (every length; exact q for the hamming reward)
+    with leave-one-out normalized weights r_i = e^{R_i/τ}/s(y_i), whose M-step fixed point is exactly q for
+    any reward. The papers' recipe (y* plus n-gram replacements, self-normalized) is ``proposal="ngram",
+    include_reference=True, normalization="self"``; see :class:`_ERPOBase` for each proposal's fixed point.
+    """
 
     erpo_point = ERPOPoint(reward="R", alpha=0.0, beta=0.4)
 
+    @classmethod
+    def bench_kwargs(cls, context: RunContext) -> dict[str, Any]:
+        """Benchmarks run the papers' recipe (y* plus n-gram replacements, softmax(R/τ) weights over the
+        candidates): over a translation vocabulary q ∝ exp(BLEU/τ) on the whole space is nearly uniform
+        over nonsense, which the exact default would faithfully learn."""
+        return {**super().bench_kwargs(context), "proposal": "ngram", "include_reference": True,
+                "normalization": "self", "density_correction": False}
+
+    @dataclass(frozen=True, kw_only=True)
+    class Config(_ERPOBase.Config):
+        proposal: Proposal = "stratified"
+        include_reference: bool = False
+        normalization: Literal["self", "leave_one_out"] = "leave_one_out"
+
 
 def raml_loss(logp: Tensor, reward: Tensor, tau: float) -> Tensor:
-    """Dedicated RAML objective (uniform proposal): −(1/B) Σ_b Σ_i softmax(R_b/τ)_i log p_θ(y_bi)."""
+    """[VAML/ERAC] App. B.1's simplified RAML objective −(1/B) Σ_b Σ_i softmax(R_b/τ)_i log p_θ(y_bi): the
+    proposal treated as uniform on its support, so its fixed point is π ∝ s(y)·exp(R/τ) there, not exp(R/τ)."""
     return -(torch.softmax(reward / tau, -1).detach() * logp).sum(1).mean()

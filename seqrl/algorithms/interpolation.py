@@ -22,10 +22,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ..proposals import MixtureRecorder, samples_per_reference
 from ..types import SequenceBatch
 from ..utils import masked_sum
-from .base import Algorithm, register_algorithm
-from .spg import MixtureRecorder
+from .base import Algorithm, Requirements, register_algorithm
 
 
 def anneal(weights: tuple[float, float, float], drops: int, step: float = 0.06) -> tuple[float, float, float]:
@@ -43,6 +43,8 @@ def anneal(weights: tuple[float, float, float], drops: int, step: float = 0.06) 
 
 @register_algorithm("interpolation")
 class Interpolation(Algorithm):
+    requires = Requirements(reward=True, from_scratch=True, monitors=("valid_reward",))
+
     @dataclass(frozen=True, kw_only=True)
     class Config:
         reward: str = "bleu"
@@ -72,8 +74,7 @@ class Interpolation(Algorithm):
         rec = MixtureRecorder(self.reward, refs, self.policy.vocab, self.policy.max_len, self.weights,
                               sharpness=self.config.sharpness)
         with torch.no_grad():
-            count = 1 if batch.context is not None else batch.batch_size
-            samples = self.policy.sample(count, batch.context, override=rec)
+            samples = samples_per_reference(self.policy, batch, 1, override=rec)
         return samples.batch
 
     def loss(self, rollout: SequenceBatch) -> tuple[Tensor, dict[str, float]]:

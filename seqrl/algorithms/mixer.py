@@ -8,30 +8,17 @@ for t < m, y_t ~ π beyond, and A = R(y_{1:T}) − R(y*_{1:m}) ([ERPO] C.2). Wit
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from ..policies.base import StepInfo
+from ..proposals import reference_override, samples_per_reference
 from ..rewards.base import compute_reward, prefixes_with_eos
 from ..types import SequenceBatch
-from .base import Algorithm, register_algorithm
+from .base import Algorithm, Requirements, RunContext, register_algorithm
 
-
-def reference_override(refs: SequenceBatch, use_reference):
-    """An override hook that emits y*_t wherever ``use_reference(info) → [B] bool`` holds."""
-
-    def hook(info: StepInfo) -> Tensor:
-        t = info.t
-        if t < refs.tokens.shape[1]:
-            ref_t = refs.tokens[:, t].to(info.proposed.device)
-            inside = t < refs.lengths.to(info.proposed.device)
-        else:
-            ref_t = info.proposed
-            inside = torch.zeros_like(info.finished)
-        return torch.where(use_reference(info) & inside, ref_t, info.proposed)
-
-    return hook
+__all__ = ["Mixer", "reference_override"]  # reference_override lives in seqrl.proposals
 
 
 @dataclass(frozen=True)
@@ -43,6 +30,14 @@ class MixerRollout:
 
 @register_algorithm("mixer")
 class Mixer(Algorithm):
+    requires = Requirements(reward=True)
+
+    @classmethod
+    def bench_kwargs(cls, context: RunContext) -> dict[str, Any]:
+        """Start from the whole target teacher-forced, hand Δ = 2 tokens to REINFORCE every epoch."""
+        return {**super().bench_kwargs(context), "m_start": context.max_len, "delta": 2,
+                "anneal_every": max(1, context.steps_per_epoch)}
+
     @dataclass(frozen=True, kw_only=True)
     class Config:
         reward: str = "bleu"
@@ -65,8 +60,7 @@ class Mixer(Algorithm):
         m = self.m
         with torch.no_grad():
             hook = reference_override(refs, lambda info: torch.full_like(info.finished, info.t < m))
-            samples = self.policy.sample(1, batch.context, override=hook) if batch.context is not None \
-                else self.policy.sample(batch.batch_size, override=hook)
+            samples = samples_per_reference(self.policy, batch, 1, override=hook)
             hyps = samples.batch.with_context(None)
             R = compute_reward(self.reward, hyps, refs)
             # R(y*_{1:m}) with R(ŷ) = R(ŷ + eos); R(∅) = 0 when m = 0.

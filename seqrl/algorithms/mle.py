@@ -10,7 +10,7 @@ from torch import Tensor
 
 from ..types import SequenceBatch
 from ..utils import masked_sum
-from .base import Algorithm, ERPOPoint, register_algorithm
+from .base import Algorithm, ERPOPoint, Requirements, register_algorithm
 
 
 def mle_loss(logp_t: Tensor, mask_t: Tensor, normalize: Literal["sequence", "token"] = "sequence") -> Tensor:
@@ -30,6 +30,8 @@ def mle_loss(logp_t: Tensor, mask_t: Tensor, normalize: Literal["sequence", "tok
 @register_algorithm("mle")
 class MLE(Algorithm):
     """Teacher-forced maximum likelihood on the training references."""
+
+    requires = Requirements(from_scratch=True)
 
     @dataclass(frozen=True, kw_only=True)
     class Config:

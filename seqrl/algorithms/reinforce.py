@@ -9,15 +9,15 @@ reward of the greedy decode for the same source (Rennie et al., 2017).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
 
-from ..envs.rollout import rollout
+from ..proposals import samples_per_reference
 from ..rewards.base import compute_reward
 from ..types import SequenceBatch
-from .base import Algorithm, ERPOPoint, register_algorithm
+from .base import Algorithm, ERPOPoint, Requirements, RunContext, register_algorithm
 
 
 def reinforce_loss(logp: Tensor, reward: Tensor, baseline: Tensor | None = None,
@@ -59,6 +59,12 @@ class Reinforce(Algorithm):
     """Vanilla policy gradient on samples of π with a chosen baseline."""
 
     erpo_point = ERPOPoint(reward="log R", alpha=1.0, beta=0.0)
+    requires = Requirements(reward=True)
+
+    @classmethod
+    def bench_kwargs(cls, context: RunContext) -> dict[str, Any]:
+        """The self-critical baseline (greedy decode's reward): one sample per source suffices."""
+        return {**super().bench_kwargs(context), "baseline": "self_critical"}
 
     @dataclass(frozen=True, kw_only=True)
     class Config:
@@ -72,15 +78,19 @@ class Reinforce(Algorithm):
         self.reward = self.resolve_reward(reward)
 
     def collect(self, batch: SequenceBatch) -> PGRollout:
+        num = self.config.num_samples
         with torch.no_grad():
-            out = rollout(self.policy, self.reward, num_samples=self.config.num_samples, data=batch)
+            samples = samples_per_reference(self.policy, batch, num)
+            refs = batch.with_context(None).repeat_interleave(num).to(samples.batch.device) \
+                if getattr(self.reward, "needs_reference", True) else None
+            reward = compute_reward(self.reward, samples.batch.with_context(None), refs)
             baseline = None
             if self.config.baseline == "mean":
-                baseline = leave_one_out_mean(out.reward, self.config.num_samples)
+                baseline = leave_one_out_mean(reward, num)
             elif self.config.baseline == "self_critical":
-                greedy = self.policy.greedy(self.config.num_samples, batch.context)
-                baseline = compute_reward(self.reward, greedy.batch.with_context(None), out.references)
-        return PGRollout(out.samples.batch, out.reward, baseline)
+                greedy = samples_per_reference(self.policy, batch, num, mode="greedy")
+                baseline = compute_reward(self.reward, greedy.batch.with_context(None), refs)
+        return PGRollout(samples.batch, reward, baseline)
 
     def loss(self, rollout: PGRollout) -> tuple[Tensor, dict[str, float]]:
         logp = self.policy.sequence_log_prob(rollout.batch)

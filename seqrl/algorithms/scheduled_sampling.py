@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
 
+from ..proposals import reference_override, samples_per_reference
 from ..types import SequenceBatch
 from ..utils import masked_sum
-from .base import Algorithm, register_algorithm
-from .mixer import reference_override
+from .base import Algorithm, Requirements, RunContext, register_algorithm
 
 
 def inverse_sigmoid(step: int, k: float) -> float:
@@ -36,6 +37,14 @@ class ScheduledRollout:
 
 @register_algorithm("scheduled_sampling")
 class ScheduledSampling(Algorithm):
+    requires = Requirements(from_scratch=True)
+
+    @classmethod
+    def bench_kwargs(cls, context: RunContext) -> dict[str, Any]:
+        """From scratch the paper's k = 500 ([ERPO] C.2); fine-tuning: ε reaches 1/2 within the budget."""
+        k = 500.0 if context.from_scratch else max(1.0, context.budget_steps / 4)
+        return {**super().bench_kwargs(context), "k": k}
+
     @dataclass(frozen=True, kw_only=True)
     class Config:
         k: float = 500.0
@@ -63,8 +72,7 @@ class ScheduledSampling(Algorithm):
 
         with torch.no_grad():
             hook = reference_override(refs, use_reference)
-            count = 1 if batch.context is not None else batch.batch_size
-            samples = self.policy.sample(count, batch.context, override=hook)
+            samples = samples_per_reference(self.policy, batch, 1, override=hook)
         width = refs.tokens.shape[1]
         mixed = SequenceBatch(samples.tokens[:, :width], refs.lengths, batch.context)
         return ScheduledRollout(mixed, batch)

@@ -13,74 +13,18 @@ self-normalized w ∝ p_θ(y)·exp(R(y))/s(y).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from ..policies.base import StepInfo
-from ..rewards.base import candidate_rewards, compute_reward, make_reward
+from ..proposals import MixtureRecorder, mixture_log_prob, samples_per_reference
+from ..rewards.base import compute_reward, make_reward
 from ..types import SequenceBatch
-from .base import Algorithm, ERPOPoint, register_algorithm
+from .base import Algorithm, ERPOPoint, Requirements, RunContext, register_algorithm
 from .erpo import erpo_loss
 
-
-class MixtureRecorder:
-    """Override hook: per token, z ~ (λ_model, λ_reward, λ_ref) picks p_θ^c, softmax(c·ΔR), or y*_t.
-
-    Records log s(y_t) of the mixture (the proposal density) for every emitted token.
-    """
-
-    def __init__(self, reward, refs: SequenceBatch, vocab, max_len: int, weights: tuple[float, float, float],
-                 sharpness: float = 1.0, reward_temperature: float = 1.0) -> None:
-        self.reward, self.refs, self.vocab, self.max_len = reward, refs, vocab, max_len
-        self.weights = weights
-        self.c, self.tau_r = sharpness, reward_temperature
-        self.log_s: list[Tensor] = []
-
-    def component_log_probs(self, t: int, prefix: Tensor, log_probs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """[B, V] log-probabilities of the three components at step t."""
-        dev = log_probs.device
-        lam_model, lam_reward, _ = self.weights
-        model = torch.log_softmax(self.c * log_probs, -1) if self.c != 1.0 else log_probs
-        if lam_reward > 0:
-            delta = candidate_rewards(self.reward, prefix, self.refs, self.vocab).to(dev)
-            reward = torch.log_softmax(self.c * delta / self.tau_r, -1)
-        else:
-            reward = torch.full_like(log_probs, float("-inf"))
-        ref = torch.full_like(log_probs, float("-inf"))
-        if t < self.refs.tokens.shape[1]:
-            inside = t < self.refs.lengths.to(dev)
-            tok = torch.where(inside, self.refs.tokens[:, t].to(dev), torch.full_like(inside, self.vocab.eos,
-                                                                                   dtype=torch.long))
-        else:
-            tok = torch.full((log_probs.shape[0],), self.vocab.eos, dtype=torch.long, device=dev)
-        ref.scatter_(1, tok[:, None], 0.0)
-        return model, reward, ref
-
-    def mixture_log_probs(self, t: int, prefix: Tensor, log_probs: Tensor) -> Tensor:
-        parts = self.component_log_probs(t, prefix, log_probs)
-        logw = torch.log(torch.tensor(self.weights, dtype=log_probs.dtype, device=log_probs.device))
-        return torch.logsumexp(torch.stack([w + p for w, p in zip(logw, parts)]), 0)
-
-    def __call__(self, info: StepInfo) -> Tensor:
-        mix = self.mixture_log_probs(info.t, info.prefix, info.log_probs)
-        tok = torch.multinomial(mix.exp(), 1).squeeze(1)
-        chosen = mix.gather(1, tok[:, None]).squeeze(1)
-        forced = info.t >= self.max_len - 1  # the sampler emits EOS there whatever we return
-        self.log_s.append(torch.where(info.finished | forced, torch.zeros_like(chosen), chosen))
-        return tok
-
-
-def mixture_log_prob(recorder: MixtureRecorder, batch: SequenceBatch, log_dists: Tensor) -> Tensor:
-    """[B] log s(y) of whole sequences under the mixture proposal (teacher-forced)."""
-    T = batch.tokens.shape[1]
-    out = torch.zeros(batch.batch_size, dtype=torch.float64)
-    for t in range(T):
-        mix = recorder.mixture_log_probs(t, batch.tokens[:, :t], log_dists[:, t])
-        lp = mix.gather(1, batch.tokens[:, t : t + 1]).squeeze(1).double()
-        counted = batch.mask_t[:, t] & (t < recorder.max_len - 1)
-        out += torch.where(counted, lp, torch.zeros_like(lp))
-    return out
+__all__ = ["SPG", "spg_loss", "MixtureRecorder", "mixture_log_prob"]  # the last two live in seqrl.proposals
 
 
 def spg_loss(logp: Tensor, log_target: Tensor, log_proposal: Tensor, normalize: bool = True) -> Tensor:
@@ -102,6 +46,14 @@ class SPGRollout:
 @register_algorithm("spg")
 class SPG(Algorithm):
     erpo_point = ERPOPoint(reward="R", alpha=1.0, beta=0.0)
+    requires = Requirements(reward=True)
+
+    @classmethod
+    def bench_kwargs(cls, context: RunContext) -> dict[str, Any]:
+        """The proposal's guide needs ΔR of every candidate token at every step: hamming's is
+        vectorized, sentence BLEU's is not; the weights still use the run's reward."""
+        return {**super().bench_kwargs(context), "guide_reward": "hamming", "reward_temperature": 0.5,
+                "num_samples": 2}
 
     @dataclass(frozen=True, kw_only=True)
     class Config:
@@ -134,10 +86,7 @@ class SPG(Algorithm):
         refs = batch.with_context(None).repeat_interleave(M)
         rec = self.recorder(refs)
         with torch.no_grad():
-            if batch.context is not None:
-                samples = self.policy.sample(M, batch.context, override=rec)
-            else:
-                samples = self.policy.sample(batch.batch_size * M, override=rec)
+            samples = samples_per_reference(self.policy, batch, M, override=rec)
             log_s = torch.stack(rec.log_s, 1).sum(1)
             hyps = samples.batch.with_context(None)
             R = compute_reward(self.reward, hyps, refs)

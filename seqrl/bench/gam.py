@@ -20,7 +20,8 @@ from typing import Any
 
 import torch
 
-from ..algorithms import make_algorithm
+from ..algorithms import ALGORITHMS, make_algorithm
+from ..algorithms.base import RunContext
 from ..ebm import GAMPotential, MotifFeatures, Training1Config, fit_lambda
 from ..ebm.sampling import LogZEstimate, ProposalDraw, base_log_ratio, draw, estimate_divergences, estimate_log_z
 from ..ebm.training1 import Training1Result, lam_summary
@@ -34,7 +35,6 @@ MOTIFS = ("1000101000101", "1011100111001", "10001011111000")
 FEATURES = ("1001111", "Mv1001111")
 SEEDS = (1234, 4444)
 DATASET_SIZES = (500, 1000, 5000, 10000, 20000)
-TRAINING2 = ("distill", "dpg_off", "gdcpp")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -68,14 +68,13 @@ class GamSettings:
     """Adam lr of π in dpg/dpg_off/gdcpp. With 1e-3 (the paper's r lr) dpg_off barely moved in
     150 steps at |D| = 500; 1e-2 brought CE(T, π) to CE(T, p_λ) in 300 steps (docs/benchmarks.md)."""
     dpg_clip_grad_norm: float | None = 0.25
-    """Gradient-norm clipping of ``dpg``/``dpg_off`` (as for r)."""
-    gdcpp_clip_grad_norm: float | None = None
-    """No clipping for ``gdcpp``: clipping rescales the rare steps whose batch holds a
-    high-weight string down to the size of the steps that carry only the baseline's zero-mean
-    noise, and GDC++ then does not learn at |D| = 500 (docs/benchmarks.md, GDC++ section)."""
+    """Gradient-norm clipping of the sampling Training-2 algorithms (as for r), unless the algorithm
+    declares otherwise (``gdcpp`` trains unclipped: see its docstring); ``--set gdcpp.clip_grad_norm=0.25``."""
     eval_every: int = 20
     """Steps between Training-2 evaluations (validation CE, KL estimate, proposal update)."""
     kl_samples: int = 2000
+    table1_baseline: str = "distill"
+    """The Training-2 row that [DPG] Table 1 divides by (its π_dis, distillation)."""
 
 
 QUICK_SETTINGS = GamSettings(hidden_size=64, max_epochs=60, snis_samples=20_000, snis_resample_every=None,
@@ -145,19 +144,29 @@ class KLCurve(Callback):
 
 @register_suite("gam")
 class GamSuite(Suite):
+    """Row ``mle`` is r itself (trained for every job); Training-2 runs every registered algorithm that
+    trains a policy toward a potential (``requires.potential``)."""
+
     name = "gam"
-    default_algos = ("mle", *TRAINING2)
-    available_algos = ("mle", "distill", "dpg_off", "gdcpp", "dpg")
+    offers = frozenset({"potential"})
+    comparison = ("ce_test", "min")
 
     def __init__(self, settings: GamSettings | None = None) -> None:
         self.settings = settings
         self.curves: list[dict[str, Any]] = []
 
+    def available_algos(self) -> list[str]:
+        return [self.reference, *super().available_algos()]
+
+    def default_algos(self) -> list[str]:
+        return [self.reference, *super().default_algos()]
+
     def settings_for(self, options: BenchOptions) -> GamSettings:
         """The paper's settings; ``--quick`` uses a 64-unit LSTM and shorter runs so that the
         reduced grid runs in minutes on a 2-core CPU (0.1 s per step instead of 0.55 s)."""
         base = self.settings or (QUICK_SETTINGS if options.quick else GamSettings())
-        return override_settings(base, options.settings)
+        self._settings = override_settings(base, options.settings)
+        return self._settings
 
     def jobs(self, options: BenchOptions) -> list[dict[str, Any]]:
         grid = options.grid
@@ -178,7 +187,7 @@ class GamSuite(Suite):
 
     def run_job(self, job: dict[str, Any], options: BenchOptions) -> list[RunRecord]:
         st = self.settings_for(options)
-        algos = options.algos or self.default_algos
+        algos = options.algos or self.default_algos()
         device, seed = options.device, job["seed"]
         task = MotifTask(job["motif"], st.length, train_size=job["dataset_size"], test_size=st.test_size, seed=seed)
         test = task.split("test")
@@ -192,11 +201,11 @@ class GamSuite(Suite):
                                             task.motif),
         }
         params = {"motif": job["motif"], "dataset_size": job["dataset_size"], "test_size": st.test_size}
-        records = [RunRecord("mle", seed, {**params, "features": "-"},
+        records = [RunRecord(self.reference, seed, {**params, "features": "-"},
                              {**base, "ce_test": base["ce_r"], "motif_freq": base["motif_freq_r"],
                               "epochs_r": r_fit.steps / max(1, -(-job["dataset_size"] // st.batch_size)),
                               "episodes": 0, "wall_s": time.perf_counter() - started})]
-        wanted = [a for a in algos if a != "mle"]
+        wanted = [a for a in algos if a != self.reference]
         if not wanted:
             return records
         for mask in job["masks"]:
@@ -216,6 +225,12 @@ class GamSuite(Suite):
                        "wall_s_training1": time.perf_counter() - started,
                        **lam_summary(t1, P.features.names)}
 
+        valid = task.split("valid")
+
+        def evaluate(alg) -> dict[str, float]:
+            return {"valid_ce": cross_entropy(alg.policy, valid), "episodes": float(alg.summary().get("episodes", 0)),
+                    **divergences(alg.policy, st.kl_samples)}
+
         records = []
         for algo in algos:
             t0 = time.perf_counter()
@@ -223,42 +238,32 @@ class GamSuite(Suite):
             policy = new_policy(task, st).to(device)
             policy.load_state_dict(r.state_dict())
             curve = KLCurve()
+            cls = ALGORITHMS.get(algo)
+            context = RunContext(vocab=task.vocab, max_len=task.max_len, valid=valid, potential=P, proposal=r,
+                                 samples_per_step=st.episodes_per_step or st.batch_size,
+                                 estimate_samples=st.kl_samples, draw_samples=st.distill_samples,
+                                 budget_steps=st.dpg_steps)
+            algo_kwargs, fit_kwargs = options.for_algorithm(algo)
+            algorithm = make_algorithm(algo, policy, **{**cls.bench_kwargs(context), **algo_kwargs})
             # evaluate_at_start: r is a candidate of the early stopping, so Training-2 never
             # returns a π with worse validation CE than the r it started from.
             fit_config = FitConfig(batch_size=st.batch_size, lr=st.lr, clip_grad_norm=st.clip_grad_norm,
                                    patience=st.patience, device=str(device), seed=seed, progress=options.progress,
                                    evaluate_at_start=True)
-            extra: dict[str, float] = {}
-            if algo == "distill":
-                algorithm = make_algorithm("distill", policy, potential=P, proposal=r, num_samples=st.distill_samples)
-                data = algorithm.training_data()
-                fit(algorithm, data, valid=task.split("valid"), config=replace(fit_config, max_epochs=st.max_epochs))
-                episodes = algorithm.proposed
-                extra["acceptance_rate"] = algorithm.acceptance_rate or 0.0
+            if cls.uses_data:  # MLE on samples it draws (distillation): epochs, as r was trained
+                fit_config = replace(fit_config, max_epochs=st.max_epochs)
             else:
-                algorithm = make_algorithm(algo, policy, potential=P, proposal=r, valid=task.split("valid"),
-                                           samples_per_step=st.episodes_per_step or st.batch_size,
-                                           kl_samples=st.kl_samples)
-
-                valid = task.split("valid")
-
-                def evaluate(alg, _valid=valid) -> dict[str, float]:
-                    return {"valid_ce": cross_entropy(alg.policy, _valid), "episodes": float(alg.episodes),
-                            **divergences(alg.policy, st.kl_samples)}
-
-                clip = st.gdcpp_clip_grad_norm if algo == "gdcpp" else st.dpg_clip_grad_norm
-                fit(algorithm, None, evaluate=evaluate, callbacks=[curve],
-                    config=replace(fit_config, max_steps=st.dpg_steps, eval_every=st.eval_every, lr=st.dpg_lr,
-                                   clip_grad_norm=clip))
-                episodes = algorithm.episodes
-                extra["proposal_updates"] = algorithm.proposal_updates
-                self.curves.append({"algorithm": algo, "seed": seed, **params, "features": mask,
-                                    "points": curve.points})
+                fit_config = replace(fit_config, max_steps=st.dpg_steps, eval_every=st.eval_every, lr=st.dpg_lr,
+                                     clip_grad_norm=st.dpg_clip_grad_norm)
+            fit_config = replace(fit_config, **{**cls.fit_overrides, **fit_kwargs})
+            fit(algorithm, None, evaluate=evaluate, callbacks=[curve], config=fit_config)
+            summary = algorithm.summary()
+            self.curves.append({"algorithm": algo, "seed": seed, **params, "features": mask, "points": curve.points})
             samples = sample_in_chunks(policy, st.motif_samples, generator=gen)
-            metrics = {**base, **gam_metrics, **divergences(policy), **extra,
+            metrics = {**base, **gam_metrics, **divergences(policy), **summary,
                        "ce_test": cross_entropy(policy, test),
                        "motif_freq": motif_frequency(samples, task.vocab, task.motif),
-                       "episodes": float(episodes), "wall_s": time.perf_counter() - t0}
+                       "episodes": float(summary.get("episodes", 0)), "wall_s": time.perf_counter() - t0}
             records.append(RunRecord(algo, seed, {**params, "features": mask}, metrics))
         return records
 
@@ -271,10 +276,12 @@ class GamSuite(Suite):
         header = ["algorithm", "motif", "ft", "seed", "|D|", "CE(T,π)", "CE(T,r)", "CE(T,p_λ)", "H(p_true)",
                   "motif_freq", "KL(p_λ‖π)", "episodes", "wall_s"]
         out = [format_table(header, rows)]
-        for algo in ("dpg_off", "gdcpp", "dpg"):
-            if any(r.algorithm == algo for r in records) and any(r.algorithm == "distill" for r in records):
-                out.append(f"\nTable 1 of [DPG] with dpg = {algo} (means over motifs, features, seeds):\n"
-                           + table1(records, algo))
+        dis = getattr(self, "_settings", self.settings or GamSettings()).table1_baseline
+        if any(r.algorithm == dis for r in records):
+            for algo in dict.fromkeys(r.algorithm for r in records):
+                if algo not in (dis, self.reference):
+                    out.append(f"\nTable 1 of [DPG] with dpg = {algo}, dis = {dis} (means over motifs, features, "
+                               f"seeds):\n" + table1(records, algo, dis))
         return "\n".join(out)
 
     def plot(self, records: list[RunRecord], out: Path) -> list[Path]:
@@ -286,11 +293,11 @@ class GamSuite(Suite):
         paths = []
         fig, ax = plt.subplots(figsize=(7, 4.5))
         ax2 = ax.twinx()
-        algos = [a for a in ("mle", "distill", "dpg_off", "gdcpp", "dpg") if any(r.algorithm == a for r in records)]
+        algos = list(dict.fromkeys(r.algorithm for r in records))
         sizes = sorted({r.params["dataset_size"] for r in records})
         for algo in algos:
             rs = [r for r in records if r.algorithm == algo]
-            label = "r" if algo == "mle" else algo
+            label = "r" if algo == self.reference else algo
             ce = [_mean([r.metrics["ce_test"] for r in rs if r.params["dataset_size"] == d]) for d in sizes]
             mf = [_mean([r.metrics["motif_freq"] for r in rs if r.params["dataset_size"] == d]) for d in sizes]
             line, = ax.plot(sizes, ce, "o-", label=f"CE(T, {label})")
@@ -310,16 +317,19 @@ class GamSuite(Suite):
         if self.curves:
             (out / "gam_curves.json").write_text(json.dumps(self.curves, indent=1))
             fig, ax = plt.subplots(figsize=(7, 4.5))
+            styles = ["-", "--", ":", "-."]
+            order = list(dict.fromkeys(c["algorithm"] for c in self.curves))
             for c in self.curves:
                 pts = [p for p in c["points"] if "kl_p_pi" in p]
-                style = "-" if c["algorithm"] == "gdcpp" else "--"
+                style = styles[order.index(c["algorithm"]) % len(styles)]
                 ax.plot([p["episodes"] for p in pts], [max(p["kl_p_pi"], 1e-4) for p in pts], style,
                         label=f"{c['algorithm']} |D|={c['dataset_size']} {c['features']} s{c['seed']}")
             ax.set_yscale("log")
             ax.set_xlabel("episodes (sequences sampled)")
             ax.set_ylabel("estimated KL(p_λ‖π)")
             ax.legend(fontsize=6)
-            ax.set_title("Learning curves: dpg_off (dashed) vs gdcpp (solid)")
+            ax.set_title("Training-2 learning curves: " + ", ".join(
+                f"{a} ({styles[i % len(styles)]})" for i, a in enumerate(order)))
             fig.tight_layout()
             paths.append(out / "gam_kl_curves.png")
             fig.savefig(paths[-1], dpi=120)
@@ -332,17 +342,17 @@ def _mean(values: list[float]) -> float:
     return statistics.fmean(values) if values else math.nan
 
 
-def table1(records: list[RunRecord], dpg: str = "dpg_off") -> str:
+def table1(records: list[RunRecord], dpg: str = "dpg_off", dis: str = "distill") -> str:
     """The ratio columns of [DPG] Table 1 per |D| (means over motif × features × seed), plus
     absolute CEs. Ratios pair runs with the same motif, features, seed and |D|."""
     key = lambda r: (r.params["motif"], r.params["features"], r.seed, r.params["dataset_size"])  # noqa: E731
-    by_algo = {a: {key(r): r.metrics for r in records if r.algorithm == a} for a in ("distill", dpg)}
+    by_algo = {a: {key(r): r.metrics for r in records if r.algorithm == a} for a in (dis, dpg)}
     rows = []
     for d in sorted({r.params["dataset_size"] for r in records}):
-        keys = [k for k in by_algo[dpg] if k[3] == d and k in by_algo["distill"]]
+        keys = [k for k in by_algo[dpg] if k[3] == d and k in by_algo[dis]]
         if not keys:
             continue
-        P, S = by_algo[dpg], by_algo["distill"]
+        P, S = by_algo[dpg], by_algo[dis]
         freq = lambda m, k: max(m[k], 1e-6)  # noqa: E731
         rows.append([
             d,

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from ..algorithms import ALGORITHMS
 from ..registry import Registry
 from ..utils import describe_device, resolve_device
 
@@ -42,14 +43,48 @@ class BenchOptions:
     """Suite-specific overrides of the grid, e.g. {"sizes": ("500",), "masks": ("1001111",)}."""
     settings: dict[str, Any] = field(default_factory=dict)
     """Overrides of the suite's settings dataclass (``seqrl bench … --set lr=3e-4``)."""
+    algorithm_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per-algorithm overrides (``--set raml.num_samples=5``): fields of the algorithm's config, or of
+    :class:`~seqrl.training.FitConfig` for that algorithm's training (``--set gdcpp.clip_grad_norm=1``)."""
+
+    def for_algorithm(self, name: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(config overrides, FitConfig overrides) the user gave for algorithm ``name``."""
+        from ..algorithms.base import config_fields
+
+        given = self.algorithm_settings.get(name, {})
+        own = config_fields(ALGORITHMS.get(name))
+        return ({k: v for k, v in given.items() if k in own}, {k: v for k, v in given.items() if k not in own})
 
 
 class Suite:
-    """A benchmark suite: ``jobs`` lists units of work; ``run_job`` turns one into records."""
+    """A benchmark suite: ``jobs`` lists units of work; ``run_job`` turns one into records.
+
+    A suite names no algorithm: it states what it ``offers`` (``"data"``: training references,
+    ``"reward"``: a reward to score samples against them, ``"potential"``: an EBM and a proposal), and runs
+    every registered algorithm whose :class:`~seqrl.algorithms.base.Requirements` it meets. ``comparison``
+    is the metric and direction of the paired comparison with the ``reference`` row.
+    """
 
     name = "suite"
-    default_algos: tuple[str, ...] = ()
-    available_algos: tuple[str, ...] = ()
+    offers: frozenset[str] = frozenset()
+    comparison: tuple[str, str] | None = None
+    reference = "mle"
+
+    def accepts(self, cls: Any) -> bool:
+        """Whether this suite can run algorithm class ``cls``."""
+        req = cls.requires
+        wanted = {"data"} if req.data else set()
+        wanted |= {"reward"} if req.reward else set()
+        wanted |= {"potential"} if req.potential else set()
+        if "potential" in self.offers:  # a potential-only suite runs the algorithms that train toward one
+            return req.potential and wanted <= self.offers
+        return wanted <= self.offers and not req.potential
+
+    def available_algos(self) -> list[str]:
+        return [name for name, cls in ALGORITHMS.items() if self.accepts(cls)]
+
+    def default_algos(self) -> list[str]:
+        return [name for name, cls in ALGORITHMS.items() if self.accepts(cls) and cls.in_default_bench]
 
     def jobs(self, options: BenchOptions) -> list[dict[str, Any]]:
         raise NotImplementedError
@@ -59,6 +94,16 @@ class Suite:
 
     def table(self, records: list[RunRecord]) -> str:
         return format_records(records)
+
+    def report(self, records: list[RunRecord]) -> str:
+        """The suite's table, then the paired comparison with the reference row."""
+        text = self.table(records)
+        if self.comparison is not None:
+            metric, direction = self.comparison
+            paired = paired_table(records, metric, direction, self.reference)
+            if paired:
+                text += "\n\n" + paired
+        return text
 
     def plot(self, records: list[RunRecord], out: Path) -> list[Path]:
         return []
@@ -85,11 +130,81 @@ def override_settings(settings: Any, overrides: dict[str, Any]) -> Any:
     return replace(settings, **cast)
 
 
+def split_algorithm_settings(settings: dict[str, Any], available: Sequence[str]
+                             ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """Split ``--set`` overrides into the suite's own and per-algorithm ones (``ALGO.FIELD``), checking
+    that each algorithm is available and each field is one of its config's or of FitConfig's."""
+    from ..algorithms.base import config_fields
+    from ..training import FitConfig
+
+    fit_fields = {f.name for f in fields(FitConfig)} - {"device", "seed", "progress", "checkpoint"}
+    plain: dict[str, Any] = {}
+    per: dict[str, dict[str, Any]] = {}
+    for key, value in settings.items():
+        if "." not in key:
+            plain[key] = value
+            continue
+        algo, field_name = key.split(".", 1)
+        if algo not in available:
+            raise KeyError(f"--set {key}: no algorithm {algo!r} in this suite; available: {list(available)}")
+        known = config_fields(ALGORITHMS.get(algo)) | fit_fields
+        if field_name not in known:
+            raise KeyError(f"--set {key}: {algo} has no setting {field_name!r}; known: {sorted(known)}")
+        per.setdefault(algo, {})[field_name] = value
+    return plain, per
+
+
 SUITES: Registry[Callable[[], Suite]] = Registry("suite", group="seqrl.suites")
 
 
 def register_suite(name: str):
     return SUITES.register(name)
+
+
+def paired_differences(records: list[RunRecord], metric: str, reference: str = "mle") -> dict[str, list[float]]:
+    """Per algorithm, the differences ``metric(run) − metric(reference run)`` over the pairs that share a seed
+    and the reference's parameters (its "-" parameters match anything): same data, same start."""
+    refs = [r for r in records if r.algorithm == reference and metric in r.metrics]
+    out: dict[str, list[float]] = {}
+    for r in records:
+        if r.algorithm == reference or metric not in r.metrics:
+            continue
+        for ref in refs:
+            if ref.seed == r.seed and all(r.params.get(k) == v for k, v in ref.params.items() if v != "-"):
+                out.setdefault(r.algorithm, []).append(float(r.metrics[metric]) - float(ref.metrics[metric]))
+                break
+    return out
+
+
+def bootstrap_interval(values: Sequence[float], level: float = 0.95, resamples: int = 10_000,
+                       seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of ``values`` (seeded: the same table every time)."""
+    import numpy as np
+
+    data = np.asarray(values, dtype=float)
+    if data.size == 0:
+        raise ValueError("bootstrap of no values")
+    rng = np.random.default_rng(seed)
+    means = data[rng.integers(0, data.size, size=(resamples, data.size))].mean(1)
+    lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)
+
+
+def paired_table(records: list[RunRecord], metric: str, direction: str = "max", reference: str = "mle") -> str:
+    """Each algorithm against ``reference`` on ``metric``: mean paired difference, its 95% bootstrap
+    interval and the wins (pairs where the algorithm is better in ``direction``). Empty without pairs."""
+    diffs = paired_differences(records, metric, reference)
+    if not diffs:
+        return ""
+    rows = []
+    for algo, d in diffs.items():
+        lo, hi = bootstrap_interval(d)
+        wins = sum(x > 0 if direction == "max" else x < 0 for x in d)
+        rows.append([algo, len(d), f"{sum(d) / len(d):+.3f}", f"[{lo:+.3f}, {hi:+.3f}]", f"{wins}/{len(d)}"])
+    header = ["algorithm", "pairs", f"Δ{metric} vs {reference}", "95% bootstrap CI", "wins"]
+    better = "higher" if direction == "max" else "lower"
+    return (f"Paired by seed (same data, same start) against {reference} ({better} {metric} is better); an interval "
+            "that excludes 0 separates the two:\n" + format_table(header, rows))
 
 
 def format_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -155,10 +270,12 @@ def run_suite(
 ) -> dict:
     """Run a registered suite and write its results; return the ``results.json`` payload."""
     suite = SUITES.get(name)()
+    available = suite.available_algos()
     if algos:
-        unknown = sorted(set(algos) - set(suite.available_algos))
+        unknown = sorted(set(algos) - set(available))
         if unknown:
-            raise KeyError(f"suite {name!r} has no algorithms {unknown}; available: {list(suite.available_algos)}")
+            raise KeyError(f"suite {name!r} has no algorithms {unknown}; available: {available}")
+    plain, per_algorithm = split_algorithm_settings(settings or {}, available)
     options = BenchOptions(
         quick=quick,
         seeds=tuple(seeds) if seeds else None,
@@ -167,7 +284,8 @@ def run_suite(
         progress=progress,
         out=Path(out) if out is not None else None,
         grid={k: tuple(v) for k, v in (grid or {}).items()},
-        settings=dict(settings or {}),
+        settings=plain,
+        algorithm_settings=per_algorithm,
     )
     started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     jobs = suite.jobs(options)
@@ -177,7 +295,7 @@ def run_suite(
         records.extend(suite.run_job(job, options))
         if options.out is not None:  # after every job, so that an interrupted run keeps what it finished
             write_results(name, options.device, started, records, options.out)
-    echo(suite.table(records))
+    echo(suite.report(records))
     echo(f"{len(records)} runs in {time.perf_counter() - t0:.1f} s on {describe_device(options.device)}")
     payload: dict = {"suite": name, "runs": [asdict(r) for r in records]}
     if options.out is not None:

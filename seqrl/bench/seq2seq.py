@@ -7,8 +7,9 @@ the other objectives start:
 * ``finetune``: every algorithm, ``mle`` included, starts from that policy and trains for the
   same budget at a smaller lr with early stopping on validation BLEU (the MLE policy itself is
   the ``mle_pretrained`` row). A gain over ``mle`` is the objective's, not the extra epochs'.
-* ``scratch``: the objectives that learn from a random initialization (RAML, data noising,
-  scheduled sampling, interpolation) train from one, with the pretraining's budget and stopping
+* ``scratch``: the objectives that learn from a random initialization (those whose class declares
+  ``requires.from_scratch``: MLE, RAML, data noising, scheduled sampling, interpolation) train from
+  one, with the pretraining's budget and stopping
   rule, as in the papers that introduced them and the ERPO authors' code; the MLE run is the
   ``mle`` row. MIXER (whose first phase is MLE), REINFORCE and SPG fine-tune the MLE policy as
   above.
@@ -29,20 +30,18 @@ from typing import Any
 
 import torch
 
-from ..algorithms import make_algorithm
-from ..algorithms.data_noising import unigram_distribution
+from ..algorithms import ALGORITHMS, make_algorithm
+from ..algorithms.base import RunContext
 from ..envs.tasks import TextPairTask, ToyTranslationTask
 from ..metrics import corpus_bleu, corpus_rouge, cross_entropy, exposure_bias
 from ..policies import make_policy
-from ..training import FitConfig, FitResult, fit
+from ..rewards import REWARDS, make_reward
+from ..training import FitConfig, FitResult, fit, reward_score
 from .runner import BenchOptions, RunRecord, Suite, format_table, override_settings, register_suite
 
-ALGOS = ("mle", "raml", "data_noising", "scheduled_sampling", "mixer", "reinforce", "spg", "interpolation")
-REWARD_ALGOS = ("raml", "mixer", "reinforce", "spg", "interpolation", "erpo")
-SCRATCH_ALGOS = ("mle", "raml", "data_noising", "scheduled_sampling", "interpolation", "erpo")
-"""Objectives that learn from a random initialization; under ``protocol="scratch"`` they do."""
 PROTOCOLS = ("finetune", "scratch")
-SCRATCH_MONITORS = {"valid_ce": "min", "valid_bleu": "max"}
+MONITORS = {"valid_ce": "min", "valid_reward": "max", "valid_bleu": "max"}
+"""Validation metrics that can stop training and pick its checkpoint, and their direction."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -75,19 +74,20 @@ class Seq2SeqSettings:
     noise, drives λ (300 pairs: every 50 steps; docs/benchmarks.md)."""
     beam_size: int = 5
     reward: str = "bleu"
-    interpolation_reward: str | None = None
-    """R_comm of interpolation's reward-guided component (None: ``reward``). Sentence BLEU's ΔR
-    costs a sacrebleu call per distinct reference symbol per token: with λ2 = 0.18, sampling a
-    batch of 32 took 2.5 s with BLEU against 0.28 s with ``hamming`` (one vectorized comparison)
-    on the full task. Validation, and so the annealing, still use BLEU."""
+    """The suite's reward R: what reward-driven algorithms optimize and what ``valid_reward``
+    measures (its corpus score where it has one: corpus BLEU for ``bleu``)."""
+    pretrain_algorithm: str = "mle"
+    """The algorithm that trains the policy every fine-tuning row starts from."""
     protocol: str = "finetune"
-    """Where the objectives start: the MLE policy (``finetune``) or, for those in SCRATCH_ALGOS,
-    a random initialization (``scratch``); see the module docstring."""
+    """Where the objectives start: the pretrained policy (``finetune``) or, for algorithms that declare
+    ``requires.from_scratch``, a random initialization (``scratch``); see the module docstring."""
     scratch_monitor: str = "valid_ce"
     """What stops training from scratch and picks the checkpoint it returns: validation CE
-    (minimized) or ``valid_bleu`` (maximized). CE stops MLE while its BLEU still climbs, since
-    its overconfidence raises CE first; with BLEU, set ``patience`` past the budget, since BLEU
+    (minimized), ``valid_reward`` or ``valid_bleu`` (maximized). CE stops MLE while its BLEU still climbs,
+    since its overconfidence raises CE first; with BLEU, set ``patience`` past the budget, since BLEU
     sits near 0 for the first hundreds of steps (docs/benchmarks.md, "equal budgets")."""
+    finetune_monitor: str = "valid_reward"
+    """What stops fine-tuning and picks its checkpoint: by default the suite's reward on validation."""
     data_seed: int = 0
     """Seed of the data set, fixed across runs: a run's seed varies initialization and sampling
     only, so that ± std measures the algorithms, not the draw of the data."""
@@ -97,56 +97,44 @@ QUICK = Seq2SeqSettings(train_size=300, lexicon_scale=3, zipf=0.0, mle_epochs=30
 """A smoke run of every algorithm in minutes: pretraining is cut at 30 epochs, before it converges."""
 
 
-def algorithm_kwargs(name: str, settings: Seq2SeqSettings, task, steps_per_epoch: int,
-                     from_scratch: bool = False) -> dict[str, Any]:
-    kw: dict[str, Any] = {}
-    if name in REWARD_ALGOS:
-        kw["reward"] = settings.reward
-    if name == "interpolation" and settings.interpolation_reward is not None:
-        kw["reward"] = settings.interpolation_reward
-    if name == "data_noising":
-        kw["unigram"] = unigram_distribution(task.split("train"), task.vocab)
-    if name == "mixer":
-        # Hand Δ = 2 tokens to REINFORCE every epoch, starting from the whole target teacher-forced.
-        kw.update(m_start=task.max_len, delta=2, anneal_every=max(1, steps_per_epoch))
-    if name == "reinforce":
-        kw.update(baseline="self_critical")
-    if name == "spg":
-        # The proposal's guide needs ΔR of every candidate token at every step: hamming's is
-        # vectorized, sentence BLEU's is not; the weights still use BLEU (see SPG's docstring).
-        kw.update(guide_reward="hamming", reward_temperature=0.5, num_samples=2)
-    if name == "scheduled_sampling":
-        # From scratch: the paper's k = 500 ([ERPO] C.2); fine-tuning: ε reaches 1/2 within the budget.
-        kw.update(k=500.0 if from_scratch else max(1.0, steps_per_epoch * settings.finetune_epochs / 4))
-    return kw
-
-
 @register_suite("seq2seq")
 class Seq2SeqSuite(Suite):
+    """Runs every registered algorithm that learns from references (``requires.data``) and needs no
+    potential; each gets what its :class:`~seqrl.algorithms.base.Requirements` name and its
+    :meth:`~seqrl.algorithms.base.Algorithm.bench_kwargs` defaults."""
+
     name = "seq2seq"
-    default_algos = ALGOS
-    available_algos = (*ALGOS, "erpo")
+    offers = frozenset({"data", "reward"})
+    comparison = ("bleu", "max")
 
     def __init__(self) -> None:
         self.curves: list[dict[str, Any]] = []
 
+    def settings_for(self, options: BenchOptions) -> Seq2SeqSettings:
+        st = override_settings(QUICK if options.quick else Seq2SeqSettings(), options.settings)
+        if st.protocol not in PROTOCOLS:
+            raise ValueError(f"unknown protocol {st.protocol!r}; expected one of {PROTOCOLS}")
+        for key in ("scratch_monitor", "finetune_monitor"):
+            if getattr(st, key) not in MONITORS:
+                raise ValueError(f"unknown {key} {getattr(st, key)!r}; expected one of {tuple(MONITORS)}")
+        REWARDS.get(st.reward)  # an unknown name fails before any training, naming the known ones
+        ALGORITHMS.get(st.pretrain_algorithm)
+        return st
+
     def jobs(self, options: BenchOptions) -> list[dict[str, Any]]:
+        self.settings_for(options)
         seeds = options.seeds or (0, 1, 2)
         data = options.grid.get("data")
         return [{"seed": s, "data": data[0] if data else None} for s in seeds]
 
     def run_job(self, job: dict[str, Any], options: BenchOptions) -> list[RunRecord]:
-        st = override_settings(QUICK if options.quick else Seq2SeqSettings(), options.settings)
-        if st.protocol not in PROTOCOLS:
-            raise ValueError(f"unknown protocol {st.protocol!r}; expected one of {PROTOCOLS}")
-        if st.scratch_monitor not in SCRATCH_MONITORS:
-            raise ValueError(f"unknown scratch_monitor {st.scratch_monitor!r}; "
-                             f"expected one of {tuple(SCRATCH_MONITORS)}")
+        st = self.settings_for(options)
         scratch = st.protocol == "scratch"
+        pretrain_name = st.pretrain_algorithm
 
         def from_scratch(name: str) -> bool:
-            """Whether ``name`` trains from a random initialization (else: from the MLE policy)."""
-            return name == "mle_pretrained" or (scratch and name in SCRATCH_ALGOS)
+            """Whether ``name`` trains from a random initialization (else: from the pretrained policy)."""
+            return scratch and ALGORITHMS.get(name).requires.from_scratch
 
         seed, device = job["seed"], options.device
         if job["data"]:
@@ -161,11 +149,14 @@ class Seq2SeqSuite(Suite):
         train_set, valid, test = task.split("train"), task.split("valid"), task.split("test")
         steps_per_epoch = math.ceil(train_set.batch_size / st.batch_size)
         eval_every = st.eval_every or steps_per_epoch
+        reward = make_reward(st.reward, task.vocab)
 
         def evaluate(alg) -> dict[str, float]:
-            hyps = alg.policy.greedy(1, valid.context.to(alg.policy.device)).batch.to_strings(task.vocab)
-            score = corpus_bleu(hyps, valid.to_strings(task.vocab))
-            return {"valid_bleu": score, "valid_reward": score, "valid_ce": cross_entropy(alg.policy, valid)}
+            hyps = alg.policy.greedy(1, valid.context.to(alg.policy.device)).batch
+            refs = valid.with_context(None)
+            bleu = corpus_bleu(hyps.to_strings(task.vocab), refs.to_strings(task.vocab))
+            return {"valid_bleu": bleu, "valid_reward": reward_score(reward, alg.policy, valid),
+                    "valid_ce": cross_entropy(alg.policy, valid)}
 
         base_cfg = FitConfig(batch_size=st.batch_size, lr=st.lr, patience=st.patience, eval_every=eval_every,
                              device=str(device), seed=seed, progress=options.progress)
@@ -178,18 +169,24 @@ class Seq2SeqSuite(Suite):
             return make_policy("seq2seq", task.vocab, task.max_len, source_vocab=task.source_vocab,
                                hidden_size=st.hidden_size, embedding_dim=st.embedding_dim, dropout=st.dropout)
 
-        def train(name: str, policy) -> FitResult:
+        def train(name: str, policy, *, pretraining: bool = False) -> FitResult:
             """Train ``policy`` in place by ``name``; from scratch, stop on ``scratch_monitor`` (by default
             validation CE: BLEU stays at 0 for the first epochs and would exhaust a short patience)."""
             torch.manual_seed(seed)
-            algo = make_algorithm("mle" if name == "mle_pretrained" else name, policy,
-                                  **algorithm_kwargs(name, st, task, steps_per_epoch, from_scratch(name)))
-            if from_scratch(name):
-                result = fit(algo, train_set, evaluate=evaluate, monitor=st.scratch_monitor,
-                             mode=SCRATCH_MONITORS[st.scratch_monitor], config=scratch_cfg)
-            else:
-                result = fit(algo, train_set, evaluate=evaluate, monitor="valid_bleu", mode="max", config=finetune_cfg)
-            label = "mle" if scratch and name == "mle_pretrained" else name
+            cls = ALGORITHMS.get(name)
+            scratch_run = pretraining or from_scratch(name)
+            cfg = scratch_cfg if scratch_run else finetune_cfg
+            budget = (st.mle_epochs if scratch_run else st.finetune_epochs) * steps_per_epoch
+            context = RunContext(vocab=task.vocab, max_len=task.max_len, train=train_set, valid=valid,
+                                 reward=st.reward, steps_per_epoch=steps_per_epoch, budget_steps=budget,
+                                 from_scratch=scratch_run)
+            algo_kwargs, fit_kwargs = options.for_algorithm(name)
+            kwargs = {**cls.bench_kwargs(context), **algo_kwargs}
+            algo = make_algorithm(name, policy, **kwargs)
+            cfg = replace(cfg, **{**cls.fit_overrides, **fit_kwargs})
+            monitor = st.scratch_monitor if scratch_run else st.finetune_monitor
+            result = fit(algo, train_set, evaluate=evaluate, monitor=monitor, mode=MONITORS[monitor], config=cfg)
+            label = f"{name}_pretrained" if pretraining and not scratch else name
             self.curves.append({"algorithm": label, "seed": seed, "points": _curve(result.history)})
             return result
 
@@ -197,18 +194,19 @@ class Seq2SeqSuite(Suite):
                   "protocol": st.protocol}
         if scratch:
             params["scratch_monitor"] = st.scratch_monitor
-        algos = options.algos or self.default_algos
+        algos = options.algos or self.default_algos()
         policy = new_policy()
         records = []
-        if not scratch or any(name == "mle" or not from_scratch(name) for name in algos):
-            pretrain = train("mle_pretrained", policy)
+        if not scratch or any(name == pretrain_name or not from_scratch(name) for name in algos):
+            pretrain = train(pretrain_name, policy, pretraining=True)
             pretrained = {k: v.detach().clone() for k, v in policy.state_dict().items()}
             if not scratch:
-                records.append(self._record("mle_pretrained", seed, params, policy, task, test, st, pretrain))
+                records.append(self._record(f"{pretrain_name}_pretrained", seed, params, policy, task, test, st,
+                                            pretrain))
         for name in algos:
-            if scratch and name == "mle":  # the pretraining run is MLE trained from scratch
+            if scratch and name == pretrain_name:  # the pretraining run is this algorithm trained from scratch
                 policy.load_state_dict(pretrained)
-                records.append(self._record("mle", seed, params, policy, task, test, st, pretrain))
+                records.append(self._record(name, seed, params, policy, task, test, st, pretrain))
                 continue
             if from_scratch(name):
                 policy = new_policy()

@@ -9,6 +9,7 @@ leading ``Mv`` adds the length pair M = |x|/n and v = |x|²/n² ([DPG] A.4).
 
 from __future__ import annotations
 
+import math
 import re
 
 import torch
@@ -75,6 +76,7 @@ class MotifFeatures:
         if self.with_length:
             self.names += ["M", "v"]
         self._one = vocab.stoi["1"]
+        self._achievable: dict[int, list[Tensor]] = {}
 
     @property
     def dim(self) -> int:
@@ -98,12 +100,57 @@ class MotifFeatures:
         return torch.stack(cols, 1)
 
     def max_dot(self, lam: Tensor, max_bits: int) -> float:
-        """An upper bound of λ·φ(x) over every x with at most ``max_bits`` bits: Σ_i max(λ_i, 0)
-        over binary features, plus the exact max of λ_M k/n + λ_v k²/n² over k = 0…max_bits."""
+        """max_x λ·φ(x) over every x of at most ``max_bits`` bits, exactly: the max over the binary
+        feature patterns achievable at each length k (:meth:`achievable_patterns`) plus λ_M k/n + λ_v k²/n²
+        ([DPG] A.2: the tightest rejection-sampling bound log β for proposal r, P_λ/r = e^{λ·φ})."""
         lam = lam.detach().double().cpu()
         nb = len(self.selected)
-        bound = float(lam[:nb].clamp(min=0).sum())
-        if self.with_length:
-            k = torch.arange(max_bits + 1, dtype=torch.float64) / self.length
-            bound += float((lam[nb] * k + lam[nb + 1] * k**2).max())
-        return bound
+        best = -math.inf
+        for k, patterns in enumerate(self.achievable_patterns(max_bits)):
+            value = float((patterns @ lam[:nb]).max()) if nb else 0.0
+            if self.with_length:
+                m = k / self.length
+                value += float(lam[nb]) * m + float(lam[nb + 1]) * m * m
+            best = max(best, value)
+        return best
+
+    def achievable_patterns(self, max_bits: int) -> list[Tensor]:
+        """[P_k, K_binary] float64 0/1: every distinct binary feature vector of a k-bit string, k = 0…max_bits.
+
+        A DP over strings that keeps, per length, the reachable (longest suffix that is a prefix of
+        a feature substring — an Aho–Corasick state —, substrings seen so far, first bit) triples;
+        exact, and cached per ``max_bits``."""
+        if max_bits in self._achievable:
+            return self._achievable[max_bits]
+        subs = [None if p is None else tuple(p.tolist()) for p in self._patterns]
+        prefixes = {s[:i] for s in subs if s is not None for i in range(len(s) + 1)} | {()}
+
+        def advance(state: tuple[int, ...], symbol: int) -> tuple[tuple[int, ...], int]:
+            nxt = state + (symbol,)
+            while nxt not in prefixes:
+                nxt = nxt[1:]
+            hits = sum(1 << i for i, s in enumerate(subs) if s is not None and nxt[len(nxt) - len(s):] == s)
+            return nxt, hits
+
+        first_mask = sum(1 << i for i, s in enumerate(subs) if s is None)
+        empty = sum(1 << i for i, s in enumerate(subs) if s == ())  # "" occurs in every string
+        frontier = {((), empty)}
+        step_cache: dict[tuple[tuple[int, ...], int], tuple[tuple[int, ...], int]] = {}
+        levels = [{empty}]
+        for k in range(1, max_bits + 1):
+            nxt_frontier = set()
+            for state, seen in frontier:
+                for symbol in self.vocab.symbol_ids:
+                    key = (state, symbol)
+                    if key not in step_cache:
+                        step_cache[key] = advance(state, symbol)
+                    state2, hits = step_cache[key]
+                    first = first_mask if (k == 1 and symbol == self._one) else 0
+                    nxt_frontier.add((state2, seen | hits | first))
+            frontier = nxt_frontier
+            levels.append({seen for _, seen in frontier})
+        nb = len(subs)
+        out = [torch.tensor([[(seen >> i) & 1 for i in range(nb)] for seen in sorted(level)], dtype=torch.float64)
+               for level in levels]
+        self._achievable[max_bits] = out
+        return out

@@ -50,15 +50,6 @@ class Task:
         """Keyword arguments the task's default reward needs (e.g. the motif)."""
         return {}
 
-    def describe(self) -> dict[str, Any]:
-        return {
-            "task": self.name,
-            "vocab_size": len(self.vocab),
-            "max_len": self.max_len,
-            "sizes": {s: self.split(s).batch_size for s in SPLITS},
-        }
-
-
 TASKS: Registry[type[Task]] = Registry("task")
 
 
@@ -72,6 +63,8 @@ def make_task(name: str, **kwargs: Any) -> Task:
 
 class PairTask(Task):
     """A conditional task held as three lists of (source, target) symbol lists."""
+
+    source_vocab: Vocab  # always set: a pair task is conditional
 
     def __init__(
         self,
@@ -127,10 +120,10 @@ class CopyTask(PairTask):
         symbols = [f"s{i}" for i in range(num_symbols)]
         vocab = Vocab(symbols)
         sizes = {"train": train_size, "valid": valid_size, "test": test_size}
-        pairs = {}
+        pairs: dict[str, list[tuple[list[str], list[str]]]] = {}
         for split, size in sizes.items():
             rng = split_rng(seed, split)
-            rows = []
+            rows: list[tuple[list[str], list[str]]] = []
             for _ in range(size):
                 n = int(rng.integers(min_length, max_length + 1))
                 src = [symbols[i] for i in rng.integers(0, num_symbols, n)]
@@ -218,10 +211,10 @@ class ToyTranslationTask(PairTask):
         vocab = Vocab(sorted({t for ts in self.lexicon.values() for t in ts} | set(target_words)))
         source_vocab = Vocab(source_words)
         sizes = {"train": train_size, "valid": valid_size, "test": test_size}
-        pairs = {}
+        pairs: dict[str, list[tuple[list[str], list[str]]]] = {}
         for split, size in sizes.items():
             rng = split_rng(seed, split)
-            rows = []
+            rows: list[tuple[list[str], list[str]]] = []
             while len(rows) < size:
                 src = self._sentence(rng)
                 tgt = self.translate(src)

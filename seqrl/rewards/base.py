@@ -28,11 +28,20 @@ class RewardError(ValueError):
 class Reward(Protocol):
     """R(y; y*) for a batch of hypotheses and (optionally) references.
 
-    Attributes:
+    Required attributes:
         name: registry name, used in messages.
         needs_reference: whether ``refs`` must be given.
         terminal_only: the reward is defined for whole sequences only; its token-level form
             puts all of R on the final token instead of decomposing it.
+
+    Optional attributes, read with a default where absent (:class:`BaseReward` sets the first three):
+        vocab (None): the :class:`~seqrl.types.Vocab` the reward decodes ids with; the token-level
+            form needs it (or a ``vocab=`` argument) to know the EOS id.
+        reference_symmetric (False): R is unchanged by swapping two symbols absent from y* (BLEU,
+            ROUGE, hamming, edit, delta); :func:`candidate_rewards` then scores one absent symbol for all.
+        allows_neg_inf (False): R may be −inf (R_δ of [ERPO] Eq. 6); other non-finite values are errors.
+        corpus_score (absent): ``corpus_score(hyps, refs) → float``, the reward's corpus-level form
+            (corpus BLEU), used for ``valid_reward`` in place of the mean sentence score.
     """
 
     name: str
@@ -49,6 +58,8 @@ class BaseReward:
     name = "reward"
     needs_reference = True
     terminal_only = False
+    reference_symmetric = False
+    allows_neg_inf = False
 
     def __init__(self, vocab: Vocab) -> None:
         self.vocab = vocab
@@ -60,6 +71,12 @@ class BaseReward:
         if self.needs_reference and refs is None:
             raise RewardError(f"reward {self.name!r} compares with a reference: pass refs")
         return self.score(hyps, refs)
+
+    def _reference(self, refs: SequenceBatch | None) -> SequenceBatch:
+        """``refs``, which a reference-based ``score`` requires (narrows the optional type)."""
+        if refs is None:
+            raise RewardError(f"reward {self.name!r} compares with a reference: pass refs")
+        return refs
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"

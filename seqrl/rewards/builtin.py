@@ -40,6 +40,7 @@ class DeltaReward(BaseReward):
         self.allows_neg_inf = miss == -math.inf
 
     def score(self, hyps: SequenceBatch, refs: SequenceBatch | None) -> Tensor:
+        refs = self._reference(refs)
         h, r = _aligned(hyps, refs)
         equal = ((h == r) | ((h < 0) & (r < 0))).all(1)
         return torch.where(equal, torch.ones(()), torch.full((), self.miss)).to(hyps.device)
@@ -58,6 +59,7 @@ class HammingReward(BaseReward):
         self.normalize = normalize
 
     def score(self, hyps: SequenceBatch, refs: SequenceBatch | None) -> Tensor:
+        refs = self._reference(refs)
         h, r = _aligned(hyps, refs)
         dist = ((h != r) & ((h >= 0) | (r >= 0))).sum(1).float()
         if self.normalize:
@@ -99,6 +101,7 @@ class EditReward(BaseReward):
         self.normalize = normalize
 
     def score(self, hyps: SequenceBatch, refs: SequenceBatch | None) -> Tensor:
+        refs = self._reference(refs)
         dist = levenshtein(hyps, refs, self.vocab.eos).float()
         if self.normalize:
             dist = dist / (refs.lengths.to(dist.device) - 1).clamp(min=1).float()
@@ -130,8 +133,14 @@ class BleuReward(BaseReward):
         return self._cache[key]
 
     def score(self, hyps: SequenceBatch, refs: SequenceBatch | None) -> Tensor:
-        pairs = zip(hyps.to_strings(self.vocab), refs.to_strings(self.vocab))
+        pairs = zip(hyps.to_strings(self.vocab), self._reference(refs).to_strings(self.vocab))
         return torch.tensor([self._one(h, r) * self.scale for h, r in pairs], device=hyps.device)
+
+    def corpus_score(self, hyps: SequenceBatch, refs: SequenceBatch) -> float:
+        """Corpus BLEU (sacrebleu, 0–100) of the batch: the validation score of the BLEU suites."""
+        from ..metrics import corpus_bleu
+
+        return corpus_bleu(hyps.to_strings(self.vocab), refs.to_strings(self.vocab))
 
 
 class _WhitespaceTokenizer:
@@ -161,7 +170,7 @@ class RougeReward(BaseReward):
 
     def score(self, hyps: SequenceBatch, refs: SequenceBatch | None) -> Tensor:
         values = []
-        for h, r in zip(hyps.to_strings(self.vocab), refs.to_strings(self.vocab)):
+        for h, r in zip(hyps.to_strings(self.vocab), self._reference(refs).to_strings(self.vocab)):
             scores = self._scorer.score(r, h)  # rouge-score takes (target, prediction)
             values.append(sum(scores[t].fmeasure for t in self._types))
         return torch.tensor(values, device=hyps.device)

@@ -1,0 +1,211 @@
+"""The core's contracts: parameter groups, the setup phase, early stopping as a callback, monitored
+metrics that must appear, rewards' optional attributes, paired comparisons in the bench tables."""
+
+import math
+
+import pytest
+import torch
+
+from seqrl import exact
+from seqrl.algorithms import ALGORITHMS, MLE, ParamGroup, make_algorithm
+from seqrl.bench.runner import RunRecord, bootstrap_interval, paired_differences, paired_table
+from seqrl.policies import make_policy
+from seqrl.rewards import REWARDS, BaseReward, Reward
+from seqrl.training import EarlyStopping, FitConfig, FitState, default_evaluate, fit
+
+FAST = dict(progress=False, device="cpu")
+
+
+def _data(vocab, n=32):
+    space = exact.enumerate_sequences(vocab, 3)
+    return space.index(torch.arange(n) % space.batch_size)
+
+
+class TwoGroups(MLE):
+    """MLE plus a free scalar trained by its own group (lr 0, so it must not move; no clipping)."""
+
+    def __init__(self, policy, config=None):
+        super().__init__(policy, config)
+        self.extra = torch.nn.Parameter(torch.tensor(1.0))
+
+    def param_groups(self):
+        return [*super().param_groups(), ParamGroup("extra", [self.extra], lr=0.0, clip_grad_norm=None)]
+
+    def loss(self, rollout):
+        loss, metrics = super().loss(rollout)
+        return loss + 1e3 * self.extra ** 2, metrics
+
+
+def test_each_parameter_group_gets_its_own_optimizer_and_clipping(binary_vocab):
+    policy = make_policy("lstm", binary_vocab, 3, hidden_size=8, dropout=0.0)
+    algo = TwoGroups(policy)
+    before = [p.detach().clone() for p in policy.parameters()]
+    seen = []
+
+    class Record:
+        def on_step_end(self, algorithm, state):
+            seen.append(dict(state.metrics))
+
+        def on_evaluation(self, algorithm, state): ...
+
+        def on_fit_end(self, algorithm, state): ...
+
+    fit(algo, _data(binary_vocab), config=FitConfig(max_steps=3, batch_size=8, lr=1e-2, clip_grad_norm=0.5, **FAST),
+        callbacks=[Record()])
+    assert float(algo.extra.detach()) == 1.0  # its group's lr 0 wins over FitConfig.lr, despite a gradient of 2000
+    assert any(not torch.equal(b, p) for b, p in zip(before, policy.parameters()))  # the policy group moved
+    # The policy group is clipped (its norm is reported); the extra group never is (no grad_norm_extra).
+    assert all("grad_norm" in m and "grad_norm_extra" not in m for m in seen)
+
+
+def test_duplicate_or_empty_groups_are_errors(binary_vocab):
+    policy = make_policy("lstm", binary_vocab, 3, hidden_size=8)
+
+    class Twice(MLE):
+        def param_groups(self):
+            return [ParamGroup("policy", list(self.policy.parameters()))] * 2
+
+    with pytest.raises(ValueError, match="'policy' appears twice"):
+        fit(Twice(policy), _data(binary_vocab), config=FitConfig(max_steps=1, **FAST))
+
+    class Frozen(MLE):
+        def param_groups(self):
+            return [ParamGroup("policy", [])]
+
+    with pytest.raises(ValueError, match="no trainable parameters"):
+        fit(Frozen(policy), _data(binary_vocab), config=FitConfig(max_steps=1, **FAST))
+
+
+def test_setup_gives_the_training_data(binary_vocab):
+    """An algorithm that draws its own data (distillation's rejection samples) does it in ``setup``,
+    inside ``fit``: no training batch is passed, and the drawn one is what the steps see."""
+    drawn = _data(binary_vocab, 12)
+    sizes = []
+
+    class Drawing(MLE):
+        def setup(self, train):
+            assert train is None
+            return drawn
+
+        def collect(self, batch):
+            sizes.append(batch.batch_size)
+            return batch
+
+    policy = make_policy("lstm", binary_vocab, 3, hidden_size=8)
+    result = fit(Drawing(policy), None, config=FitConfig(max_epochs=2, batch_size=5, **FAST))
+    assert result.steps == 6 and sizes == [5, 5, 2, 5, 5, 2]
+
+
+def test_distill_draws_inside_fit(binary_vocab):
+    from seqrl.ebm.base import MotifProcessPotential
+
+    torch.manual_seed(0)
+    proposal = make_policy("lstm", binary_vocab, 4, hidden_size=8)
+    policy = make_policy("lstm", binary_vocab, 4, hidden_size=8)
+    potential = MotifProcessPotential(binary_vocab, "11", 3)
+    algo = make_algorithm("distill", policy, potential=potential, proposal=proposal, log_bound=math.log(1e4),
+                          num_samples=16)
+    result = fit(algo, None, config=FitConfig(max_epochs=1, batch_size=8, **FAST))
+    assert result.steps == 2 and algo.summary()["episodes"] >= 16 and 0 < algo.summary()["acceptance_rate"] <= 1
+
+
+def test_early_stopping_callback_tracks_stops_and_restores(binary_vocab):
+    policy = make_policy("lstm", binary_vocab, 3, hidden_size=8)
+    algo = make_algorithm("mle", policy)
+    stopper = EarlyStopping("score", "max", patience=2)
+    state = FitState()
+    for step, value in enumerate([0.1, 0.3, 0.2, 0.25], start=1):
+        state.step, state.metrics = step, {"score": value}
+        if step == 2:
+            kept = {k: v.clone() for k, v in algo.state_dict().items()}
+        stopper.on_evaluation(algo, state)
+        with torch.no_grad():
+            for p in policy.parameters():
+                p.add_(1.0)
+    assert stopper.best == 0.3 and stopper.best_step == 2 and state.stop  # two evaluations without improvement
+    stopper.on_fit_end(algo, state)
+    assert all(torch.equal(v, kept[k]) for k, v in algo.state_dict().items())
+    state.metrics = {"score": math.nan}
+    with pytest.raises(FloatingPointError, match="score = nan"):
+        stopper.on_evaluation(algo, state)
+    with pytest.raises(ValueError, match="mode must be"):
+        EarlyStopping("score", "up")  # type: ignore[arg-type]
+
+
+def test_a_monitored_metric_that_never_appears_is_an_error(binary_vocab):
+    """Interpolation anneals on ``valid_reward``: with no validation at all, or an evaluation that does not
+    produce it, ``fit`` refuses instead of training with λ frozen."""
+    vocab_policy = make_policy("lstm", binary_vocab, 4, hidden_size=8)
+    algo = make_algorithm("interpolation", vocab_policy, reward="hamming")
+    data = _data(binary_vocab)
+    with pytest.raises(ValueError, match=r"reacts to the evaluation metrics \['valid_reward'\]"):
+        fit(algo, data, config=FitConfig(max_steps=2, **FAST))
+    with pytest.raises(KeyError, match=r"reacts to \['valid_reward'\]"):
+        fit(algo, data, evaluate=lambda a: {"valid_ce": 1.0}, config=FitConfig(max_steps=2, eval_every=1, **FAST))
+    # The default evaluation gives it (the reward of greedy decodes), so `seqrl train interpolation` anneals.
+    scores = default_evaluate(data)(algo)
+    assert set(scores) == {"valid_ce", "valid_reward"} and math.isfinite(scores["valid_reward"])
+    result = fit(algo, data, valid=data, config=FitConfig(max_steps=2, eval_every=1, **FAST))
+    assert all("valid_reward" in h for h in result.history)
+
+
+def test_every_builtin_reward_has_the_protocol_attributes(binary_vocab):
+    """The attributes the code reads (Reward's docstring lists them) exist on every built-in reward."""
+    for name in REWARDS.names():
+        if name in ("potential", "weighted", "motif"):
+            continue  # these take arguments beyond the vocab
+        reward = REWARDS.get(name)(vocab=binary_vocab)
+        assert isinstance(reward, Reward)
+        for attr in ("name", "needs_reference", "terminal_only", "vocab", "reference_symmetric", "allows_neg_inf"):
+            assert hasattr(reward, attr), (name, attr)
+    assert not BaseReward.reference_symmetric and not BaseReward.allows_neg_inf
+
+
+def test_bleu_valid_reward_is_corpus_bleu():
+    from seqrl.metrics import corpus_bleu
+    from seqrl.rewards import make_reward
+    from seqrl.types import SequenceBatch, Vocab
+
+    vocab = Vocab(["a", "b", "c", "d"])
+    hyps = SequenceBatch.from_strings(["a b c d", "a b d"], vocab)
+    refs = SequenceBatch.from_strings(["a b c d", "a b c"], vocab)
+    bleu = make_reward("bleu", vocab)
+    assert bleu.corpus_score(hyps, refs) == pytest.approx(corpus_bleu(["a b c d", "a b d"], ["a b c d", "a b c"]))
+
+
+def test_erpo_points_are_listed():
+    from seqrl.cli import algorithm_details
+
+    details = algorithm_details()
+    assert details["raml"]["erpo_point"] == {"reward": "R", "alpha": 0.0, "beta": 0.4}
+    assert details["mle"]["erpo_point"]["reward"] == "delta"
+    assert details["dpg"]["erpo_point"] is None and details["dpg"]["requires"]["potential"]
+    assert set(details) == set(ALGORITHMS.names())
+
+
+# --- paired comparisons -------------------------------------------------------------------------------
+def test_paired_differences_pair_by_seed_and_the_references_params():
+    recs = [RunRecord("mle", s, {"motif": "1", "features": "-"}, {"ce": 10.0 + s}) for s in (0, 1, 2)]
+    recs += [RunRecord("dpg", s, {"motif": "1", "features": f}, {"ce": 9.0 + s + (f == "Mv")})
+             for s in (0, 1, 2) for f in ("11", "Mv")]
+    recs += [RunRecord("dpg", 0, {"motif": "2", "features": "11"}, {"ce": 0.0})]  # no reference: unpaired
+    diffs = paired_differences(recs, "ce", "mle")
+    assert sorted(diffs["dpg"]) == [-1.0] * 3 + [0.0] * 3
+
+
+def test_bootstrap_interval_covers_the_mean_and_is_reproducible():
+    values = [1.0, 2.0, 3.0, 4.0, 10.0]
+    lo, hi = bootstrap_interval(values)
+    assert lo < 4.0 < hi and (lo, hi) == bootstrap_interval(values)
+    assert bootstrap_interval([2.0, 2.0]) == (2.0, 2.0)
+    with pytest.raises(ValueError):
+        bootstrap_interval([])
+
+
+def test_paired_table_reports_difference_interval_and_wins():
+    recs = [RunRecord("mle", s, {}, {"bleu": 50.0}) for s in range(4)]
+    recs += [RunRecord("raml", s, {}, {"bleu": 50.0 + d}) for s, d in enumerate([1.0, 2.0, 3.0, -1.0])]
+    text = paired_table(recs, "bleu", "max", "mle")
+    row = next(line for line in text.splitlines() if line.startswith("raml"))
+    assert "+1.250" in row and "3/4" in row and "[" in row
+    assert paired_table([RunRecord("raml", 0, {}, {"bleu": 1.0})], "bleu") == ""
