@@ -5,7 +5,8 @@
     python benchmarks/merge_results.py runs/a runs/b --algos mle,raml --out runs/merged   # some rows only
 
 Prints the suite's table over all runs and writes ``results.json``/``results.csv`` (and, for
-suites that keep curves, their plot) under ``--out``.
+suites that keep curves, their plot) under ``--out``, atomically, with the pieces' grids under
+``grid.merged_from``; the previous plots of the suite there are replaced.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import argparse
 import json
 from pathlib import Path
 
-from seqrl.bench.runner import SUITES, RunRecord, write_results
+from seqrl.bench.runner import SUITES, read_results, write_plots, write_results
 
 
 def main() -> None:
@@ -24,13 +25,13 @@ def main() -> None:
     parser.add_argument("--algos", help="comma-separated algorithms to keep from every folder (default: all)")
     args = parser.parse_args()
     keep = set(args.algos.split(",")) if args.algos else None
-    payloads = [json.loads((d / "results.json").read_text()) for d in args.dirs]
+    payloads = [read_results(d / "results.json") for d in args.dirs]  # null metrics back to NaN
     suites = {p["suite"] for p in payloads}
     if len(suites) != 1:
         raise SystemExit(f"the runs come from different suites: {sorted(suites)}")
     name = suites.pop()
     suite = SUITES.get(name)()
-    records = [RunRecord(**run) for p in payloads for run in p["runs"] if keep is None or run["algorithm"] in keep]
+    records = [r for p in payloads for r in p["records"] if keep is None or r.algorithm in keep]
     if not records:
         raise SystemExit(f"no runs of {sorted(keep or ())} in {[str(d) for d in args.dirs]}")
     curves = [d / f"{name}_curves.json" for d in args.dirs]
@@ -38,10 +39,13 @@ def main() -> None:
         suite.curves = [c for path in curves for c in json.loads(path.read_text())
                         if keep is None or c["algorithm"] in keep]
     print(suite.table(records))
-    write_results(name, payloads[0]["device"], min(p["started"] for p in payloads), records, args.out)
-    if hasattr(suite, "curves"):
-        for path in suite.plot(records, args.out):
-            print(f"wrote {path}")
+    grid = {"merged_from": [p.get("grid") for p in payloads]}
+    started = min(p["started"] for p in payloads)
+    args.out.mkdir(parents=True, exist_ok=True)
+    plots = write_plots(suite, name, records, args.out) if hasattr(suite, "curves") else []
+    write_results(name, payloads[0]["device"], started, records, args.out, grid=grid, plots=[p.name for p in plots])
+    for path in plots:
+        print(f"wrote {path}")
     print(f"wrote {args.out / 'results.json'} and {args.out / 'results.csv'}")
 
 

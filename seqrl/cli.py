@@ -4,26 +4,70 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 
-def _parse_value(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
+class UsageError(ValueError):
+    """A command line that names an option, value or path that cannot work; exits 2."""
 
 
-def _parse_sets(items: list[str]) -> dict[str, Any]:
+def _split_sets(items: list[str], option: str) -> dict[str, str]:
+    """``["k=v", …]`` → ``{k: "v"}`` (texts: each is parsed by the type of the field it sets)."""
     out = {}
     for item in items:
-        if "=" not in item:
-            raise SystemExit(f"--set expects key=value, got {item!r}")
-        key, value = item.split("=", 1)
-        out[key.strip()] = _parse_value(value)
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"{option} expects KEY=VALUE, got {item!r}")
+        out[key.strip()] = value
     return out
+
+
+def _int_list(text: str | None, option: str) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise UsageError(f"{option}: expected comma-separated integers, got {text!r}") from None
+    if any(v < 0 for v in values):
+        raise UsageError(f"{option}: expected non-negative integers, got {text!r}")
+    return values
+
+
+def _names(text: str | None, option: str) -> list[str] | None:
+    if text is None:
+        return None
+    names = [v.strip() for v in text.split(",")]
+    if not all(names):
+        raise UsageError(f"{option}: an empty name in {text!r}")
+    return names
+
+
+def _out_dir(path: str | None, option: str = "--out") -> Path | None:
+    """Create (or accept) the output directory now, so that a bad path fails before any training."""
+    if path is None:
+        return None
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{option} {path!r} is a file, not a directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UsageError(f"{option} {path!r}: cannot create it ({err.strerror})") from None
+    if not os.access(out, os.W_OK):
+        raise UsageError(f"{option} {path!r} is not writable")
+    return out
+
+
+def _progress(args: argparse.Namespace) -> bool:
+    """Progress bars only on a terminal (a log gets no bar frames), unless forced or disabled."""
+    if args.no_progress:
+        return False
+    return args.progress or (sys.stdout.isatty() and sys.stderr.isatty())
 
 
 def catalogue() -> dict[str, list[str]]:
@@ -71,94 +115,237 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .algorithms import make_algorithm
-    from .envs import task_for_env
+    from .algorithms import ALGORITHMS, make_algorithm
+    from .algorithms.base import config_fields
+    from .config import parse_settings, parse_text
+    from .envs import ENV_IDS, task_for_env
+    from .envs.tasks import TASKS
     from .metrics import corpus_bleu, cross_entropy
-    from .policies import make_policy
+    from .policies import POLICIES, make_policy
     from .training import FitConfig, fit
+    from .utils import seed_everything
 
-    task = task_for_env(args.env, **_parse_sets(args.task_set))
+    # Everything is checked before anything is built or trained.
+    cls = ALGORITHMS.get(args.algorithm)
+    task_cls = TASKS.get(ENV_IDS.get(args.env, args.env)) if (args.env in ENV_IDS or args.env in TASKS) else None
+    if task_cls is None:
+        task_for_env(args.env)  # raises, listing the known environments
+    out = _out_dir(args.out)
+    if args.resume:
+        if out is None:
+            raise UsageError("--resume needs --out DIR (the run's state is DIR/state.pt)")
+        if not (out / "state.pt").is_file():
+            raise UsageError(f"--resume: no training state in {args.out!r} (expected {out / 'state.pt'})")
+    task_kwargs = parse_settings(_split_sets(args.task_set, "--task-set"), task_cls, f"task {args.env}")
+    algo_texts = _split_sets(args.set, "--set")
+    own = config_fields(cls)
+    unknown = sorted(k for k in algo_texts if k not in own)
+    if unknown:
+        raise UsageError(f"--set: {args.algorithm} has no config fields {unknown}; known: {sorted(own)}")
+    algo_kwargs = {k: parse_text(f"{args.algorithm} {k}", v, _field_type(cls, k)) for k, v in algo_texts.items()}
+    seed_everything(args.seed)  # before the task's and the policy's random draws: same seed, same run
+    task = task_for_env(args.env, **task_kwargs)
     policy_name = args.policy or ("seq2seq" if task.is_conditional else "lstm")
-    policy = make_policy(policy_name, task.vocab, task.max_len, source_vocab=task.source_vocab,
-                         **_parse_sets(args.policy_set))
-    algorithm = make_algorithm(args.algorithm, policy, **_parse_sets(args.set))
+    policy_kwargs = parse_settings(_split_sets(args.policy_set, "--policy-set"), POLICIES.get(policy_name),
+                                   f"policy {policy_name}")
     config = FitConfig(max_epochs=args.epochs, max_steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                       patience=args.patience, device=args.device, seed=args.seed, progress=not args.no_progress,
-                       checkpoint=str(Path(args.out) / "policy.pt") if args.out else None)
-    result = fit(algorithm, task.split("train"), valid=task.split("valid"), config=config)
+                       patience=args.patience, device=args.device, seed=args.seed, progress=_progress(args),
+                       checkpoint=str(out / "policy.pt") if out else None,
+                       state_path=str(out / "state.pt") if out else None)
+    policy = make_policy(policy_name, task.vocab, task.max_len, source_vocab=task.source_vocab, **policy_kwargs)
+    algorithm = make_algorithm(args.algorithm, policy, **algo_kwargs)
+    result = fit(algorithm, task.split("train"), valid=task.split("valid"), config=config,
+                 resume_from=(out / "state.pt") if args.resume and out else None)
     test = task.split("test")
-    report = {"algorithm": args.algorithm, "env": args.env, "steps": result.steps, "best_valid_ce": result.best,
-              "test_ce": cross_entropy(policy, test), "wall_s": result.wall_s}
+    report = {"algorithm": args.algorithm, "env": args.env, "seed": args.seed, "steps": result.steps,
+              "best_valid_ce": result.best, "test_ce": cross_entropy(policy, test), "wall_s": result.wall_s}
     if task.is_conditional:
+        assert test.context is not None  # a conditional task's splits carry their sources
         hyps = policy.greedy(1, test.context.to(policy.device)).batch.to_strings(task.vocab)
         report["test_bleu_greedy"] = corpus_bleu(hyps, test.to_strings(task.vocab))
     print(json.dumps(report, indent=2))
-    if args.out:
-        (Path(args.out) / "train.json").write_text(json.dumps({**report, "history": result.history}, indent=2))
+    if out:
+        (out / "train.json").write_text(json.dumps({**report, "history": result.history}, indent=2))
     return 0
 
 
-def cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import run_suite
+def _field_type(cls: Any, name: str) -> Any:
+    from .config import field_types
 
-    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
-    algos = [a.strip() for a in args.algos.split(",")] if args.algos else None
-    grid = {key: [v.strip() for v in value.split(",")] for key in ("sizes", "motifs", "masks", "data")
-            if (value := getattr(args, key))}
-    run_suite(args.suite, quick=args.quick, seeds=seeds, algos=algos, device=args.device, out=args.out,
-              progress=not args.no_progress, grid=grid, settings=_parse_sets(args.set))
+    return field_types(cls.Config)[name]
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .algorithms import ALGORITHMS
+    from .bench import SUITES, run_suite
+    from .bench.runner import BenchInterrupted, override_settings, split_algorithm_settings
+    from .config import field_types, parse_settings, parse_text
+    from .training import FitConfig
+
+    suite = SUITES.get(args.suite)()
+    seeds = _int_list(args.seeds, "--seeds")
+    algos = _names(args.algos, "--algos")
+    grid: dict[str, Sequence[str]] = {}
+    for key in ("sizes", "motifs", "masks", "data"):
+        value = getattr(args, key)
+        if value is None:
+            continue
+        if key not in suite.grid_options:
+            raise UsageError(f"--{key} does not apply to suite {args.suite!r} (it takes: "
+                             f"{', '.join('--' + o for o in suite.grid_options) or 'none'})")
+        grid[key] = _names(value, f"--{key}") or []
+    if "sizes" in grid:
+        _int_list(args.sizes, "--sizes")
+    if "data" in grid:
+        if len(grid["data"]) != 1:
+            raise UsageError(f"--data takes one file, got {len(grid['data'])}: {args.data!r}")
+        if not Path(grid["data"][0]).is_file():
+            raise UsageError(f"--data {grid['data'][0]!r}: no such file")
+    texts = _split_sets(args.set, "--set")
+    plain = {k: v for k, v in texts.items() if "." not in k}
+    settings: dict[str, Any] = {}
+    if suite.settings_class is not None:
+        settings.update(parse_settings(plain, suite.settings_class, f"--set ({suite.settings_class.__name__})"))
+    fit_types = field_types(FitConfig)
+    for key, text in texts.items():
+        if "." not in key:
+            continue
+        algo, name = key.split(".", 1)
+        cls = ALGORITHMS.get(algo)
+        config_cls = getattr(cls, "Config", None)
+        types = {**fit_types, **field_types(config_cls)} if config_cls else fit_types
+        if name not in types:
+            raise UsageError(f"--set {key}: {algo} has no setting {name!r}; known: {sorted(types)}")
+        settings[key] = parse_text(f"--set {key}", text, types[name])
+    plain_settings, _ = split_algorithm_settings(settings, suite.available_algos())  # values checked now
+    if suite.settings_class is not None:  # ranges checked now: nothing is written or trained first
+        override_settings(suite.settings_class(), plain_settings)
+    out = _out_dir(args.out)
+    try:
+        run_suite(args.suite, quick=args.quick, seeds=seeds, algos=algos, device=args.device, out=out,
+                  progress=_progress(args), grid=grid, settings=settings, resume=args.resume)
+    except BenchInterrupted as err:  # the finished jobs are saved: one line, no traceback
+        print(f"seqrl: {err}", file=sys.stderr)
+        return 130
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="seqrl", description="Training algorithms for sequence generators.")
+    cat = catalogue()
+
+    def choices(key: str) -> str:
+        return ", ".join(cat[key])
+
+    parser = argparse.ArgumentParser(
+        prog="seqrl", description="Training algorithms for sequence generators, side by side.",
+        epilog=f"algorithms: {choices('algorithms')}. suites: {choices('suites')}. environments: {choices('envs')}. "
+               f"policies: {choices('policies')}. rewards: {choices('rewards')}.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("list", help="show algorithms, environments, rewards, policies and suites")
-    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--json", action="store_true", help="print JSON (with each algorithm's ERPO point and needs)")
     p.set_defaults(func=cmd_list)
 
-    p = sub.add_parser("train", help="train one algorithm on one environment's task")
-    p.add_argument("algorithm")
-    p.add_argument("--env", required=True, help="environment id, e.g. seqrl/Copy-v0")
-    p.add_argument("--policy", help="policy name (default: lstm, or seq2seq for conditional tasks)")
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--steps", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--patience", type=int, default=None)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", help="directory for policy.pt and train.json")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="algorithm config field")
-    p.add_argument("--task-set", action="append", default=[], metavar="KEY=VALUE", help="task argument")
-    p.add_argument("--policy-set", action="append", default=[], metavar="KEY=VALUE", help="policy argument")
-    p.add_argument("--no-progress", action="store_true")
+    p = sub.add_parser("train", help="train one algorithm on one environment's task",
+                       epilog=f"algorithms: {choices('algorithms')}. environments: {choices('envs')}. "
+                              f"policies: {choices('policies')}. rewards (for --set reward=…): {choices('rewards')}.")
+    p.add_argument("algorithm", help=f"one of: {choices('algorithms')}")
+    p.add_argument("--env", required=True, help=f"environment id: {choices('envs')}")
+    p.add_argument("--policy", help=f"policy (default: lstm, or seq2seq for conditional tasks): {choices('policies')}")
+    p.add_argument("--epochs", type=_positive, default=20, help="passes over the training data (≥ 1; default 20)")
+    p.add_argument("--steps", type=_positive, default=None, help="optimizer steps (≥ 1; caps --epochs)")
+    p.add_argument("--batch-size", type=_positive, default=64, help="sequences per minibatch (default 64)")
+    p.add_argument("--lr", type=_non_negative_float, default=1e-3, help="Adam learning rate (default 1e-3)")
+    p.add_argument("--patience", type=_positive, default=None,
+                   help="evaluations without improvement of validation CE before stopping (default: never)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
+    p.add_argument("--seed", type=_non_negative, default=0, help="seeds the data, the policy and training")
+    p.add_argument("--out", help="directory for policy.pt, train.json and the resumable state.pt")
+    p.add_argument("--resume", action="store_true", help="continue the run saved in --out (state.pt)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a field of the algorithm's config (see `seqrl list --json`), e.g. --set reward=hamming")
+    p.add_argument("--task-set", action="append", default=[], metavar="KEY=VALUE",
+                   help="an argument of the environment's task, e.g. --task-set train_size=500")
+    p.add_argument("--policy-set", action="append", default=[], metavar="KEY=VALUE",
+                   help="an argument of the policy, e.g. --policy-set hidden_size=32")
+    _progress_options(p)
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("bench", help="run a benchmark suite and write results.json/csv and plots")
-    p.add_argument("suite")
+    p = sub.add_parser("bench", help="run a benchmark suite and write results.json/csv and plots",
+                       epilog=f"suites: {choices('suites')}. algorithms: {choices('algorithms')} (each suite runs "
+                              "those whose requirements it meets).")
+    p.add_argument("suite", help=f"one of: {choices('suites')}")
     p.add_argument("--quick", action="store_true", help="a reduced grid that runs in minutes on a CPU")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--seeds", help="comma-separated seeds")
-    p.add_argument("--algos", help="comma-separated algorithms")
-    p.add_argument("--out", default="runs/bench")
+    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
+    p.add_argument("--seeds", help="comma-separated seeds (non-negative integers)")
+    p.add_argument("--algos", help="comma-separated algorithms (default: the suite's default rows)")
+    p.add_argument("--out", default="runs/bench", help="output directory (default runs/bench)")
     p.add_argument("--sizes", help="gam: comma-separated |D| values (overrides the grid's)")
     p.add_argument("--motifs", help="gam: comma-separated motifs")
     p.add_argument("--masks", help="gam: comma-separated feature masks, e.g. 1001111,Mv1001111")
-    p.add_argument("--data", help="seq2seq: a TSV of source<TAB>target pairs instead of the toy task")
+    p.add_argument("--data", help="seq2seq: one TSV file of source<TAB>target pairs instead of the toy task")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a suite setting (GamSettings / Seq2SeqSettings field), e.g. --set dpg_lr=3e-3")
-    p.add_argument("--no-progress", action="store_true")
+                   help="a suite setting (GamSettings / Seq2SeqSettings field), e.g. --set dpg_lr=3e-3; or "
+                        "ALGO.FIELD=VALUE for one algorithm's config or FitConfig field, e.g. --set raml.num_samples=5")
+    p.add_argument("--resume", action="store_true",
+                   help="finish the interrupted run in --out (same grid): its finished jobs are read back, not rerun")
+    _progress_options(p)
     p.set_defaults(func=cmd_bench)
     return parser
 
 
+def _progress_options(p: argparse.ArgumentParser) -> None:
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--progress", action="store_true", help="show progress bars even when not on a terminal")
+    group.add_argument("--no-progress", action="store_true", help="never show progress bars")
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer ≥ 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer ≥ 1, got {text!r}")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer ≥ 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer ≥ 0, got {text!r}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number ≥ 0, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number ≥ 0, got {text!r}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Usage errors exit 2 with one ``seqrl: error:`` line; Ctrl-C exits 130 with one line."""
+    from .training import TrainingInterrupted
+
+    parser = build_parser()
+    args = parser.parse_args(argv)  # argparse itself exits 2 with "seqrl …: error: …" on malformed options
     try:
         return args.func(args)
-    except (KeyError, ValueError, TypeError, FileNotFoundError) as err:
+    except TrainingInterrupted as err:
+        print(f"seqrl: {err.args[0]}; rerun with --resume" if err.saved else f"seqrl: {err.args[0]}",
+              file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("seqrl: interrupted", file=sys.stderr)
+        return 130
+    except (KeyError, ValueError, TypeError, OSError) as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"seqrl: error: {message}", file=sys.stderr)
         return 2

@@ -7,7 +7,9 @@ restore, callbacks, a progress bar, checkpoints.
 
 from __future__ import annotations
 
+import copy
 import math
+import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -18,7 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .metrics import cross_entropy
-from .types import BatchError, SequenceBatch, Vocab
+from .types import BatchError, SequenceBatch, Vocab, check_vocab
 from .utils import resolve_device, seed_everything
 
 
@@ -52,6 +54,15 @@ class FitConfig:
     """Show a tqdm progress bar."""
     checkpoint: str | None = None
     """Path to save the final (best) policy to."""
+    state_path: str | None = None
+    """Path of the full training state (weights, optimizers, RNGs, early stopping, data position,
+    history), written atomically every ``state_every`` steps and on Ctrl-C; ``fit(resume_from=…)``
+    continues from it bit-identically."""
+    state_every: int | None = None
+    """Steps between training-state saves (default: at every evaluation)."""
+
+    def __post_init__(self) -> None:
+        _check_config(self)
 
 
 @dataclass
@@ -127,6 +138,42 @@ class EarlyStopping(Callback):
         if self.best_weights is not None:
             algorithm.load_state_dict(self.best_weights)
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"best_value": self.best_value, "best_step": self.best_step, "evals_since_best": self.evals_since_best,
+                "best_weights": self.best_weights}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best_value, self.best_step = state["best_value"], state["best_step"]
+        self.evals_since_best, self.best_weights = state["evals_since_best"], state["best_weights"]
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during :func:`fit`; ``saved`` is the training-state file written first (or None)."""
+
+    def __init__(self, step: int, saved: Path | None) -> None:
+        where = f"; state saved to {saved} (resume with resume_from=…)" if saved else ""
+        super().__init__(f"training interrupted at step {step}{where}")
+        self.step, self.saved = step, saved
+
+
+def _plain(value: Any) -> bool:
+    """Whether ``value`` is data (numbers, strings, tensors and containers of them), not an object."""
+    if value is None or isinstance(value, (bool, int, float, str, torch.Tensor)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _plain(v) for k, v in value.items())
+    return False
+
+
+def algorithm_attributes(algorithm) -> dict[str, Any]:
+    """The algorithm's plain attributes outside its state_dict (schedules, counters, λ, snapshots)."""
+    return {k: copy.deepcopy(v) for k, v in vars(algorithm).items() if k not in _MODULE_INTERNALS and _plain(v)}
+
+
+_MODULE_INTERNALS = set(vars(torch.nn.Module())) | {"training"}
+
 
 def minibatches(data: SequenceBatch, batch_size: int, generator: torch.Generator) -> Iterator[SequenceBatch]:
     """One shuffled epoch of minibatches (the last one may be smaller)."""
@@ -169,7 +216,7 @@ def reward_score(reward, policy, data: SequenceBatch) -> float:
 
 def _optimizers(algorithm, config: FitConfig) -> list[tuple[str, torch.optim.Optimizer, list, float | None]]:
     """One Adam per parameter group of the algorithm, with its clipping threshold."""
-    out = []
+    out: list[tuple[str, torch.optim.Optimizer, list, float | None]] = []
     names = set()
     for group in algorithm.param_groups():
         if group.name in names:
@@ -194,6 +241,8 @@ def _check_config(config: FitConfig) -> None:
             raise ValueError(f"FitConfig.{name} must be ≥ 1, got {value}")
     if config.clip_grad_norm is not None and not config.clip_grad_norm > 0:
         raise ValueError(f"FitConfig.clip_grad_norm must be > 0 or None, got {config.clip_grad_norm}")
+    if config.state_every is not None and config.state_every < 1:
+        raise ValueError(f"FitConfig.state_every must be ≥ 1 or None, got {config.state_every}")
     if not config.lr >= 0:
         raise ValueError(f"FitConfig.lr must be ≥ 0, got {config.lr}")
     if config.patience is not None and config.patience < 1:
@@ -210,6 +259,7 @@ def fit(
     monitor: str = "valid_ce",
     mode: Literal["min", "max"] = "min",
     callbacks: Sequence[Callback] = (),
+    resume_from: str | Path | None = None,
 ) -> FitResult:
     """Train ``algorithm`` in place; return its history.
 
@@ -218,14 +268,18 @@ def fit(
     ``valid``); ``monitor`` picks the metric for early stopping and best-weight restore
     (an :class:`EarlyStopping` callback), minimised or maximised per ``mode``. Each parameter group
     of ``algorithm.param_groups()`` gets its own Adam and gradient clipping.
+
+    With ``config.state_path`` the whole training state is saved periodically and on Ctrl-C (which then
+    raises :class:`TrainingInterrupted`); ``resume_from=`` that file continues the run bit-identically
+    (same config and data; user callbacks keep no state across the resume).
     """
     config = config or FitConfig()
-    _check_config(config)
     early = EarlyStopping(monitor, mode, config.patience, config.restore_best)
     needed = tuple(getattr(getattr(algorithm, "requires", None), "monitors", ()))
     if needed and evaluate is None and valid is None:
         raise ValueError(f"algorithm {algorithm.name!r} reacts to the evaluation metrics {list(needed)}: "
                          "pass valid=<batch> or evaluate=<function returning them>")
+    saved = _load_training_state(resume_from, algorithm, config) if resume_from is not None else None
     device = resolve_device(config.device)
     generator = seed_everything(config.seed)
     algorithm.to(device)
@@ -233,6 +287,7 @@ def fit(
     if train is not None:
         train = train.to(device)
     train = algorithm.setup(train)
+    check_vocab(getattr(algorithm, "policy", None), train, "the training data")
     uses_data = algorithm.uses_data
     if uses_data and (train is None or train.batch_size == 0):
         raise BatchError(f"algorithm {algorithm.name!r} trains on data: pass a non-empty training batch")
@@ -253,18 +308,35 @@ def fit(
     elif total is not None and steps_per_epoch is not None and config.max_epochs is not None:
         total = min(total, steps_per_epoch * config.max_epochs)
     state = FitState()
+    position: dict[str, Any] = {"epoch_rng": generator.get_state(), "batch": 0}
+    """Where the data stream is: the shuffling generator at the epoch's start and batches done in it."""
+    if saved is not None:
+        _restore(saved, algorithm, optimizers, early, state, position)
+        generator.set_state(position["epoch_rng"])
     all_callbacks: list[Callback] = [early, *callbacks] if evaluate is not None else list(callbacks)
     started = time.perf_counter()
-    bar = tqdm(total=total, disable=not config.progress, desc=algorithm.name, leave=False, dynamic_ncols=True)
+    bar = tqdm(total=total, initial=state.step, disable=not config.progress, desc=algorithm.name, leave=False,
+               dynamic_ncols=True)
 
     def batches() -> Iterator[SequenceBatch | None]:
+        skip = position["batch"]  # a resumed run skips the batches its epoch already used
         while True:
             if uses_data:
                 assert train is not None
-                yield from minibatches(train, config.batch_size, generator)
+                position["epoch_rng"] = generator.get_state()
+                for i, batch in enumerate(minibatches(train, config.batch_size, generator)):
+                    if i >= skip:
+                        position["batch"] = i + 1
+                        yield batch
+                skip, position["batch"] = 0, 0
                 state.epoch += 1
             else:
                 yield None
+
+    def save_state() -> Path | None:
+        if config.state_path is None:
+            return None
+        return _save_training_state(Path(config.state_path), algorithm, config, optimizers, early, state, position)
 
     def evaluation() -> None:
         assert evaluate is not None
@@ -283,8 +355,9 @@ def fit(
         for cb in all_callbacks:
             cb.on_evaluation(algorithm, state)
 
+    interrupted = _InterruptFlag()
     try:
-        if evaluate is not None and config.evaluate_at_start:
+        if evaluate is not None and config.evaluate_at_start and saved is None:
             state.metrics = {"step": 0}
             evaluation()
         for batch in batches():
@@ -308,14 +381,21 @@ def fit(
             for cb in all_callbacks:
                 cb.on_step_end(algorithm, state)
             bar.update(1)
-            if state.step % eval_every == 0:
+            evaluated = state.step % eval_every == 0
+            if evaluated:
                 if evaluate is not None:
                     evaluation()
                 else:
                     algorithm.on_evaluation(state.step, {})  # proposal swaps, schedules: even with no metric
                     for cb in all_callbacks:
                         cb.on_evaluation(algorithm, state)
+            if interrupted.raised:
+                raise TrainingInterrupted(state.step, save_state())
+            if config.state_every is not None and state.step % config.state_every == 0 or \
+                    config.state_every is None and evaluated:
+                save_state()
     finally:
+        interrupted.restore()
         bar.close()
     algorithm.eval()
     for cb in all_callbacks:
@@ -324,6 +404,102 @@ def fit(
         save_checkpoint(config.checkpoint, algorithm.policy, {"algorithm": algorithm.name, "fit": vars(config)})
     best = early.best if state.history else math.nan
     return FitResult(state.history, best, early.best_step, state.step, time.perf_counter() - started)
+
+
+class _InterruptFlag:
+    """Turns Ctrl-C into a flag that :func:`fit` reads at the end of a step, so that the state it saves is
+    the state between two steps (a second Ctrl-C interrupts at once)."""
+
+    def __init__(self) -> None:
+        import signal
+        import threading
+
+        self.raised = False
+        self._previous: Any = None
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        if self.raised:
+            raise KeyboardInterrupt
+        self.raised = True
+
+    def restore(self) -> None:
+        import signal
+
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+
+_STATE_KEYS = ("seed", "batch_size", "lr", "weight_decay", "clip_grad_norm", "eval_every")
+"""FitConfig fields a resumed run must share with the saved one (the budget may grow)."""
+
+
+def _save_training_state(path: Path, algorithm, config: FitConfig, optimizers, early: EarlyStopping,
+                         state: FitState, position: dict[str, Any]) -> Path:
+    import random
+
+    import numpy as np
+
+    payload = {
+        "format": "seqrl-fit-state-1",
+        "algorithm_name": algorithm.name,
+        "config": {k: getattr(config, k) for k in _STATE_KEYS},
+        "algorithm": {k: v.detach().cpu().clone() for k, v in algorithm.state_dict().items()},
+        "attributes": algorithm_attributes(algorithm),
+        "optimizers": [opt.state_dict() for _, opt, _, _ in optimizers],
+        "early_stopping": early.state_dict(),
+        "state": {"step": state.step, "epoch": state.epoch, "history": state.history, "metrics": state.metrics},
+        "position": position,
+        "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)  # a kill during the write leaves the previous state whole
+    return path
+
+
+def _load_training_state(path: str | Path, algorithm, config: FitConfig) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"resume_from: no training state at {path}")
+    saved = torch.load(path, map_location="cpu", weights_only=False)
+    if not isinstance(saved, dict) or saved.get("format") != "seqrl-fit-state-1":
+        raise ValueError(f"resume_from: {path} is not a seqrl training state")
+    if saved["algorithm_name"] != algorithm.name:
+        raise ValueError(f"resume_from: {path} holds a {saved['algorithm_name']!r} run, not {algorithm.name!r}")
+    differ = {k: (v, getattr(config, k)) for k, v in saved["config"].items() if getattr(config, k) != v}
+    if differ:
+        raise ValueError(f"resume_from: {path} was saved with other settings (saved, now): {differ}")
+    return saved
+
+
+def _restore(saved: dict[str, Any], algorithm, optimizers, early: EarlyStopping, state: FitState,
+             position: dict[str, Any]) -> None:
+    import random
+
+    import numpy as np
+
+    algorithm.load_state_dict(saved["algorithm"])
+    for key, value in saved["attributes"].items():
+        setattr(algorithm, key, value)
+    if len(saved["optimizers"]) != len(optimizers):
+        raise ValueError("resume_from: the saved state has another number of parameter groups")
+    for (_, opt, _, _), opt_state in zip(optimizers, saved["optimizers"]):
+        opt.load_state_dict(opt_state)
+    early.load_state_dict(saved["early_stopping"])
+    s = saved["state"]
+    state.step, state.epoch, state.history, state.metrics = s["step"], s["epoch"], s["history"], s["metrics"]
+    position.update(saved["position"])
+    rng = saved["rng"]
+    torch.set_rng_state(rng["torch"])
+    np.random.set_state(rng["numpy"])
+    random.setstate(rng["python"])
+    if rng["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
 
 
 # --- checkpoints ---------------------------------------------------------------------

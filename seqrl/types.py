@@ -296,3 +296,42 @@ def concat_batches(batches: Sequence[SequenceBatch], pad: int = 0) -> SequenceBa
     else:
         ctx = concat_batches([c for c in ctxs if c is not None], pad=pad)
     return SequenceBatch(tokens, lengths, ctx)
+
+
+def check_vocab(policy: object, data: SequenceBatch | Vocab | None, what: str = "the data") -> None:
+    """Raise :class:`VocabError` if ``policy`` cannot read ``data``: a :class:`Vocab` that differs from
+    ``policy.vocab``, or a batch holding token ids ≥ ``len(policy.vocab)`` (or, for a conditional policy,
+    source ids ≥ ``len(policy.source_vocab)``, or no sources at all). The message names both sizes.
+
+    Called by :func:`seqrl.training.fit` on the training data before anything is computed. Does nothing
+    for ``data=None`` or an object without a ``vocab`` (an EBM, say).
+    """
+    vocab = getattr(policy, "vocab", None)
+    if data is None or not isinstance(vocab, Vocab):
+        return
+    fix = "build the policy with the task's vocabularies (make_policy(name, task.vocab, task.max_len, " \
+          "source_vocab=task.source_vocab))"
+    if isinstance(data, Vocab):
+        if data != vocab:
+            differ = next((f" (id {i}: {a!r} vs {b!r})" for i, (a, b) in enumerate(zip(vocab.itos, data.itos))
+                           if a != b), "")
+            raise VocabError(f"the policy's vocabulary ({len(vocab)} ids) differs from {what}'s ({len(data)} ids)"
+                             f"{differ}; {fix}")
+        return
+    sides: list[tuple[str, SequenceBatch, Vocab]] = [("target", data, vocab)]
+    if getattr(policy, "is_conditional", False):
+        source_vocab = getattr(policy, "source_vocab", None)
+        if data.context is None:
+            raise VocabError(f"{type(policy).__name__} is conditional but {what} has no sources (context=None); "
+                             "train it on a conditional task's split")
+        if isinstance(source_vocab, Vocab):
+            sides.append(("source", data.context, source_vocab))
+    for side, batch, side_vocab in sides:
+        if batch.tokens.numel() == 0:
+            continue
+        top, low = int(batch.tokens.max()), int(batch.tokens.min())
+        if top >= len(side_vocab) or low < 0:
+            bad = top if top >= len(side_vocab) else low
+            which = "" if side == "target" else "source "
+            raise VocabError(f"{what} holds {side} token id {bad} but the policy's {which}vocabulary has "
+                             f"{len(side_vocab)} ids [0, {len(side_vocab)}) (the data needs ≥ {top + 1}); {fix}")

@@ -44,11 +44,20 @@ SCRATCH = {  # name: (config, BLEU threshold)
     "scheduled_sampling": ({"k": 50.0}, 90.0),
     "interpolation": ({"reward": "hamming"}, 90.0),
 }
-WARM = {  # from BLEU ≈ 54 after 2 MLE epochs
+# From BLEU 53.77 after 2 MLE epochs; the threshold is on the mean test BLEU of the runs with
+# WARM_SEEDS. One run is not a test: from the same weak MLE, the test BLEU of single 6-epoch runs
+# spread (seeds 0-4 of FitConfig.seed, torch.set_num_threads(1)) over reinforce 84.3-97.8 (mean 93.2),
+# mixer 70.4-87.9 (mean 78.8), spg 88.5-93.7 (mean 91.0), erpo 82.8-96.7 (mean 89.9); 2 threads instead
+# of 1 changes rounding and moves a run as much as a new seed does (reinforce seed 0: 84.3 → 88.2), so
+# a fresh CPU is one more draw from that spread (mixer at 78.5 failed a single-run threshold of 80).
+# With s.d. ≈ 6.5 per run, a mean of 3 runs has s.d. ≈ 3.8: thresholds sit ≥ 3 s.d. of it below the
+# measured means.
+WARM_SEEDS = (0, 1, 2)
+WARM = {
     "reinforce": ({"reward": "hamming", "baseline": "mean", "num_samples": 4}, 80.0),
-    "mixer": ({"reward": "hamming", "delta": 1, "anneal_every": 13}, 80.0),
+    "mixer": ({"reward": "hamming", "delta": 1, "anneal_every": 13}, 65.0),
     "spg": ({"reward": "hamming", "num_samples": 4, "reward_temperature": 0.5}, 80.0),
-    "erpo": ({"reward": "hamming", "alpha": 0.5, "beta": 0.5, "proposal": "model", "num_samples": 4}, 80.0),
+    "erpo": ({"reward": "hamming", "alpha": 0.5, "beta": 0.5, "proposal": "model", "num_samples": 4}, 78.0),
 }
 
 
@@ -56,7 +65,10 @@ WARM = {  # from BLEU ≈ 54 after 2 MLE epochs
 def test_learns_copy_from_scratch(name):
     config, threshold = SCRATCH[name]
     policy = new_policy()
-    fit(make_algorithm(name, policy, **config), TASK.split("train"), config=FitConfig(max_epochs=12, **FAST))
+    algorithm = make_algorithm(name, policy, **config)
+    # Interpolation anneals λ on validation-reward drops: it gets the validation set it reacts to.
+    valid = TASK.split("valid") if algorithm.requires.monitors else None
+    fit(algorithm, TASK.split("train"), valid=valid, config=FitConfig(max_epochs=12, **FAST))
     assert bleu(policy) >= threshold
 
 
@@ -64,10 +76,12 @@ def test_learns_copy_from_scratch(name):
 def test_learns_copy_from_weak_mle(name, weak_mle_state):
     state, start = weak_mle_state
     config, threshold = WARM[name]
-    policy = new_policy()
-    policy.load_state_dict(state)
-    fit(make_algorithm(name, policy, **config), TASK.split("train"), config=FitConfig(max_epochs=6, **{**FAST,
-                                                                                                         "lr": 3e-3}))
-    score = bleu(policy)
-    assert start < threshold - 20, start  # the task is not already solved
-    assert score >= threshold, (start, score)
+    scores = []
+    for seed in WARM_SEEDS:
+        policy = new_policy()
+        policy.load_state_dict(state)
+        fit(make_algorithm(name, policy, **config), TASK.split("train"),
+            config=FitConfig(max_epochs=6, seed=seed, **{**FAST, "lr": 3e-3}))
+        scores.append(bleu(policy))
+    assert start < 60, start  # the task is not already solved (53.77 with 1 or 2 threads)
+    assert sum(scores) / len(scores) >= threshold, (start, scores)

@@ -209,3 +209,59 @@ def test_paired_table_reports_difference_interval_and_wins():
     row = next(line for line in text.splitlines() if line.startswith("raml"))
     assert "+1.250" in row and "3/4" in row and "[" in row
     assert paired_table([RunRecord("raml", 0, {}, {"bleu": 1.0})], "bleu") == ""
+
+
+# --- resumable training -------------------------------------------------------------------------------
+class _InterruptAt:
+    """Sends this process SIGINT (a Ctrl-C) at the end of step ``at``."""
+
+    def __init__(self, at):
+        self.at = at
+
+    def on_step_end(self, algorithm, state):
+        if state.step == self.at:
+            import os
+            import signal
+
+            os.kill(os.getpid(), signal.SIGINT)
+
+    def on_evaluation(self, algorithm, state): ...
+
+    def on_fit_end(self, algorithm, state): ...
+
+
+@pytest.mark.parametrize("name, stop_at", [("data_noising", 5), ("reinforce", 7)])
+def test_ctrl_c_saves_and_resume_continues_bit_identically(binary_vocab, tmp_path, name, stop_at):
+    """An interrupted run resumed from its state file ends with the very parameters, history and best step of
+    the uninterrupted run: data order mid-epoch, RNG streams (dropout, noise, sampling), Adam's moments,
+    the algorithm's own counters and the early-stopping record all carry over."""
+    from seqrl.training import TrainingInterrupted
+
+    data = _data(binary_vocab, 20)
+    kwargs = {"reward": "hamming"} if name == "reinforce" else {}
+
+    def new():
+        torch.manual_seed(3)
+        policy = make_policy("lstm", binary_vocab, 3, hidden_size=8, dropout=0.3)
+        return make_algorithm(name, policy, **kwargs)
+
+    config = FitConfig(max_epochs=4, batch_size=6, lr=1e-2, eval_every=3, patience=50, seed=11,
+                       state_path=str(tmp_path / "state.pt"), **FAST)
+    whole = new()
+    expected = fit(whole, data, valid=data, config=config)
+    (tmp_path / "state.pt").unlink()
+    part = new()
+    with pytest.raises(TrainingInterrupted, match=f"interrupted at step {stop_at}") as info:
+        fit(part, data, valid=data, config=config, callbacks=[_InterruptAt(stop_at)])
+    assert info.value.saved == tmp_path / "state.pt"
+    resumed = new()
+    result = fit(resumed, data, valid=data, config=config, resume_from=tmp_path / "state.pt")
+    assert result.steps == expected.steps and result.best_step == expected.best_step
+    assert result.history == expected.history
+    for a, b in zip(whole.parameters(), resumed.parameters()):
+        assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="other settings"):
+        fit(new(), data, valid=data, config=FitConfig(**{**vars(config), "lr": 0.5}),
+            resume_from=tmp_path / "state.pt")
+    with pytest.raises(FileNotFoundError, match="no training state"):
+        fit(new(), data, config=config, resume_from=tmp_path / "missing.pt")

@@ -13,6 +13,7 @@ from typing import Any, ClassVar, Literal
 
 from torch import Tensor, nn
 
+from ..policies.base import AutoregressivePolicy
 from ..registry import Registry
 from ..types import SequenceBatch, Vocab
 
@@ -110,7 +111,7 @@ class Algorithm(nn.Module):
     in_default_bench: ClassVar[bool] = True
     fit_overrides: ClassVar[dict[str, Any]] = {}
 
-    def __init__(self, policy: nn.Module, config: Any = None) -> None:
+    def __init__(self, policy: AutoregressivePolicy, config: Any = None) -> None:
         super().__init__()
         self.policy = policy
         config_cls = getattr(type(self), "Config", None)
@@ -137,8 +138,10 @@ class Algorithm(nn.Module):
         """The Reward object given, else the one ``config.reward`` names (built for the policy's vocab)."""
         from ..rewards.base import make_reward
 
-        return reward if reward is not None and not isinstance(reward, str) else \
-            make_reward(reward or self.config.reward, self.policy.vocab)
+        if reward is not None and not isinstance(reward, str):
+            return reward
+        assert self.config is not None, "an algorithm that resolves a reward has a Config"
+        return make_reward(reward or self.config.reward, self.policy.vocab)
 
     def param_groups(self) -> list[ParamGroup]:
         """The groups :func:`~seqrl.training.fit` optimizes, each with its own Adam and clipping
@@ -200,4 +203,6 @@ def config_from_kwargs(cls: type[Algorithm], **kwargs: Any) -> Any:
     unknown = sorted(set(kwargs) - known)
     if unknown:
         raise TypeError(f"{cls.name}: unknown config fields {unknown}; known: {sorted(known)}")
-    return config_cls(**kwargs)
+    from ..config import check_settings
+
+    return config_cls(**check_settings(kwargs, config_cls, cls.name))

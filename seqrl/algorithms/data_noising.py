@@ -30,6 +30,8 @@ class DataNoising(MLE):
             raise ValueError("data_noising needs the training data for its unigram distribution")
         return {**super().bench_kwargs(context), "unigram": unigram_distribution(context.train, context.vocab)}
 
+    config: Config  # set by Algorithm.__init__
+
     @dataclass(frozen=True, kw_only=True)
     class Config(MLE.Config):
         gamma: float = 0.1
@@ -42,7 +44,8 @@ class DataNoising(MLE):
         self.unigram = unigram
         self._counts = torch.zeros(len(policy.vocab), dtype=torch.float64)
 
-    def collect(self, batch: SequenceBatch) -> SequenceBatch:
+    def collect(self, batch: SequenceBatch | None) -> SequenceBatch:
+        assert batch is not None, "uses_data: fit feeds it training minibatches"
         unigram = self.unigram
         if unigram is None:  # running estimate from the training batches seen so far
             self._counts += unigram_distribution(batch, self.policy.vocab) * batch.mask_t.sum().item()

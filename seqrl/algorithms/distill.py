@@ -27,6 +27,8 @@ class Distill(MLE):
         kwargs = super().bench_kwargs(context)
         return kwargs if context.draw_samples is None else {**kwargs, "num_samples": context.draw_samples}
 
+    config: Config  # set by Algorithm.__init__
+
     @dataclass(frozen=True, kw_only=True)
     class Config(MLE.Config):
         num_samples: int = 20_000

@@ -53,7 +53,7 @@ def dpg_loss(logp_pi: Tensor, log_weight: Tensor, log_z: Tensor | float | None =
         raise ValueError(
             f"logp_pi and log_weight must both be [B], got {tuple(logp_pi.shape)}, {tuple(log_weight.shape)}"
         )
-    f64 = dict(dtype=torch.float64, device=log_weight.device)
+    f64: dict[str, Any] = dict(dtype=torch.float64, device=log_weight.device)
     log_n = (torch.as_tensor(log_normalizer, **f64) if log_normalizer is not None
              else torch.as_tensor(normalizer, **f64).log())
     advantage = (log_weight.detach().double() - log_n).exp()
@@ -80,6 +80,8 @@ class _DPGBase(Algorithm):
 
     uses_data = False
     requires = Requirements(potential=True, data=False)
+    z_sum: Tensor  # buffers (register_buffer in __init__), declared so that they type as tensors
+    z_count: Tensor
 
     @classmethod
     def bench_kwargs(cls, context: RunContext) -> dict[str, Any]:
@@ -92,6 +94,8 @@ class _DPGBase(Algorithm):
 
     def summary(self) -> dict[str, float]:
         return {**super().summary(), "proposal_updates": float(self.proposal_updates)}
+
+    config: Config  # set by Algorithm.__init__
 
     @dataclass(frozen=True, kw_only=True)
     class Config:

@@ -157,6 +157,8 @@ class _ERPOBase(Algorithm):
 
     requires = Requirements(reward=True, from_scratch=True)
 
+    config: Config  # set by Algorithm.__init__
+
     @dataclass(frozen=True, kw_only=True)
     class Config:
         reward: str = "bleu"
@@ -230,7 +232,8 @@ class _ERPOBase(Algorithm):
         with torch.no_grad():
             return self.policy.sequence_log_prob(candidates).double()
 
-    def collect(self, batch: SequenceBatch) -> ERPORollout:
+    def collect(self, batch: SequenceBatch | None) -> ERPORollout:
+        assert batch is not None, "uses_data: fit feeds it training minibatches"
         refs = batch.with_context(None)
         B, M, c = batch.batch_size, self.config.num_samples, self.config
         draws = M - 1 if c.include_reference else M

@@ -45,6 +45,8 @@ def anneal(weights: tuple[float, float, float], drops: int, step: float = 0.06) 
 class Interpolation(Algorithm):
     requires = Requirements(reward=True, from_scratch=True, monitors=("valid_reward",))
 
+    config: Config  # set by Algorithm.__init__
+
     @dataclass(frozen=True, kw_only=True)
     class Config:
         reward: str = "bleu"
@@ -62,14 +64,15 @@ class Interpolation(Algorithm):
         w = self.config.initial_weights
         if len(w) != 3 or min(w) < 0 or abs(sum(w) - 1) > 1e-6:
             raise ValueError(f"initial_weights must be a distribution over 3 components, got {w}")
-        self.weights = tuple(float(x) for x in w)
+        self.weights = (float(w[0]), float(w[1]), float(w[2]))
         self.reward = self.resolve_reward(reward)
         self.drops = 0
         self._previous: float | None = None
         """The last accepted evaluation's value under the current λ (None right after annealing)."""
         self._snapshot: dict[str, Tensor] | None = None
 
-    def collect(self, batch: SequenceBatch) -> SequenceBatch:
+    def collect(self, batch: SequenceBatch | None) -> SequenceBatch:
+        assert batch is not None, "uses_data: fit feeds it training minibatches"
         refs = batch.with_context(None)
         rec = MixtureRecorder(self.reward, refs, self.policy.vocab, self.policy.max_len, self.weights,
                               sharpness=self.config.sharpness)

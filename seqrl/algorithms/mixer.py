@@ -38,6 +38,8 @@ class Mixer(Algorithm):
         return {**super().bench_kwargs(context), "m_start": context.max_len, "delta": 2,
                 "anneal_every": max(1, context.steps_per_epoch)}
 
+    config: Config  # set by Algorithm.__init__
+
     @dataclass(frozen=True, kw_only=True)
     class Config:
         reward: str = "bleu"
@@ -55,7 +57,8 @@ class Mixer(Algorithm):
         if self.m < 0 or self.config.delta < 0 or self.config.anneal_every < 1:
             raise ValueError("need m_start ≥ 0, delta ≥ 0 and anneal_every ≥ 1")
 
-    def collect(self, batch: SequenceBatch) -> MixerRollout:
+    def collect(self, batch: SequenceBatch | None) -> MixerRollout:
+        assert batch is not None, "uses_data: fit feeds it training minibatches"
         refs = batch.with_context(None)
         m = self.m
         with torch.no_grad():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from torch import Tensor
@@ -33,12 +33,14 @@ class MLE(Algorithm):
 
     requires = Requirements(from_scratch=True)
 
+    config: Config  # set by Algorithm.__init__
+
     @dataclass(frozen=True, kw_only=True)
     class Config:
         normalize: Literal["sequence", "token"] = "sequence"
         """Average the negative log-likelihood per sequence (nats/sequence) or per token."""
 
-    erpo_point = ERPOPoint(reward="delta", alpha=0.0, beta=1.0)
+    erpo_point: ClassVar[ERPOPoint | None] = ERPOPoint(reward="delta", alpha=0.0, beta=1.0)
 
     def loss(self, rollout: SequenceBatch) -> tuple[Tensor, dict[str, float]]:
         logp_t = self.policy.token_log_probs(rollout)

@@ -66,6 +66,8 @@ class Reinforce(Algorithm):
         """The self-critical baseline (greedy decode's reward): one sample per source suffices."""
         return {**super().bench_kwargs(context), "baseline": "self_critical"}
 
+    config: Config  # set by Algorithm.__init__
+
     @dataclass(frozen=True, kw_only=True)
     class Config:
         reward: str = "bleu"
@@ -77,7 +79,8 @@ class Reinforce(Algorithm):
         super().__init__(policy, config)
         self.reward = self.resolve_reward(reward)
 
-    def collect(self, batch: SequenceBatch) -> PGRollout:
+    def collect(self, batch: SequenceBatch | None) -> PGRollout:
+        assert batch is not None, "uses_data: fit feeds it training minibatches"
         num = self.config.num_samples
         with torch.no_grad():
             samples = samples_per_reference(self.policy, batch, num)

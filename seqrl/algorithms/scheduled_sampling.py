@@ -45,6 +45,8 @@ class ScheduledSampling(Algorithm):
         k = 500.0 if context.from_scratch else max(1.0, context.budget_steps / 4)
         return {**super().bench_kwargs(context), "k": k}
 
+    config: Config  # set by Algorithm.__init__
+
     @dataclass(frozen=True, kw_only=True)
     class Config:
         k: float = 500.0
@@ -58,7 +60,8 @@ class ScheduledSampling(Algorithm):
     def epsilon(self) -> float:
         return inverse_sigmoid(self.step, self.config.k)
 
-    def collect(self, batch: SequenceBatch) -> ScheduledRollout:
+    def collect(self, batch: SequenceBatch | None) -> ScheduledRollout:
+        assert batch is not None, "uses_data: fit feeds it training minibatches"
         refs = batch.with_context(None)
         eps = self.epsilon
         eos = self.policy.vocab.eos

@@ -55,6 +55,8 @@ class SPG(Algorithm):
         return {**super().bench_kwargs(context), "guide_reward": "hamming", "reward_temperature": 0.5,
                 "num_samples": 2}
 
+    config: Config  # set by Algorithm.__init__
+
     @dataclass(frozen=True, kw_only=True)
     class Config:
         reward: str = "bleu"
@@ -81,7 +83,8 @@ class SPG(Algorithm):
         return MixtureRecorder(self.guide, refs, self.policy.vocab, self.policy.max_len, (p, 1.0 - p, 0.0),
                                reward_temperature=self.config.reward_temperature)
 
-    def collect(self, batch: SequenceBatch) -> SPGRollout:
+    def collect(self, batch: SequenceBatch | None) -> SPGRollout:
+        assert batch is not None, "uses_data: fit feeds it training minibatches"
         M = self.config.num_samples
         refs = batch.with_context(None).repeat_interleave(M)
         rec = self.recorder(refs)

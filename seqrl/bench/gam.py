@@ -22,6 +22,7 @@ import torch
 
 from ..algorithms import ALGORITHMS, make_algorithm
 from ..algorithms.base import RunContext
+from ..config import check_ranges
 from ..ebm import GAMPotential, MotifFeatures, Training1Config, fit_lambda
 from ..ebm.sampling import LogZEstimate, ProposalDraw, base_log_ratio, draw, estimate_divergences, estimate_log_z
 from ..ebm.training1 import Training1Result, lam_summary
@@ -75,6 +76,9 @@ class GamSettings:
     kl_samples: int = 2000
     table1_baseline: str = "distill"
     """The Training-2 row that [DPG] Table 1 divides by (its π_dis, distillation)."""
+
+    def __post_init__(self) -> None:
+        check_ranges(self, fractions=("dropout",))
 
 
 QUICK_SETTINGS = GamSettings(hidden_size=64, max_epochs=60, snis_samples=20_000, snis_resample_every=None,
@@ -149,6 +153,8 @@ class GamSuite(Suite):
 
     name = "gam"
     offers = frozenset({"potential"})
+    settings_class = GamSettings
+    grid_options = ("sizes", "motifs", "masks")
     comparison = ("ce_test", "min")
 
     def __init__(self, settings: GamSettings | None = None) -> None:
@@ -169,7 +175,12 @@ class GamSuite(Suite):
         return self._settings
 
     def jobs(self, options: BenchOptions) -> list[dict[str, Any]]:
+        self.settings_for(options)  # settings checked, and known to the report even when every job is read back
         grid = options.grid
+        motifs: tuple[str, ...]
+        masks: tuple[str, ...]
+        sizes: tuple[int, ...]
+        seeds: tuple[int, ...]
         if options.quick:
             motifs, masks, sizes, seeds = MOTIFS[:1], FEATURES[:1], (500, 5000), SEEDS[:1]
         else:

@@ -26,12 +26,13 @@ import math
 import statistics
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
 from ..algorithms import ALGORITHMS, make_algorithm
 from ..algorithms.base import RunContext
+from ..config import check_ranges
 from ..envs.tasks import TextPairTask, ToyTranslationTask
 from ..metrics import corpus_bleu, corpus_rouge, cross_entropy, exposure_bias
 from ..policies import make_policy
@@ -40,7 +41,7 @@ from ..training import FitConfig, FitResult, fit, reward_score
 from .runner import BenchOptions, RunRecord, Suite, format_table, override_settings, register_suite
 
 PROTOCOLS = ("finetune", "scratch")
-MONITORS = {"valid_ce": "min", "valid_reward": "max", "valid_bleu": "max"}
+MONITORS: dict[str, Literal["min", "max"]] = {"valid_ce": "min", "valid_reward": "max", "valid_bleu": "max"}
 """Validation metrics that can stop training and pick its checkpoint, and their direction."""
 
 
@@ -92,6 +93,9 @@ class Seq2SeqSettings:
     """Seed of the data set, fixed across runs: a run's seed varies initialization and sampling
     only, so that ± std measures the algorithms, not the draw of the data."""
 
+    def __post_init__(self) -> None:
+        check_ranges(self, at_least_zero=("data_seed", "zipf"), fractions=("noise", "dropout"))
+
 
 QUICK = Seq2SeqSettings(train_size=300, lexicon_scale=3, zipf=0.0, mle_epochs=30, finetune_epochs=3, patience=5)
 """A smoke run of every algorithm in minutes: pretraining is cut at 30 epochs, before it converges."""
@@ -105,6 +109,8 @@ class Seq2SeqSuite(Suite):
 
     name = "seq2seq"
     offers = frozenset({"data", "reward"})
+    settings_class = Seq2SeqSettings
+    grid_options = ("data",)
     comparison = ("bleu", "max")
 
     def __init__(self) -> None:
@@ -137,6 +143,7 @@ class Seq2SeqSuite(Suite):
             return scratch and ALGORITHMS.get(name).requires.from_scratch
 
         seed, device = job["seed"], options.device
+        task: TextPairTask | ToyTranslationTask
         if job["data"]:
             task = TextPairTask(job["data"], seed=st.data_seed)
             task_name = Path(job["data"]).name
@@ -152,6 +159,7 @@ class Seq2SeqSuite(Suite):
         reward = make_reward(st.reward, task.vocab)
 
         def evaluate(alg) -> dict[str, float]:
+            assert valid.context is not None  # translation splits carry their sources
             hyps = alg.policy.greedy(1, valid.context.to(alg.policy.device)).batch
             refs = valid.with_context(None)
             bleu = corpus_bleu(hyps.to_strings(task.vocab), refs.to_strings(task.vocab))

@@ -134,11 +134,11 @@ class MotifFeatures:
 
         first_mask = sum(1 << i for i, s in enumerate(subs) if s is None)
         empty = sum(1 << i for i, s in enumerate(subs) if s == ())  # "" occurs in every string
-        frontier = {((), empty)}
+        frontier: set[tuple[tuple[int, ...], int]] = {((), empty)}
         step_cache: dict[tuple[tuple[int, ...], int], tuple[tuple[int, ...], int]] = {}
         levels = [{empty}]
         for k in range(1, max_bits + 1):
-            nxt_frontier = set()
+            nxt_frontier: set[tuple[tuple[int, ...], int]] = set()
             for state, seen in frontier:
                 for symbol in self.vocab.symbol_ids:
                     key = (state, symbol)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from ..policies.base import AutoregressivePolicy
 from ..types import SequenceBatch
 from .features import MotifFeatures
 
@@ -17,7 +18,9 @@ class GAMPotential(nn.Module):
     weights and rejection sampling without evaluating r twice.
     """
 
-    def __init__(self, base, features: MotifFeatures, lam: Tensor | None = None) -> None:
+    lam: Tensor  # a buffer (register_buffer below), declared so that it types as a tensor
+
+    def __init__(self, base: AutoregressivePolicy, features: MotifFeatures, lam: Tensor | None = None) -> None:
         super().__init__()
         self.base = base
         for p in self.base.parameters():

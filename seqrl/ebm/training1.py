@@ -120,6 +120,7 @@ def fit_lambda(
             lam, mu, pools = lam.to(phi.device), mu.to(phi.device), pools + 1
         assert phi is not None and log_base is not None
         if config.method == "rs":
+            assert u is not None  # drawn with every pool
             bound = potential.log_ratio_bound()
             accept = u.log() < (phi @ lam - bound)
             if not bool(accept.any()):

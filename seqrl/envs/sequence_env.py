@@ -13,14 +13,16 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import torch
 from gymnasium import spaces
+from gymnasium.error import ResetNeeded
 
 from ..rewards.base import Reward, compute_reward, make_reward
 from ..types import SequenceBatch
 from .tasks import Task, make_task
 
 
-class SequenceEnv(gym.Env[dict[str, np.ndarray], int]):
+class SequenceEnv(gym.Env[dict[str, np.ndarray], int | np.integer[Any]]):
     """Write a sequence token by token; rewards from a seqrl :class:`Reward`.
 
     Args:
@@ -46,6 +48,10 @@ class SequenceEnv(gym.Env[dict[str, np.ndarray], int]):
         reward_kwargs: dict[str, Any] | None = None,
         **task_kwargs: Any,
     ) -> None:
+        if not isinstance(dense, bool | np.bool_):
+            raise TypeError(f"dense={dense!r}: expected True (ΔR every step) or False (R at the end)")
+        if render_mode not in (None, *self.metadata["render_modes"]):
+            raise ValueError(f"render_mode={render_mode!r}: expected None or one of {self.metadata['render_modes']}")
         self.task = make_task(task, **task_kwargs) if isinstance(task, str) else task
         vocab = self.task.vocab
         if self.task.max_len < 2:
@@ -57,23 +63,26 @@ class SequenceEnv(gym.Env[dict[str, np.ndarray], int]):
             reward = make_reward(name, vocab, **kwargs)
         self.reward = reward
         self.dense = dense
+        self._split = split
         self.data = self.task.split(split)
         self.render_mode = render_mode
         self.max_len = self.task.max_len
         V = len(vocab)
-        obs = {"prefix": spaces.MultiDiscrete(np.full(self.max_len, V, dtype=np.int64))}
+        obs: dict[str, spaces.Space[Any]] = {"prefix": spaces.MultiDiscrete(np.full(self.max_len, V, dtype=np.int64))}
         if self.task.is_conditional:
             ctx = self.data.context
             assert ctx is not None and self.task.source_vocab is not None
             width, size = ctx.tokens.shape[1], len(self.task.source_vocab)
             obs["context"] = spaces.MultiDiscrete(np.full(width, size, dtype=np.int64))
-        self.observation_space = spaces.Dict(obs)
+        # gymnasium types a Dict space as Space[dict[str, Space]]; its samples are dicts of arrays.
+        self.observation_space = spaces.Dict(obs)  # type: ignore[assignment]
         self.action_space = spaces.Discrete(V - vocab.eos, start=vocab.eos)
         self._mask = np.zeros(V, dtype=np.int8)
         self._mask[vocab.eos :] = 1
         self._prefix: list[int] = []
         self._index = 0
         self._last_total = 0.0
+        self._done: bool | None = None  # None: never reset
 
     # --- helpers ---------------------------------------------------------------------
     def _reference(self) -> SequenceBatch | None:
@@ -100,17 +109,34 @@ class SequenceEnv(gym.Env[dict[str, np.ndarray], int]):
 
     # --- gymnasium API ---------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        if options is not None and not isinstance(options, dict):
+            raise TypeError(f"reset(options=…) takes a dict such as {{'index': 0}}, got {type(options).__name__}")
+        unknown = sorted(set(options or ()) - {"index"})
+        if unknown:
+            raise ValueError(f"unknown reset option(s) {unknown}; the only option is 'index'")
+        n = self.data.batch_size
+        index = None if options is None else options.get("index")
+        if index is not None:
+            if isinstance(index, bool | np.bool_) or not _is_integer(index) or not 0 <= int(index) < n:
+                raise ValueError(f"reset(options={{'index': {index!r}}}): expected an integer in [0, {n}), "
+                                 f"the rows of the {self._split!r} split")
         super().reset(seed=seed)
-        if options and "index" in options:
-            self._index = int(options["index"])
-        else:
-            self._index = int(self.np_random.integers(self.data.batch_size))
+        self._index = int(index) if index is not None else int(self.np_random.integers(n))
         self._prefix = []
         self._last_total = 0.0
+        self._done = False
         return self._obs(), {"action_mask": self._mask.copy(), "index": self._index}
 
-    def step(self, action: int):
+    def step(self, action: int | np.integer[Any]):
         vocab = self.task.vocab
+        if self._done is None:
+            raise ResetNeeded("step() before reset(): call env.reset() to start an episode")
+        if self._done:
+            raise ResetNeeded("step() after the episode ended (terminated or truncated): call env.reset() first")
+        if isinstance(action, bool | np.bool_) or not _is_integer(action):
+            shown = action if not isinstance(action, np.ndarray) else f"array of shape {action.shape}"
+            raise ValueError(f"action {shown!r} ({type(action).__name__}) is not a token id: "
+                             f"expected an integer in [{vocab.eos}, {len(vocab)})")
         action = int(action)
         if not self.action_space.contains(action):
             raise ValueError(f"action {action} is not a token id in [{vocab.eos}, {len(vocab)})")
@@ -125,6 +151,7 @@ class SequenceEnv(gym.Env[dict[str, np.ndarray], int]):
         else:
             reward = 0.0
         info: dict[str, Any] = {"action_mask": self._mask.copy()}
+        self._done = done
         if done:
             closed = self._prefix if terminated else self._prefix + [vocab.eos]
             info["sequence"] = list(closed)
@@ -136,6 +163,17 @@ class SequenceEnv(gym.Env[dict[str, np.ndarray], int]):
         if self.render_mode == "ansi":
             return self.task.vocab.to_string(self._prefix) + "\n"
         return None
+
+
+def _is_integer(value: Any) -> bool:
+    """An int, a numpy integer scalar, or a 0-d integer array or tensor (not a bool, float or string)."""
+    if isinstance(value, int | np.integer):
+        return True
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        return bool(np.issubdtype(value.dtype, np.integer))
+    if isinstance(value, torch.Tensor) and value.ndim == 0:
+        return not value.dtype.is_floating_point and not value.dtype.is_complex and value.dtype != torch.bool
+    return False
 
 
 def make_env(task: str, **kwargs: Any) -> SequenceEnv:

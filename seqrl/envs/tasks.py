@@ -6,7 +6,7 @@ sources (conditional tasks) or is None (unconditional ones).
 
 from __future__ import annotations
 
-import csv
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from ..registry import Registry
-from ..types import BatchError, SequenceBatch, Vocab
+from ..types import UNK, BatchError, SequenceBatch, Vocab, VocabError
 
 SPLITS = ("train", "valid", "test")
 
@@ -270,50 +270,128 @@ def _zipf_probs(n: int, exponent: float) -> np.ndarray | None:
     return weights / weights.sum()
 
 
-def _read_lines(path: Path) -> list[str]:
+class DataFileError(BatchError):
+    """A data file seqrl cannot read as parallel text; the message names the file (and line)."""
+
+
+MAX_LINE_BYTES = 256 * 1024
+"""Longest line :func:`read_text_pairs` accepts (bytes); longer ones are an error, not data."""
+_RESERVED_TOKENS = ("<pad>", "<bos>", "<eos>")  # "<unk>" in the data maps to the unknown token
+_MAGIC = {b"\x1f\x8b": "gzip-compressed", b"PK\x03\x04": "a zip archive", b"BZh": "bzip2-compressed",
+          b"\xfd7zXZ": "xz-compressed", b"\xff\xfe": "UTF-16 text", b"\xfe\xff": "UTF-16 text"}
+
+
+def _read_lines(path: Path, max_line_bytes: int = MAX_LINE_BYTES) -> list[str]:
+    """The lines of a UTF-8 text file (BOM stripped, CR LF accepted), or a :class:`DataFileError` naming
+    the file and line: missing, a directory, empty, binary, not UTF-8, or a line over ``max_line_bytes``."""
     if not path.exists():
-        raise FileNotFoundError(f"no such file: {path}")
-    return path.read_text(encoding="utf-8").splitlines()
+        raise DataFileError(f"{path}: no such file")
+    if path.is_dir():
+        raise DataFileError(f"{path}: is a directory; expected a text file of sentence pairs")
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise DataFileError(f"{path}: cannot read ({err.strerror or err})") from None
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+    if not raw.strip():
+        raise DataFileError(f"{path}: empty data: the file is empty; expected lines of text")
+    for magic, kind in _MAGIC.items():
+        if raw.startswith(magic):
+            raise DataFileError(f"{path}: {kind}, not UTF-8 text; convert it to plain UTF-8 text first")
+    lines: list[str] = []
+    for lineno, line in enumerate(raw.split(b"\n"), 1):
+        if len(line) > max_line_bytes:
+            raise DataFileError(
+                f"{path}:{lineno}: line of {len(line):,} bytes exceeds the limit of {max_line_bytes:,} bytes "
+                "(is this a text file of sentence pairs, one per line?)"
+            )
+        nul = line.find(b"\0")
+        if nul >= 0:
+            raise DataFileError(f"{path}:{lineno}: binary data (NUL byte at column {nul + 1}); expected UTF-8 text")
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise DataFileError(
+                f"{path}:{lineno}: not UTF-8 text (byte 0x{line[err.start]:02x} at column {err.start + 1}); "
+                "re-encode the file as UTF-8"
+            ) from None
+        lines.append(text[:-1] if text.endswith("\r") else text)
+    if lines and lines[-1] == "":
+        lines.pop()
+    return lines
 
 
-def read_text_pairs(source: str | Path, target: str | Path | None = None) -> list[tuple[list[str], list[str]]]:
-    """Sentence pairs from a TSV file (source<TAB>target per line) or from two aligned files.
+def _tokens(path: Path, lineno: int, text: str, side: str) -> list[str]:
+    tokens = text.split()
+    if not tokens:
+        raise DataFileError(f"{path}:{lineno}: empty {side} side; expected at least one token on each side")
+    for tok in tokens:
+        if tok in _RESERVED_TOKENS:
+            raise DataFileError(
+                f"{path}:{lineno}: token {tok!r} on the {side} side is reserved (seqrl adds {tok} itself); remove it"
+            )
+    return tokens
 
-    Tokens are whitespace-separated; blank lines are skipped. Raises on misaligned files,
-    malformed TSV rows and empty data, naming the file and line.
-    """
-    source = Path(source)
-    pairs: list[tuple[list[str], list[str]]] = []
+
+def _read_numbered_pairs(
+    source: Path, target: Path | None, max_line_bytes: int = MAX_LINE_BYTES
+) -> list[tuple[int, list[str], list[str]]]:
+    """(line number, source tokens, target tokens) for every non-blank line; see :func:`read_text_pairs`."""
+    rows: list[tuple[int, list[str], list[str]]] = []
     if target is None:
-        with source.open(encoding="utf-8", newline="") as handle:
-            for lineno, row in enumerate(csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE), 1):
-                if not row or not "".join(row).strip():
-                    continue
-                if len(row) != 2:
-                    raise BatchError(f"{source}:{lineno}: expected 'source<TAB>target', got {len(row)} fields")
-                src, tgt = row[0].split(), row[1].split()
-                if not src or not tgt:
-                    raise BatchError(f"{source}:{lineno}: empty source or target")
-                pairs.append((src, tgt))
+        for lineno, line in enumerate(_read_lines(source, max_line_bytes), 1):
+            if not line.strip():
+                continue
+            fields = line.split("\t")
+            if len(fields) != 2:
+                got = "no TAB" if len(fields) == 1 else f"{len(fields)} fields ({len(fields) - 1} TABs)"
+                raise DataFileError(f"{source}:{lineno}: expected 'source<TAB>target', got {got}")
+            rows.append((lineno, _tokens(source, lineno, fields[0], "source"),
+                         _tokens(source, lineno, fields[1], "target")))
     else:
-        src_lines, tgt_lines = _read_lines(source), _read_lines(Path(target))
+        src_lines, tgt_lines = _read_lines(source, max_line_bytes), _read_lines(target, max_line_bytes)
         if len(src_lines) != len(tgt_lines):
-            raise BatchError(f"{source} has {len(src_lines)} lines but {target} has {len(tgt_lines)}")
+            raise DataFileError(f"{source} has {len(src_lines)} lines but {target} has {len(tgt_lines)}; "
+                                "expected aligned files, one sentence per line")
         for lineno, (s, t) in enumerate(zip(src_lines, tgt_lines), 1):
             if not s.strip() and not t.strip():
                 continue
-            if not s.strip() or not t.strip():
-                raise BatchError(f"line {lineno}: empty source or target")
-            pairs.append((s.split(), t.split()))
-    if not pairs:
-        raise BatchError(f"empty data: no sentence pairs in {source}")
-    return pairs
+            rows.append((lineno, _tokens(source, lineno, s, "source"), _tokens(target, lineno, t, "target")))
+    if not rows:
+        raise DataFileError(f"{source}: empty data: no sentence pairs (only blank lines)")
+    return rows
+
+
+def read_text_pairs(
+    source: str | Path, target: str | Path | None = None, *, max_line_bytes: int = MAX_LINE_BYTES
+) -> list[tuple[list[str], list[str]]]:
+    """Sentence pairs from a TSV file (source<TAB>target per line) or from two aligned files.
+
+    Files must be UTF-8 (a BOM is stripped; CR LF line ends are fine). Tokens are whitespace-separated;
+    blank lines are skipped. Raises :class:`DataFileError` (a ``ValueError``) naming the file and line on
+    a missing file, a directory, an empty or binary file, bytes that are not UTF-8, a line over
+    ``max_line_bytes``, a row without exactly one TAB, an empty side, a reserved token, or misaligned files.
+    """
+    rows = _read_numbered_pairs(Path(source), None if target is None else Path(target), max_line_bytes)
+    return [(s, t) for _, s, t in rows]
+
+
+def _check_cap(name: str, value: int | None) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1):
+        raise ValueError(f"{name}={value!r}: expected a positive number of tokens (or None for no cap)")
 
 
 class TextPairTask(PairTask):
     """A user's parallel text (IWSLT-style). Vocabularies come from the training split;
-    unseen tokens map to ``<unk>``. Without valid/test files, the training pairs are split
-    (by ``seed``) 90/5/5. Pairs with a target longer than ``max_len - 1`` are dropped."""
+    unseen tokens (and ``<unk>`` in the data) map to ``<unk>``. Without valid/test files, the
+    training pairs are split (by ``seed``) 90/5/5.
+
+    Pairs with more than ``max_source_len`` source tokens or ``max_target_len`` target tokens
+    (or ``max_len - 1``, when ``max_len`` is given) are dropped before splitting, with a warning;
+    ``dropped`` counts them (``dropped_by_file`` per file). A cap of None keeps every pair.
+    Unreadable files raise :class:`DataFileError` naming the file and line (see :func:`read_text_pairs`).
+    """
 
     name = "text_pairs"
     default_reward = "bleu"
@@ -329,28 +407,70 @@ class TextPairTask(PairTask):
         test_target: str | Path | None = None,
         min_freq: int = 1,
         max_len: int | None = None,
+        max_source_len: int | None = 200,
+        max_target_len: int | None = 200,
+        max_line_bytes: int = MAX_LINE_BYTES,
         seed: int = 0,
     ) -> None:
-        data = {"train": read_text_pairs(train, train_target)}
-        if valid is not None:
-            data["valid"] = read_text_pairs(valid, valid_target)
-        if test is not None:
-            data["test"] = read_text_pairs(test, test_target)
+        if isinstance(min_freq, bool) or not isinstance(min_freq, int | np.integer) or min_freq < 1:
+            raise ValueError(f"min_freq={min_freq!r}: expected an integer ≥ 1")
+        if max_len is not None and (isinstance(max_len, bool) or not isinstance(max_len, int | np.integer)
+                                    or max_len < 2):
+            raise ValueError(f"max_len={max_len!r}: expected an integer ≥ 2 (one symbol plus EOS) or None")
+        _check_cap("max_source_len", max_source_len)
+        _check_cap("max_target_len", max_target_len)
+        _check_cap("max_line_bytes", max_line_bytes)
+        for split, side, target in (("valid", valid, valid_target), ("test", test, test_target)):
+            if target is not None and side is None:
+                raise ValueError(f"{split}_target={str(target)!r} given without {split}=<source file>")
+        target_cap = max_target_len
+        if max_len is not None:
+            target_cap = max_len - 1 if target_cap is None else min(target_cap, max_len - 1)
+        self.dropped_by_file: dict[str, int] = {}
+        files = {"train": (train, train_target), "valid": (valid, valid_target), "test": (test, test_target)}
+        data: dict[str, list[tuple[list[str], list[str]]]] = {}
+        for split, (source, target) in files.items():
+            if source is None:
+                continue
+            numbered = _read_numbered_pairs(Path(source), None if target is None else Path(target), max_line_bytes)
+            data[split] = self._cap(numbered, Path(source), max_source_len, target_cap)
         if "valid" not in data or "test" not in data:
             rows = data["train"]
             order = np.random.default_rng(seed).permutation(len(rows))
             n_hold = max(1, len(rows) // 20)
             if len(rows) < 3 * n_hold or len(rows) < 3:
-                raise BatchError(f"only {len(rows)} pairs: too few to split into train/valid/test")
+                raise DataFileError(f"{train}: only {len(rows)} sentence pairs, too few to split into train/valid/"
+                                    "test (need ≥ 3, or pass valid= and test= files)")
             held = {"valid": order[:n_hold], "test": order[n_hold : 2 * n_hold]}
             for name, idx in held.items():
                 data.setdefault(name, [rows[i] for i in idx])
             data["train"] = [rows[i] for i in order[2 * n_hold :]]
-        if max_len is not None:
-            data = {k: [p for p in v if len(p[1]) < max_len] for k, v in data.items()}
-        vocab = Vocab.build((t for _, t in data["train"]), min_freq=min_freq, unknown="map")
-        source_vocab = Vocab.build((s for s, _ in data["train"]), min_freq=min_freq, unknown="map")
+        self.dropped = sum(self.dropped_by_file.values())
+        try:
+            vocab = Vocab.build(([w for w in t if w != UNK] for _, t in data["train"]), min_freq=min_freq)
+            source_vocab = Vocab.build(([w for w in s if w != UNK] for s, _ in data["train"]), min_freq=min_freq)
+        except VocabError:
+            raise DataFileError(f"{train}: no token occurs min_freq={min_freq} times in the training pairs; "
+                                "lower min_freq") from None
         super().__init__(data, vocab, source_vocab, max_len=max_len)
+
+    def _cap(
+        self, rows: list[tuple[int, list[str], list[str]]], path: Path, source_cap: int | None, target_cap: int | None
+    ) -> list[tuple[list[str], list[str]]]:
+        kept = [(s, t) for _, s, t in rows if (source_cap is None or len(s) <= source_cap)
+                and (target_cap is None or len(t) <= target_cap)]
+        dropped = len(rows) - len(kept)
+        if not dropped:
+            return kept
+        first = next(n for n, s, t in rows if (source_cap is not None and len(s) > source_cap)
+                     or (target_cap is not None and len(t) > target_cap))
+        caps = f"max_source_len={source_cap}, max_target_len={target_cap} tokens"
+        if not kept:
+            raise DataFileError(f"{path}: all {len(rows)} sentence pairs exceed {caps}; raise the caps")
+        self.dropped_by_file[str(path)] = dropped
+        warnings.warn(f"{path}: dropped {dropped} of {len(rows)} sentence pairs longer than {caps} "
+                      f"(first at line {first}); raise the caps to keep them", stacklevel=3)
+        return kept
 
 
 register_task("copy", CopyTask)

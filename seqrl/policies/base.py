@@ -114,6 +114,8 @@ class AutoregressivePolicy(nn.Module):
 
     is_conditional: bool = False
     registry_name: str = ""
+    _allowed: Tensor  # buffers (register_buffer below), declared so that they type as tensors
+    _eos_only: Tensor
 
     def __init__(self, vocab: Vocab, max_len: int) -> None:
         super().__init__()

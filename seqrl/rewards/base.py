@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -98,12 +99,45 @@ def make_reward(name: str, vocab: Vocab, **kwargs: Any) -> Reward:
     return reward
 
 
+def _as_scores(values: Any, reward: Reward, hyps: SequenceBatch) -> Tensor:
+    """A reward's return value as a float tensor, or a one-line :class:`RewardError` naming the reward and
+    the type it returned (strings, objects, None, non-numeric arrays)."""
+    name = getattr(reward, "name", reward)
+    expected = f"expected a [B]=({hyps.batch_size},) float tensor (or a list of numbers)"
+
+    def fail(what: str) -> RewardError:
+        return RewardError(f"reward {name!r} returned {what}; {expected}")
+
+    if isinstance(values, Tensor):
+        if values.is_complex():
+            raise fail(f"a complex tensor ({values.dtype})")
+    elif isinstance(values, np.ndarray):
+        if values.dtype.kind not in "biuf":
+            raise fail(f"a numpy array of dtype {values.dtype}")
+    elif isinstance(values, list | tuple):
+        for i, v in enumerate(values):
+            if isinstance(v, Tensor) and v.numel() == 1 and not v.is_complex():
+                continue
+            if not isinstance(v, int | float | np.integer | np.floating):
+                raise fail(f"a {type(values).__name__} holding {type(v).__name__} {_short(v)} at index {i}")
+    elif not isinstance(values, int | float | np.integer | np.floating):
+        raise fail(f"{type(values).__name__} {_short(values)}")
+    try:
+        return torch.as_tensor(values, dtype=torch.float32, device=hyps.device)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise fail(f"{type(values).__name__} that is not a tensor of numbers ({str(err).splitlines()[0]})") from None
+
+
+def _short(value: Any, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def compute_reward(reward: Reward, hyps: SequenceBatch, refs: SequenceBatch | None = None) -> Tensor:
     """R(y; y*) → [B] float tensor on ``hyps``' device, checked for shape and finiteness."""
     if refs is not None and refs.batch_size != hyps.batch_size:
         raise BatchError(f"{hyps.batch_size} hypotheses but {refs.batch_size} references")
-    values = reward(hyps, refs)
-    values = torch.as_tensor(values, dtype=torch.float32, device=hyps.device)
+    values = _as_scores(reward(hyps, refs), reward, hyps)
     if values.shape != (hyps.batch_size,):
         raise RewardError(
             f"reward {getattr(reward, 'name', reward)!r} returned shape {tuple(values.shape)}, "
