@@ -129,7 +129,8 @@ def field_types(target: Any) -> dict[str, Any]:
         return {f.name: hints.get(f.name, Any) for f in dataclasses.fields(target)}
     funcs: list[Callable[..., Any]] = [target]
     if inspect.isclass(target):  # a constructor passing **kwargs on to its parents' takes theirs too
-        funcs = [vars(klass)["__init__"] for klass in target.__mro__ if "__init__" in vars(klass) and klass is not object]
+        funcs = [vars(klass)["__init__"] for klass in target.__mro__
+                 if "__init__" in vars(klass) and klass is not object]
     out: dict[str, Any] = {}
     for func in funcs:
         try:
