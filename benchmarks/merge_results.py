@@ -38,7 +38,7 @@ def main() -> None:
     if hasattr(suite, "curves") and all(path.exists() for path in curves):
         suite.curves = [c for path in curves for c in json.loads(path.read_text())
                         if keep is None or c["algorithm"] in keep]
-    print(suite.table(records))
+    print(suite.report(records))
     grid = {"merged_from": [p.get("grid") for p in payloads]}
     started = min(p["started"] for p in payloads)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,7 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -300,34 +300,24 @@ def _progress_options(p: argparse.ArgumentParser) -> None:
     group.add_argument("--no-progress", action="store_true", help="never show progress bars")
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer ≥ 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer ≥ 1, got {text!r}")
-    return value
+def _at_least(kind: type, minimum: float, what: str) -> Callable[[str], Any]:
+    """An argparse ``type=`` that reads ``kind`` and requires it ≥ ``minimum``, naming both on failure."""
+
+    def read(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not value >= minimum:
+            raise argparse.ArgumentTypeError(f"expected {what} ≥ {minimum:g}, got {text!r}")
+        return value
+
+    return read
 
 
-def _non_negative(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer ≥ 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer ≥ 0, got {text!r}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number ≥ 0, got {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"expected a number ≥ 0, got {text!r}")
-    return value
+_positive = _at_least(int, 1, "an integer")
+_non_negative = _at_least(int, 0, "an integer")
+_non_negative_float = _at_least(float, 0, "a number")
 
 
 def main(argv: list[str] | None = None) -> int:

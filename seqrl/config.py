@@ -149,23 +149,22 @@ def field_types(target: Any) -> dict[str, Any]:
 def parse_settings(items: Mapping[str, str], target: Any, owner: str) -> dict[str, Any]:
     """Parse ``{key: text}`` for ``target`` (a dataclass or a callable), naming ``owner`` in errors;
     unknown keys are an error listing the known ones."""
-    known = field_types(target)
-    out = {}
-    for key, text in items.items():
-        if key not in known:
-            raise SettingError(f"{owner}: unknown setting {key!r}; known: {', '.join(sorted(known))}")
-        out[key] = parse_text(f"{owner} {key}", text, known[key])
-    return out
+    return _each_setting(items, target, owner, parse_text)
 
 
 def check_settings(values: Mapping[str, Any], target: Any, owner: str) -> dict[str, Any]:
     """Check Python values against ``target``'s annotations (dataclass fields or parameters)."""
+    return _each_setting(values, target, owner, check_value)
+
+
+def _each_setting(items: Mapping[str, Any], target: Any, owner: str,
+                  read: Callable[[str, Any, Any], Any]) -> dict[str, Any]:
     known = field_types(target)
     out = {}
-    for key, value in values.items():
+    for key, value in items.items():
         if key not in known:
             raise SettingError(f"{owner}: unknown setting {key!r}; known: {', '.join(sorted(known))}")
-        out[key] = check_value(f"{owner} {key}", value, known[key])
+        out[key] = read(f"{owner} {key}", value, known[key])
     return out
 
 

@@ -288,6 +288,7 @@ def fit(
         train = train.to(device)
     train = algorithm.setup(train)
     check_vocab(getattr(algorithm, "policy", None), train, "the training data")
+    check_vocab(getattr(algorithm, "policy", None), valid, "the validation data")
     uses_data = algorithm.uses_data
     if uses_data and (train is None or train.batch_size == 0):
         raise BatchError(f"algorithm {algorithm.name!r} trains on data: pass a non-empty training batch")

@@ -30,6 +30,7 @@ from ..envs.motif import MotifTask
 from ..metrics import cross_entropy, motif_frequency, sample_in_chunks, sequence_log_probs
 from ..policies import make_policy
 from ..training import Callback, FitConfig, fit
+from ..utils import seed_everything
 from .runner import BenchOptions, RunRecord, Suite, format_table, override_settings, register_suite
 
 MOTIFS = ("1000101000101", "1011100111001", "10001011111000")
@@ -88,7 +89,7 @@ QUICK_SETTINGS = GamSettings(hidden_size=64, max_epochs=60, snis_samples=20_000,
 
 def train_r(task: MotifTask, settings: GamSettings, seed: int, device: torch.device, progress: bool):
     """r: LSTM trained by MLE on D with early stopping on V (CE), best weights kept."""
-    torch.manual_seed(seed)
+    seed_everything(seed)
     policy = new_policy(task, settings)
     config = FitConfig(max_epochs=settings.max_epochs, batch_size=settings.batch_size, lr=settings.lr,
                        clip_grad_norm=settings.clip_grad_norm, patience=settings.patience,
@@ -245,7 +246,7 @@ class GamSuite(Suite):
         records = []
         for algo in algos:
             t0 = time.perf_counter()
-            torch.manual_seed(seed)
+            seed_everything(seed)
             policy = new_policy(task, st).to(device)
             policy.load_state_dict(r.state_dict())
             curve = KLCurve()

@@ -38,6 +38,7 @@ from ..metrics import corpus_bleu, corpus_rouge, cross_entropy, exposure_bias
 from ..policies import make_policy
 from ..rewards import REWARDS, make_reward
 from ..training import FitConfig, FitResult, fit, reward_score
+from ..utils import seed_everything
 from .runner import BenchOptions, RunRecord, Suite, format_table, override_settings, register_suite
 
 PROTOCOLS = ("finetune", "scratch")
@@ -173,14 +174,14 @@ class Seq2SeqSuite(Suite):
         finetune_cfg = replace(base_cfg, max_epochs=st.finetune_epochs, lr=st.finetune_lr, evaluate_at_start=True)
 
         def new_policy():
-            torch.manual_seed(seed)
+            seed_everything(seed)
             return make_policy("seq2seq", task.vocab, task.max_len, source_vocab=task.source_vocab,
                                hidden_size=st.hidden_size, embedding_dim=st.embedding_dim, dropout=st.dropout)
 
         def train(name: str, policy, *, pretraining: bool = False) -> FitResult:
             """Train ``policy`` in place by ``name``; from scratch, stop on ``scratch_monitor`` (by default
             validation CE: BLEU stays at 0 for the first epochs and would exhaust a short patience)."""
-            torch.manual_seed(seed)
+            seed_everything(seed)
             cls = ALGORITHMS.get(name)
             scratch_run = pretraining or from_scratch(name)
             cfg = scratch_cfg if scratch_run else finetune_cfg
