@@ -85,22 +85,30 @@ def test_log_ratio_bound_tight_on_long_motif():
     assert truth < 3.8 - 0.5
 
 
-def test_dpg_normalizer_uses_earlier_batches_only(motif_setting):
+def test_dpg_normalizer_z_from_earlier_batches_or_all(motif_setting):
     task, r, space = motif_setting
     P = gam(task, r, "1001111", torch.tensor([2.0, 0.5, -1.0, 0.5, 0.3]))
     policy = make_policy("lstm", task.vocab, task.max_len, hidden_size=16, num_layers=1, dropout=0.0)
     for name in ("gdcpp",):  # dpg_off/dpg take the same path without the baseline
-        algo = make_algorithm(name, policy, potential=P, proposal=r, valid=space, samples_per_step=64)
+        algo = make_algorithm(name, policy, potential=P, proposal=r, valid=space, samples_per_step=64,
+                              z_from="earlier")
         first = algo.collect(None)
         second = algo.collect(None)
         log_z_first = float(torch.logsumexp(first.log_weight.double(), 0) - math.log(64))
         loss, metrics = algo.loss(second)
         assert metrics["log_z"] == pytest.approx(log_z_first)
+        # The default averages every batch, the current one included.
+        both = torch.cat([first.log_weight, second.log_weight]).double()
+        assert algo.log_z() == pytest.approx(float(torch.logsumexp(both, 0) - math.log(128)))
         logp = policy.sequence_log_prob(second.batch)
         log_pi_over_q = logp.detach() - second.log_q if name == "gdcpp" else None
         expected, _ = dpg_loss(logp, second.log_weight, log_z_first if name == "gdcpp" else None, log_pi_over_q,
                                math.exp(log_z_first))
         torch.testing.assert_close(loss, expected)
+        default = make_algorithm(name, policy, potential=P, proposal=r, valid=space, samples_per_step=64)
+        default.collect(None)
+        rollout = default.collect(None)
+        assert default.loss(rollout)[1]["log_z"] == pytest.approx(default.log_z())  # this batch included
 
 
 @pytest.mark.parametrize("baseline", [False, True])

@@ -13,6 +13,7 @@ from .base import (
 from .data_noising import DataNoising, unigram_distribution, unigram_noise
 from .distill import Distill
 from .dpg import DPG, GDCPP, DPGOff, dpg_loss
+from .erac import AC, ERAC, soft_td_target
 from .erpo import (
     ERPO,
     RAML,
@@ -29,6 +30,7 @@ from .mle import MLE, mle_loss
 from .reinforce import Reinforce, leave_one_out_mean, reinforce_loss
 from .scheduled_sampling import ScheduledSampling, inverse_sigmoid
 from .spg import SPG, spg_loss
+from .vaml import VAML, soft_q_loss, soft_q_targets, vaml_loss, vaml_weights
 
 
 def make_algorithm(name: str, policy, **kwargs):
@@ -63,5 +65,6 @@ __all__ = [
     "dpg_loss", "make_algorithm", "mle_loss", "register_algorithm", "ERPO", "RAML", "Reinforce", "Mixer",
     "ScheduledSampling", "DataNoising", "SPG", "Interpolation", "erpo_e_step", "erpo_loss", "erpo_token_e_step",
     "erpo_weights", "raml_loss", "reinforce_loss", "leave_one_out_mean", "inverse_sigmoid", "unigram_distribution",
-    "unigram_noise", "spg_loss", "anneal",
+    "unigram_noise", "spg_loss", "anneal", "AC", "ERAC", "soft_td_target",
+    "VAML", "soft_q_loss", "soft_q_targets", "vaml_loss", "vaml_weights",
 ]

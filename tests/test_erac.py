@@ -1,0 +1,187 @@
+"""ERAC and AC ([VAML/ERAC] Sec. 4.2, Alg. 3) against exact soft values on an enumerable space."""
+
+import math
+
+import pytest
+import torch
+
+from seqrl import exact
+from seqrl.algorithms import AC, ERAC, RunContext, make_algorithm, soft_td_target
+from seqrl.critics import NetworkCritic, TabularCritic
+from seqrl.policies import make_policy
+from seqrl.rewards.base import compute_reward, make_reward
+from seqrl.types import SequenceBatch, Vocab
+
+L = 4  # max_len: 2 symbols + EOS → 15 sequences, 15 prefixes
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny tensors: one intra-op thread is ~20× faster than two on a loaded 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _setup(vocab, name="erac", **config):
+    policy = make_policy("lstm", vocab, L, hidden_size=8, num_layers=1, dropout=0.0)
+    critic = TabularCritic(vocab, L)
+    reward = make_reward("hamming", vocab)
+    algo = make_algorithm(name, policy, reward=reward, critic=critic, **config)
+    ref = SequenceBatch.from_strings(["1 0"], vocab)
+    return algo, policy, critic, reward, ref
+
+
+def _max_error(critic, table):
+    """max |Q_φ − Q^π| over the allowed (finite) entries of every level."""
+    return max(float((mine.double() - q)[torch.isfinite(q)].abs().max())
+               for mine, q in zip(critic.masked_tables(), table.q, strict=True))
+
+
+@pytest.mark.parametrize("name, tau", [("erac", 0.5), ("ac", 0.0)])
+def test_critic_of_a_fixed_actor_converges_to_the_exact_soft_q(binary_vocab, name, tau):
+    # Critic pretraining (App. B.3): the actor stays fixed, the critic minimises Alg. 3's TD loss on y ~ π.
+    # Its fixed point is Eq. 9's soft Q^π: Q^π(s, w) = r(s, w) + Σ_w' π(w'|s') [Q^π(s', w') − τ log π(w'|s')],
+    # i.e. r + τ H(π(·|s')) + Σ π Q^π (Eq. 19), which exact.soft_q_values(policy=…) computes by backward DP
+    # (τ = 0: AC's plain Q^π). β = 1 (no target net) and λ_var = 0, so that the fixed point is exactly Q^π.
+    config = {"tau": tau} if name == "erac" else {}
+    algo, policy, critic, reward, ref = _setup(binary_vocab, name, beta=1.0, lambda_var=0.0,
+                                               critic_pretrain_steps=10**9, **config)
+    assert algo.config.tau == tau
+    before = [p.detach().clone() for p in policy.parameters()]
+    opt = torch.optim.SGD(critic.parameters(), lr=1.0)
+    data = ref.repeat_interleave(128)
+    for step in range(100):
+        loss, _ = algo.loss(algo.collect(data))
+        opt.zero_grad()
+        loss.backward()
+        assert all(p.grad is None for p in policy.parameters())  # actor fixed while the critic pretrains
+        opt.step()
+        algo.on_step_end(step)
+    table = exact.soft_q_values(reward, binary_vocab, L, tau, reference=ref, policy=policy)
+    assert _max_error(critic, table) < 0.05
+    assert all(torch.equal(a, b) for a, b in zip(before, policy.parameters()))
+    if tau > 0:  # the entropy matters: the plain Q^π is far from what the ERAC critic learned
+        assert _max_error(critic, exact.soft_q_values(reward, binary_vocab, L, 0.0, reference=ref,
+                                                      policy=policy)) > 0.3
+
+
+def _soft_return(policy, reward, vocab, ref, tau):
+    """E_π[R] + τ H(π), exactly by enumeration."""
+    space = exact.enumerate_sequences(vocab, L)
+    probs = exact.policy_distribution(policy, space)
+    R = compute_reward(reward, space, ref.repeat_interleave(space.batch_size)).double()
+    return float(exact.expectation(probs, R)) + tau * exact.entropy(probs)
+
+
+def test_actor_step_with_the_exact_critic_increases_the_soft_return(binary_vocab):
+    tau = 0.5
+    algo, policy, critic, reward, ref = _setup(binary_vocab, tau=tau, beta=1.0, lambda_var=0.0, lambda_mle=0.0)
+    table = exact.soft_q_values(reward, binary_vocab, L, tau, reference=ref, policy=policy)
+    with torch.no_grad():  # the critic is the exact soft Q^π of the current actor
+        for k, q in enumerate(table.q):
+            critic.table[k].copy_(torch.where(torch.isfinite(q), q, torch.zeros_like(q)).float())
+    before = _soft_return(policy, reward, binary_vocab, ref, tau)
+    assert before == pytest.approx(float(table.v[0][0]), abs=1e-5)  # V^π(∅) = E_π R + τ H(π)
+    opt = torch.optim.SGD(policy.parameters(), lr=0.05)
+    loss, stats = algo.loss(algo.collect(ref.repeat_interleave(256)))
+    assert "actor_loss" in stats
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    after = _soft_return(policy, reward, binary_vocab, ref, tau)
+    assert after > before + 1e-4
+
+
+def test_ac_equals_erac_at_tau_zero(binary_vocab):
+    torch.manual_seed(1)
+    policy = make_policy("lstm", binary_vocab, L, hidden_size=8, num_layers=1, dropout=0.0)
+    critic = TabularCritic(binary_vocab, L)
+    with torch.no_grad():
+        for t in critic.table:
+            t.normal_()
+    reward = make_reward("hamming", binary_vocab)
+    ac = make_algorithm("ac", policy, reward=reward, critic=critic)
+    erac = make_algorithm("erac", policy, reward=reward, critic=critic, tau=0.0)
+    assert isinstance(ac, AC) and isinstance(ac, ERAC) and ac.config.tau == 0.0 and ERAC.Config().tau > 0
+    assert {k: v for k, v in vars(ac.config).items()} == {k: v for k, v in vars(erac.config).items()}
+    rollout = ac.collect(SequenceBatch.from_strings(["1 0", "0"], binary_vocab).repeat_interleave(4))
+    grads = []
+    for algo in (ac, erac):
+        policy.zero_grad()
+        critic.zero_grad()
+        loss, stats = algo.loss(rollout)
+        loss.backward()
+        grads.append([p.grad.clone() for p in [*policy.parameters(), *critic.parameters()]])
+        grads[-1].append(loss.detach())
+    assert all(torch.allclose(a, b) for a, b in zip(*grads, strict=True))
+
+
+def test_soft_td_target_hand_computed():
+    inf = math.inf
+    # One row y = (a, eos), V = 3 with id 0 masked; row 0: after ∅, row 1: after "a".
+    # π(·|a) = (·, 0.5, 0.5), Q̄(a, ·) = (·, 2, 4): Σ π Q̄ = 3; H = ln 2; τ = 0.1.
+    # Q̂_0 = r_0 + τ ln 2 + 3 = 1 + 0.0693147… + 3 = 4.0693147…;  Q̂_1 = r_1 = −1 (nothing follows EOS).
+    log_pi_t = torch.tensor([[[-inf, math.log(0.3), math.log(0.7)], [-inf, math.log(0.5), math.log(0.5)]]])
+    q_bar_t = torch.tensor([[[-inf, 9.0, 9.0], [-inf, 2.0, 4.0]]])
+    reward_t = torch.tensor([[1.0, -1.0]])
+    q_hat = soft_td_target(reward_t, log_pi_t, q_bar_t, torch.tensor([2]), tau=0.1)
+    assert q_hat[0].tolist() == pytest.approx([4.0 + 0.1 * math.log(2), -1.0])
+    # A length-1 row (y = eos): no future at all, whatever the next row holds.
+    assert soft_td_target(reward_t, log_pi_t, q_bar_t, torch.tensor([1]), tau=0.1).tolist() == [[1.0, -1.0]]
+
+
+def test_future_entropy_switch_keeps_tau_in_the_actor_only(binary_vocab):
+    policy = make_policy("lstm", binary_vocab, L, hidden_size=8, num_layers=1, dropout=0.0)
+    critic = TabularCritic(binary_vocab, L, init=0.3)
+    reward = make_reward("hamming", binary_vocab)
+    batch = SequenceBatch.from_strings(["1 0"], binary_vocab).repeat_interleave(8)
+    plain = make_algorithm("erac", policy, reward=reward, critic=critic, tau=0.5, future_entropy=False)
+    ac = make_algorithm("ac", policy, reward=reward, critic=critic)
+    erac = make_algorithm("erac", policy, reward=reward, critic=critic, tau=0.5)
+    rollout = plain.collect(batch)
+    log_pi_t, q_t = policy.log_dists(rollout.samples), critic(rollout.samples)
+    c_plain, _ = plain.critic_loss(rollout, log_pi_t, q_t)
+    c_ac, _ = ac.critic_loss(rollout, log_pi_t, q_t)
+    c_erac, _ = erac.critic_loss(rollout, log_pi_t, q_t)
+    c_plain, c_ac, c_erac = float(c_plain.detach()), float(c_ac.detach()), float(c_erac.detach())
+    assert c_plain == pytest.approx(c_ac) and c_plain != pytest.approx(c_erac)
+    assert float(plain.actor_loss(rollout, log_pi_t, q_t)) == pytest.approx(float(erac.actor_loss(rollout, log_pi_t,
+                                                                                                   q_t)))
+
+
+def test_phases_param_groups_and_fit(binary_vocab):
+    from seqrl.training import FitConfig, fit
+
+    policy = make_policy("lstm", binary_vocab, L, hidden_size=8, num_layers=1, dropout=0.0)
+    algo = make_algorithm("erac", policy, reward="hamming", critic_pretrain_steps=2)
+    assert isinstance(algo.critic, NetworkCritic)  # default critic, a submodule: checkpoints and fit see it
+    assert any(k.startswith("critic.") for k in algo.state_dict()) and any(k.startswith("target.") for k in
+                                                                              algo.state_dict())
+    groups = {g.name: g for g in algo.param_groups()}
+    assert set(groups) == {"policy", "critic"}
+    assert groups["policy"].clip_grad_norm == groups["critic"].clip_grad_norm == 5.0  # App. B.4
+    assert groups["policy"].lr == 1e-4 and groups["critic"].lr == 1e-3  # Table 6
+    train = SequenceBatch.from_strings(["1 0", "0 1 1", "1"], binary_vocab)
+    critic0 = [p.detach().clone() for p in algo.critic.parameters()]
+    target0 = [p.detach().clone() for p in algo.target.parameters()]
+    actor0 = [p.detach().clone() for p in policy.parameters()]
+    fit(algo, train, config=FitConfig(max_steps=2, max_epochs=None, batch_size=3, progress=False, eval_every=100))
+    assert int(algo.steps_done) == 2 and not algo.pretraining_critic
+    assert all(torch.equal(a, b) for a, b in zip(actor0, policy.parameters()))  # actor fixed in phase 2
+    assert not all(torch.equal(a, b) for a, b in zip(critic0, algo.critic.parameters()))
+    assert not all(torch.equal(a, b) for a, b in zip(target0, algo.target.parameters()))  # Polyak moved φ̄
+    loss, stats = algo.loss(algo.collect(train))
+    assert "actor_loss" in stats and math.isfinite(float(loss.detach()))  # phase 3: both
+
+
+def test_bench_kwargs_and_registration():
+    vocab = Vocab(["0", "1"])
+    ctx = RunContext(vocab=vocab, max_len=L, reward="hamming", steps_per_epoch=10, budget_steps=100)
+    assert ERAC.bench_kwargs(ctx) == {"reward": "hamming", "critic_pretrain_steps": 10}
+    assert AC.bench_kwargs(RunContext(vocab=vocab, max_len=L, reward="bleu", steps_per_epoch=50,
+                                      budget_steps=40)) == {"reward": "bleu", "critic_pretrain_steps": 10}
+    assert ERAC.requires.reward and ERAC.name == "erac" and AC.name == "ac"
+    with pytest.raises(ValueError, match="needs a reward"):
+        ERAC.bench_kwargs(RunContext(vocab=vocab, max_len=L))
