@@ -24,7 +24,7 @@ from torch import Tensor
 
 from ..critics import Critic, NetworkCritic, allowed, gather_q
 from ..proposals import ngram_replace
-from ..rewards.base import token_rewards
+from ..rewards.base import compute_reward, token_rewards
 from ..types import SequenceBatch
 from .base import Algorithm, ERPOPoint, ParamGroup, Requirements, RunContext, register_algorithm
 
@@ -146,7 +146,7 @@ class VAMLRollout:
     references: SequenceBatch
     """[B·M] the reference y* of every sample (no context)."""
     delta_r_t: Tensor
-    """[B·M, T] ΔR(y_t | y_<t, y*)."""
+    """[B·M, T] ΔR(y_t | y_<t, y*) in phase 1 (zeros in phase 2, which needs only R)."""
     weights: Tensor
     """[B, M] softmax(R/τ) over each reference's samples."""
     z_t: Tensor | float
@@ -168,7 +168,10 @@ class VAML(Algorithm):
     early-stopping ``patience`` shorter than phase 1's evaluations stops the run before phase 2.
     """
 
-    requires = Requirements(reward=True, from_scratch=True)  # Alg. 2 trains the sequence model from scratch
+    # Alg. 2 trains the sequence model from scratch, but the policy is frozen during phase 1, so a
+    # suite's early stopping (patience counted in evaluations) would end a from-scratch run before phase
+    # 2 begins: benchmarks fine-tune the pretrained policy instead (phase 1 is then half the budget).
+    requires = Requirements(reward=True)
     erpo_point = ERPOPoint(reward="R", alpha=0.0, beta=0.4)  # the policy's target is RAML's, P_R
 
     config: Config  # set by Algorithm.__init__
@@ -240,8 +243,14 @@ class VAML(Algorithm):
         ([B·num], no context): ΔR per token, softmax(R/τ) weights per group of ``num``, and the κ draws."""
         c = self.config
         phase = phase or self.phase
-        delta_r_t = token_rewards(self.reward, samples.with_context(None), references).float()
-        weights = vaml_weights(delta_r_t.double().sum(1).view(-1, num), c.tau).float()  # Σ_t ΔR_t = R(y)
+        hyps = samples.with_context(None)
+        if phase == "q":  # ΔR of every prefix: one reward call on B·M·T prefixes, which only Alg. 1 needs
+            delta_r_t = token_rewards(self.reward, hyps, references).float()
+            reward = delta_r_t.double().sum(1)  # Σ_t ΔR_t = R(y)
+        else:
+            reward = compute_reward(self.reward, hyps, references).double()
+            delta_r_t = torch.zeros(samples.tokens.shape, device=reward.device)
+        weights = vaml_weights(reward.view(-1, num), c.tau).float()
         z_t: Tensor | float = c.kappa
         if c.sample_kappa:
             z_t = (torch.rand(samples.tokens.shape, device=samples.device) < c.kappa).float()
