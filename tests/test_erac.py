@@ -15,15 +15,6 @@ from seqrl.types import SequenceBatch, Vocab
 L = 4  # max_len: 2 symbols + EOS → 15 sequences, 15 prefixes
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread is ~20× faster than two on a loaded 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _setup(vocab, name="erac", **config):
     policy = make_policy("lstm", vocab, L, hidden_size=8, num_layers=1, dropout=0.0)
     critic = TabularCritic(vocab, L)

@@ -27,7 +27,6 @@ def test_default_raml_reaches_exponentiated_payoff_over_every_length(reward_name
 
     The old default (y* plus n-gram replacements, treated as uniform) kept π on |y*|'s length and
     biased toward y*: KL(q‖π) = 1.4 (hamming) and 3.9 (edit) here."""
-    torch.set_num_threads(1)  # tiny LSTM: threads only add contention
     torch.manual_seed(0)
     max_len, tau = 5, 1.0
     ref = SequenceBatch.from_strings(["1 0 1"], V2)
@@ -43,7 +42,6 @@ def test_default_raml_reaches_exponentiated_payoff_over_every_length(reward_name
 
 
 def _tiny(conditional: bool):
-    torch.set_num_threads(1)
     torch.manual_seed(0)
     if conditional:
         src = Vocab(["0", "1"])

@@ -25,15 +25,6 @@ MAX_LEN = 4  # 2 symbols + EOS, ≤ 3 symbols: 15 sequences, 15 prefixes
 REF = SequenceBatch.from_strings(["1 0 1"], V2)  # |y*| = max_len: its n-gram replacements visit every prefix
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tensors here are tiny: on a busy 2-core machine a second intra-op thread makes each op ~100× slower.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def small_policy(max_len=MAX_LEN, hidden=16):
     return make_policy("lstm", V2, max_len, hidden_size=hidden, num_layers=1, dropout=0.0)
 
