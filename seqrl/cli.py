@@ -217,6 +217,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
         if name not in types:
             raise UsageError(f"--set {key}: {algo} has no setting {name!r}; known: {sorted(types)}")
         settings[key] = parse_text(f"--set {key}", text, types[name])
+    if args.ablation:
+        if suite.settings_class is None or "ablation" not in field_types(suite.settings_class):
+            raise UsageError(f"--ablation does not apply to suite {args.suite!r}")
+        if algos:
+            raise UsageError("--ablation chooses its own rows: drop --algos")
+        settings["ablation"] = True
     plain_settings, _ = split_algorithm_settings(settings, suite.available_algos())  # values checked now
     if suite.settings_class is not None:  # ranges checked now: nothing is written or trained first
         override_settings(suite.settings_class(), plain_settings)
@@ -284,6 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--motifs", help="gam: comma-separated motifs")
     p.add_argument("--masks", help="gam: comma-separated feature masks, e.g. 1001111,Mv1001111")
     p.add_argument("--data", help="seq2seq: one TSV file of source<TAB>target pairs instead of the toy task")
+    p.add_argument("--ablation", action="store_true",
+                   help="seq2seq: ERAC's ablations (Tables 3-4: β × λ_var, no future entropy) beside mle and ac")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="a suite setting (GamSettings / Seq2SeqSettings field), e.g. --set dpg_lr=3e-3; or "
                         "ALGO.FIELD=VALUE for one algorithm's config or FitConfig field, e.g. --set raml.num_samples=5")

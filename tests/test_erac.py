@@ -176,3 +176,25 @@ def test_bench_kwargs_and_registration():
     assert ERAC.requires.reward and ERAC.name == "erac" and AC.name == "ac"
     with pytest.raises(ValueError, match="needs a reward"):
         ERAC.bench_kwargs(RunContext(vocab=vocab, max_len=L))
+
+
+def test_bench_ablation_runs_tables_3_and_4_rows(tmp_path, capsys):
+    """``seqrl bench seq2seq --ablation --quick``: mle and ac, ERAC at β ∈ {0.001, 1} × λ_var ∈ {0, 0.001}
+    and ERAC without future entropy, each from the same pretrained policy, with the paired table vs mle."""
+    from seqrl.cli import main
+
+    code = main(["bench", "seq2seq", "--quick", "--ablation", "--seeds", "0", "--device", "cpu", "--no-progress",
+                 "--out", str(tmp_path), "--set", "train_size=24", "--set", "valid_size=6", "--set", "test_size=4",
+                 "--set", "mle_epochs=1", "--set", "finetune_epochs=1", "--set", "hidden_size=8",
+                 "--set", "reward=hamming"])
+    out = capsys.readouterr().out
+    assert code == 0
+    import json
+
+    runs = json.loads((tmp_path / "results.json").read_text())["runs"]
+    assert [r["algorithm"] for r in runs] == [
+        "mle_pretrained", "mle", "ac", "erac[beta=0.001,lambda_var=0]", "erac[beta=0.001,lambda_var=0.001]",
+        "erac[beta=1,lambda_var=0]", "erac[beta=1,lambda_var=0.001]", "erac[no future entropy]"]
+    assert "Paired by seed" in out and "erac[no future entropy]" in out
+    assert main(["bench", "gam", "--ablation", "--out", str(tmp_path / "g")]) == 2
+    assert "--ablation does not apply to suite 'gam'" in capsys.readouterr().err

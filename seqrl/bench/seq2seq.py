@@ -90,6 +90,12 @@ class Seq2SeqSettings:
     sits near 0 for the first hundreds of steps (docs/benchmarks.md, "equal budgets")."""
     finetune_monitor: str = "valid_reward"
     """What stops fine-tuning and picks its checkpoint: by default the suite's reward on validation."""
+    ablation: bool = False
+    """Run ERAC's ablations instead of the algorithm rows ([VAML/ERAC] Sec. 6.4): the target-network
+    rate β × the smoothing weight λ_var grid of Table 3 and ERAC without future entropy (Table 4), beside
+    ``mle`` and ``ac``; ``seqrl bench seq2seq --ablation``."""
+    ablation_quick: tuple[float, ...] = (0.001, 1.0)
+    """The β values of the ablation under ``--quick`` (the full grid: Table 3's 0.001, 0.01, 0.1, 1)."""
     data_seed: int = 0
     """Seed of the data set, fixed across runs: a run's seed varies initialization and sampling
     only, so that ± std measures the algorithms, not the draw of the data."""
@@ -100,6 +106,23 @@ class Seq2SeqSettings:
 
 QUICK = Seq2SeqSettings(train_size=300, lexicon_scale=3, zipf=0.0, mle_epochs=30, finetune_epochs=3, patience=5)
 """A smoke run of every algorithm in minutes: pretraining is cut at 30 epochs, before it converges."""
+
+
+TABLE3_BETAS = (0.001, 0.01, 0.1, 1.0)
+TABLE3_LAMBDA_VARS = (0.0, 0.001)
+
+
+def ablation_rows(betas: tuple[float, ...] | None = None) -> list[tuple[str, str, dict[str, Any]]]:
+    """(label, algorithm, config overrides) of ERAC's ablation ([VAML/ERAC] Tables 3–4): MLE and AC for
+    reference, ERAC at every β × λ_var (β = 1: no target network; λ_var = 0: no smoothing), and ERAC
+    with τ kept in the actor but set to 0 in the critic ("w/o future entropy")."""
+    rows: list[tuple[str, str, dict[str, Any]]] = [("mle", "mle", {}), ("ac", "ac", {})]
+    for beta in betas or TABLE3_BETAS:
+        for lambda_var in TABLE3_LAMBDA_VARS:
+            rows.append((f"erac[beta={beta:g},lambda_var={lambda_var:g}]", "erac",
+                         {"beta": beta, "lambda_var": lambda_var}))
+    rows.append(("erac[no future entropy]", "erac", {"future_entropy": False}))
+    return rows
 
 
 @register_suite("seq2seq")
@@ -178,7 +201,8 @@ class Seq2SeqSuite(Suite):
             return make_policy("seq2seq", task.vocab, task.max_len, source_vocab=task.source_vocab,
                                hidden_size=st.hidden_size, embedding_dim=st.embedding_dim, dropout=st.dropout)
 
-        def train(name: str, policy, *, pretraining: bool = False) -> FitResult:
+        def train(name: str, policy, *, pretraining: bool = False, label: str | None = None,
+                  overrides: dict[str, Any] | None = None) -> FitResult:
             """Train ``policy`` in place by ``name``; from scratch, stop on ``scratch_monitor`` (by default
             validation CE: BLEU stays at 0 for the first epochs and would exhaust a short patience)."""
             seed_everything(seed)
@@ -190,12 +214,12 @@ class Seq2SeqSuite(Suite):
                                  reward=st.reward, steps_per_epoch=steps_per_epoch, budget_steps=budget,
                                  from_scratch=scratch_run)
             algo_kwargs, fit_kwargs = options.for_algorithm(name)
-            kwargs = {**cls.bench_kwargs(context), **algo_kwargs}
+            kwargs = {**cls.bench_kwargs(context), **algo_kwargs, **(overrides or {})}
             algo = make_algorithm(name, policy, **kwargs)
             cfg = replace(cfg, **{**cls.fit_overrides, **fit_kwargs})
             monitor = st.scratch_monitor if scratch_run else st.finetune_monitor
             result = fit(algo, train_set, evaluate=evaluate, monitor=monitor, mode=MONITORS[monitor], config=cfg)
-            label = f"{name}_pretrained" if pretraining and not scratch else name
+            label = f"{name}_pretrained" if pretraining and not scratch else (label or name)
             self.curves.append({"algorithm": label, "seed": seed, "points": _curve(result.history)})
             return result
 
@@ -203,7 +227,9 @@ class Seq2SeqSuite(Suite):
                   "protocol": st.protocol}
         if scratch:
             params["scratch_monitor"] = st.scratch_monitor
-        algos = options.algos or self.default_algos()
+        rows = ablation_rows(st.ablation_quick if options.quick else None) if st.ablation else \
+            [(name, name, {}) for name in (options.algos or self.default_algos())]
+        algos = list(dict.fromkeys(name for _, name, _ in rows))
         policy = new_policy()
         records = []
         if not scratch or any(name == pretrain_name or not from_scratch(name) for name in algos):
@@ -212,16 +238,17 @@ class Seq2SeqSuite(Suite):
             if not scratch:
                 records.append(self._record(f"{pretrain_name}_pretrained", seed, params, policy, task, test, st,
                                             pretrain))
-        for name in algos:
-            if scratch and name == pretrain_name:  # the pretraining run is this algorithm trained from scratch
+        for label, name, overrides in rows:
+            if scratch and name == pretrain_name and not overrides:  # the pretraining run is this algorithm
                 policy.load_state_dict(pretrained)
-                records.append(self._record(name, seed, params, policy, task, test, st, pretrain))
+                records.append(self._record(label, seed, params, policy, task, test, st, pretrain))
                 continue
             if from_scratch(name):
                 policy = new_policy()
             else:
                 policy.load_state_dict(pretrained)
-            records.append(self._record(name, seed, params, policy, task, test, st, train(name, policy)))
+            result = train(name, policy, label=label, overrides=overrides)
+            records.append(self._record(label, seed, params, policy, task, test, st, result))
         return records
 
     @staticmethod
