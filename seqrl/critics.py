@@ -23,8 +23,9 @@ A critic is an ``nn.Module`` (:class:`Critic`) called as ::
 Implementations
 ---------------
 * :class:`NetworkCritic`: an attention encoder–decoder (seqrl's :class:`~seqrl.policies.Seq2SeqPolicy`
-  network) whose encoder reads y* and whose decoder reads the prefix; its V outputs per position are
-  the Q-values. Serves ERAC and VAML, for conditional and unconditional policies alike.
+  network) whose encoder reads y* (and, built with ``source_vocab``, the source x before it) and whose
+  decoder reads the prefix; its V outputs per position are the Q-values. Serves ERAC and VAML, for
+  conditional and unconditional policies alike.
 * :class:`TabularCritic`: one learnable value per (prefix, token) of an enumerable space (prefixes
   indexed as in :class:`seqrl.exact.SoftQTable`); for one reference. Used by the exact tests.
 * :class:`TargetCritic`: the delayed copy Q_φ̄ updated by Polyak averaging φ̄ ← β·φ + (1 − β)·φ̄
@@ -114,30 +115,63 @@ class Critic(nn.Module):
 
 
 class NetworkCritic(Critic):
-    """Q_φ(y_<t, ·; y*) = W_o a_t of an attention encoder–decoder ([VAML/ERAC] Sec. 4.1, 6.1).
+    """Q_φ(y_<t, ·; y*) = W_o a_t of an attention encoder–decoder ([VAML/ERAC] Sec. 4.1, 6.1, Alg. 3).
 
     The encoder (Bi-LSTM) reads the reference y* (the oracle critic's context); the decoder (LSTM with
-    dot-product attention over y* and input feeding) reads BOS, y_1, …, y_{T−1}; its V outputs per
-    position are unbounded Q-values, masked by :func:`mask_q`. It reuses the
-    :class:`~seqrl.policies.Seq2SeqPolicy` network (its logits, without the softmax). Without a
-    reference it reads a lone EOS. The source x is not read: y* is what the oracle critic needs.
+    dot-product attention over the encoder states and input feeding) reads BOS, y_1, …, y_{T−1}; its V
+    outputs per position are unbounded Q-values, masked by :func:`mask_q`. It reuses the
+    :class:`~seqrl.policies.Seq2SeqPolicy` network (its logits, without the softmax). Without a reference
+    it reads a lone EOS.
+
+    The paper's critic is Q_φ(y_<t, y_t; y*) (Alg. 3), and the authors' ``train_critic.py`` encodes y*
+    alone, so by default the source x is not read. With ``source_vocab`` (conditional tasks) the encoder
+    reads x followed by y* (Q_φ(y_<t, ·; x, y*)): one sequence over a joint vocabulary in which x's ids
+    keep their values and y*'s are shifted by |V_x|, so attention spans both; a batch must then carry x
+    as its ``context``.
     """
 
-    def __init__(self, vocab: Vocab, max_len: int, *, embedding_dim: int = 64, hidden_size: int = 128,
-                 num_layers: int = 1, dropout: float = 0.0) -> None:
+    def __init__(self, vocab: Vocab, max_len: int, *, source_vocab: Vocab | None = None, embedding_dim: int = 64,
+                 hidden_size: int = 128, num_layers: int = 1, dropout: float = 0.0) -> None:
         super().__init__()
         from .policies.seq2seq import Seq2SeqPolicy
 
-        self.vocab, self.max_len = vocab, max_len
-        self.net = Seq2SeqPolicy(vocab, max_len, source_vocab=vocab, embedding_dim=embedding_dim,
+        self.vocab, self.max_len, self.source_vocab = vocab, max_len, source_vocab
+        encoder_vocab = vocab if source_vocab is None else Vocab(
+            [f"x:{s}" for s in source_vocab.itos[3:]] + [f"y:{s}" for s in vocab.itos])  # x ids kept, y* ids + |V_x|
+        self.net = Seq2SeqPolicy(vocab, max_len, source_vocab=encoder_vocab, embedding_dim=embedding_dim,
                                  hidden_size=hidden_size, num_layers=num_layers, dropout=dropout)
 
+    @property
+    def reads_source(self) -> bool:
+        """Whether the encoder reads the source x (built with ``source_vocab``)."""
+        return self.source_vocab is not None
+
     @classmethod
-    def for_policy(cls, policy, **kwargs) -> NetworkCritic:
-        """A critic sized like ``policy`` (its embedding/hidden sizes when it has them), on its device."""
+    def for_policy(cls, policy, *, reads_source: bool = False, **kwargs) -> NetworkCritic:
+        """A critic sized like ``policy`` (its embedding/hidden sizes when it has them), on its device;
+        ``reads_source``: a conditional policy's critic also reads x (an unconditional one has none)."""
         cfg = getattr(policy, "config", {}) or {}
         sizes = {k: cfg[k] for k in ("embedding_dim", "hidden_size") if isinstance(cfg.get(k), int)}
+        if reads_source and getattr(policy, "is_conditional", False):
+            kwargs.setdefault("source_vocab", policy.source_vocab)
         return cls(policy.vocab, policy.max_len, **{**sizes, **kwargs}).to(policy.device)
+
+    def encoder_input(self, batch: SequenceBatch, reference: SequenceBatch) -> SequenceBatch:
+        """What the encoder reads: y*, or with ``source_vocab`` x then y* (ids shifted by |V_x|), right-padded."""
+        if self.source_vocab is None:
+            return reference.with_context(None)
+        if batch.context is None:
+            raise ValueError("this NetworkCritic reads the source x (built with source_vocab), and the batch "
+                             "has no context")
+        x, y = batch.context.to(reference.device), reference
+        lx, ly = x.lengths, y.lengths
+        B, width = x.batch_size, int((lx + ly).max())
+        pos = torch.arange(width, device=x.device)[None].expand(B, -1)
+        from_x = x.tokens.gather(1, pos.clamp(max=x.tokens.shape[1] - 1))
+        from_y = y.tokens.gather(1, (pos - lx[:, None]).clamp(0, y.tokens.shape[1] - 1)) + len(self.source_vocab)
+        tokens = torch.where(pos < lx[:, None], from_x,
+                             torch.where(pos < (lx + ly)[:, None], from_y, torch.zeros_like(from_y)))
+        return SequenceBatch(tokens, lx + ly)
 
     def forward(self, batch: SequenceBatch, reference: SequenceBatch | None = None) -> Tensor:
         dev = self.net.device
@@ -146,9 +180,8 @@ class NetworkCritic(Critic):
             reference = SequenceBatch(eos, torch.ones(batch.batch_size, dtype=torch.long, device=dev))
         if reference.batch_size != batch.batch_size:
             raise ValueError(f"reference has {reference.batch_size} rows, batch {batch.batch_size}")
-        tokens = batch.tokens.to(dev)
-        q_t = self.net.teacher_forced_logits(SequenceBatch(tokens, batch.lengths.to(dev), reference.with_context(None)
-                                                           .to(dev)))
+        encoded = self.encoder_input(batch, reference.with_context(None).to(dev))
+        q_t = self.net.teacher_forced_logits(SequenceBatch(batch.tokens.to(dev), batch.lengths.to(dev), encoded))
         return mask_q(q_t, self.vocab, self.max_len)
 
 

@@ -98,7 +98,8 @@ class Callback:
 
 class EarlyStopping(Callback):
     """Tracks the best value of ``monitor``; stops after ``patience`` evaluations without
-    improvement (None: never) and, with ``restore_best``, reloads the best weights at the end."""
+    improvement (None: never) and, with ``restore_best``, reloads the best weights at the end.
+    Evaluations made while the algorithm's ``monitor_ready()`` is False are not ranked."""
 
     def __init__(self, monitor: str = "valid_ce", mode: Literal["min", "max"] = "min", patience: int | None = None,
                  restore_best: bool = True) -> None:
@@ -120,6 +121,9 @@ class EarlyStopping(Callback):
     def on_evaluation(self, algorithm, state: FitState) -> None:
         if self.monitor not in state.metrics:
             raise KeyError(f"monitor {self.monitor!r} not among evaluation metrics {sorted(state.metrics)}")
+        ready = getattr(algorithm, "monitor_ready", None)
+        if ready is not None and not ready():
+            return  # the monitored policy has not been trained since the last ranked evaluation
         raw = state.metrics[self.monitor]
         if not math.isfinite(raw):
             raise FloatingPointError(f"evaluation returned {self.monitor} = {raw} at step {state.step}: "
@@ -234,6 +238,26 @@ def _optimizers(algorithm, config: FitConfig) -> list[tuple[str, torch.optim.Opt
     return out
 
 
+def _set_group_lrs(algorithm, optimizers, step: int, metrics: dict[str, float]) -> None:
+    """Write ``algorithm.group_lr(step)`` into the named groups' Adams (and ``lr_<group>`` into ``metrics``)."""
+    hook = getattr(algorithm, "group_lr", None)
+    rates = hook(step) if hook is not None else {}
+    if not rates:
+        return
+    by_name = {name: optimizer for name, optimizer, _, _ in optimizers}
+    for name, lr in rates.items():
+        if name not in by_name:
+            if name in {g.name for g in algorithm.param_groups()}:
+                continue  # a group with no trainable parameters has no optimizer
+            raise ValueError(f"{algorithm.name}.group_lr names an unknown parameter group {name!r}; "
+                             f"known: {sorted(by_name)}")
+        if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr >= 0):
+            raise ValueError(f"{algorithm.name}.group_lr gave group {name!r} the learning rate {lr!r} (need ≥ 0)")
+        for group in by_name[name].param_groups:
+            group["lr"] = float(lr)
+        metrics[f"lr_{name}"] = float(lr)
+
+
 def _check_config(config: FitConfig) -> None:
     for name in ("max_epochs", "max_steps", "batch_size", "eval_every"):
         value = getattr(config, name)
@@ -266,8 +290,10 @@ def fit(
     ``algorithm.setup(train)`` runs first and gives the data to train on. ``evaluate(algorithm) →
     {metric: value}`` runs every ``eval_every`` steps (default: :func:`default_evaluate` on
     ``valid``); ``monitor`` picks the metric for early stopping and best-weight restore
-    (an :class:`EarlyStopping` callback), minimised or maximised per ``mode``. Each parameter group
-    of ``algorithm.param_groups()`` gets its own Adam and gradient clipping.
+    (an :class:`EarlyStopping` callback), minimised or maximised per ``mode``; it skips evaluations made
+    while ``algorithm.monitor_ready()`` is False. Each parameter group of ``algorithm.param_groups()`` gets
+    its own Adam and gradient clipping; before every step ``algorithm.group_lr(step)`` may set groups'
+    learning rates (recorded as ``lr_<group>`` in the step's metrics).
 
     With ``config.state_path`` the whole training state is saved periodically and on Ctrl-C (which then
     raises :class:`TrainingInterrupted`); ``resume_from=`` that file continues the run bit-identically
@@ -370,6 +396,7 @@ def fit(
                 raise FloatingPointError(f"{algorithm.name}: loss became {float(loss.detach())} at step {state.step}")
             for _, optimizer, _, _ in optimizers:
                 optimizer.zero_grad(set_to_none=True)
+            _set_group_lrs(algorithm, optimizers, state.step, metrics)
             loss.backward()
             for i, (group, optimizer, params, clip) in enumerate(optimizers):
                 if clip is not None:

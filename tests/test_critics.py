@@ -105,3 +105,45 @@ def test_target_network_polyak_hand_computed():
     assert float(same(batch)[0, 0, vocab.eos]) == 5.0
     with pytest.raises(ValueError, match="β"):
         TargetCritic(critic, beta=0.0)
+
+
+def test_network_critic_reads_the_source_when_built_to(binary_vocab):
+    """With ``reads_source`` a conditional policy's critic is Q(y_<t, ·; x, y*): changing only x changes Q. The
+    default (the paper's Q(y_<t, ·; y*)) and unconditional critics ignore x; masking stays the policy's."""
+    torch.manual_seed(0)
+    source = Vocab(["a", "b", "c"])
+    s2s = make_policy("seq2seq", binary_vocab, 3, source_vocab=source, hidden_size=8, embedding_dim=4)
+    space = exact.enumerate_sequences(binary_vocab, 3)
+    n = space.batch_size
+    x = SequenceBatch.from_strings(["a b"] * n, source)
+    x_other = SequenceBatch.from_strings(["c"] * n, source)
+    reads = NetworkCritic.for_policy(s2s, reads_source=True)
+    assert reads.reads_source and not NetworkCritic.for_policy(s2s).reads_source
+    with torch.no_grad():
+        q_t = reads(space.with_context(x), space)
+        q_other = reads(space.with_context(x_other), space)
+        log_pi_t = s2s.log_dists(space.with_context(x))
+    assert q_t.shape == log_pi_t.shape and torch.equal(torch.isinf(q_t), torch.isinf(log_pi_t))
+    finite = torch.isfinite(q_t) & space.mask_t[..., None]
+    assert float((q_t - q_other)[finite].abs().min()) > 0  # every entry moves with x
+    # The encoder reads x then y*, y*'s ids shifted past the source vocabulary; padding after both.
+    enc = reads.encoder_input(space.with_context(x), space)
+    row = int(space.lengths.argmax())
+    assert enc.lengths[row] == 3 + int(space.lengths[row])
+    assert enc.tokens[row, :3].tolist() == x.tokens[row].tolist()
+    assert enc.tokens[row, 3:].tolist() == (space.tokens[row] + len(source)).tolist()
+    plain = NetworkCritic.for_policy(s2s)
+    assert torch.equal(plain(space.with_context(x), space), plain(space.with_context(x_other), space))
+    lstm = make_policy("lstm", binary_vocab, 3, hidden_size=8)
+    assert not NetworkCritic.for_policy(lstm, reads_source=True).reads_source  # nothing to read: y* only
+    with pytest.raises(ValueError, match="reads the source x .* no context"):
+        reads(space, space)
+    # ERAC's and VAML's default critics follow their ``critic_reads_source`` (default False, the paper's).
+    from seqrl.algorithms import make_algorithm
+
+    for name in ("erac", "vaml"):
+        assert not make_algorithm(name, s2s, reward="hamming").critic.reads_source
+        algo = make_algorithm(name, s2s, reward="hamming", critic_reads_source=True)
+        assert algo.critic.reads_source
+        loss, _ = algo.loss(algo.collect(space.with_context(x)))
+        assert torch.isfinite(loss)

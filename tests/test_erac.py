@@ -146,7 +146,10 @@ def test_phases_param_groups_and_fit(binary_vocab):
     from seqrl.training import FitConfig, fit
 
     policy = make_policy("lstm", binary_vocab, L, hidden_size=8, num_layers=1, dropout=0.0)
-    algo = make_algorithm("erac", policy, reward="hamming", critic_pretrain_steps=2)
+    with pytest.raises(ValueError, match=r"reacts to the evaluation metrics \['valid_reward'\]: pass valid="):
+        fit(make_algorithm("erac", policy, reward="hamming"), SequenceBatch.from_strings(["1"], binary_vocab),
+            config=FitConfig(max_steps=1, progress=False))  # the default lr decay watches validation
+    algo = make_algorithm("erac", policy, reward="hamming", critic_pretrain_steps=2, lr_decay_metric=None)
     assert isinstance(algo.critic, NetworkCritic)  # default critic, a submodule: checkpoints and fit see it
     assert any(k.startswith("critic.") for k in algo.state_dict()) and any(k.startswith("target.") for k in
                                                                               algo.state_dict())
@@ -198,3 +201,108 @@ def test_bench_ablation_runs_tables_3_and_4_rows(tmp_path, capsys):
     assert "Paired by seed" in out and "erac[no future entropy]" in out
     assert main(["bench", "gam", "--ablation", "--out", str(tmp_path / "g")]) == 2
     assert "--ablation does not apply to suite 'gam'" in capsys.readouterr().err
+
+
+class _RecordingAdam(torch.optim.Adam):
+    """Adam that records the learning rate each of its steps actually used."""
+
+    log: list = []
+
+    def step(self, closure=None):
+        _RecordingAdam.log.append((self.param_groups[0]["params"][0], self.param_groups[0]["lr"]))
+        return super().step(closure)
+
+
+def _lrs_used(algo):
+    """[(actor lr, critic lr)] per optimizer step, from the recorded Adam steps."""
+    actor0 = next(algo.policy.parameters())
+    steps: list[dict[str, float]] = []
+    for param, lr in _RecordingAdam.log:
+        name = "policy" if param is actor0 else "critic"
+        if not steps or name in steps[-1]:
+            steps.append({})
+        steps[-1][name] = lr
+    return [(s["policy"], s["critic"]) for s in steps]
+
+
+def test_table6_lr_schedule_and_decay_on_a_validation_plateau(binary_vocab, monkeypatch):
+    """The rates the optimizers use: critic 1e-3 while it pretrains, then actor and critic 1e-4 (Table 6); each
+    joint-training evaluation worse than the best joint-training one halves the actor's (App. B.4), a tie does
+    not. Evaluations while the critic pretrains (the actor fixed) count neither for the decay nor for early
+    stopping's patience (scored 0.0 here, they would otherwise exhaust patience = 3 and trigger decays); the
+    starting actor's evaluation counts for early stopping only (scored 0.7 here, above every later one)."""
+    from seqrl.training import FitConfig, fit
+
+    monkeypatch.setattr(torch.optim, "Adam", _RecordingAdam)
+    monkeypatch.setattr(_RecordingAdam, "log", [])
+    policy = make_policy("lstm", binary_vocab, L, hidden_size=8, num_layers=1, dropout=0.0)
+    initial = [p.detach().clone() for p in policy.parameters()]
+    algo = make_algorithm("erac", policy, reward="hamming", critic=TabularCritic(binary_vocab, L),
+                          critic_pretrain_steps=3)
+    assert algo.config.lr_decay == 0.5 and algo.config.joint_critic_lr == 1e-4
+    scripted = {0: 0.7, 1: 0.0, 2: 0.0, 3: 0.0, 4: 0.6, 5: 0.4, 6: 0.6, 7: 0.3, 8: 0.6}  # by steps taken
+
+    def evaluate(alg):
+        return {"valid_reward": scripted[int(alg.steps_done)]}
+
+    train = SequenceBatch.from_strings(["1 0", "0 1 1", "1"], binary_vocab)
+    result = fit(algo, train, evaluate=evaluate, monitor="valid_reward", mode="max",
+                 config=FitConfig(max_steps=20, max_epochs=None, batch_size=3, eval_every=1, patience=4,
+                                  evaluate_at_start=True, progress=False))
+    # early stopping ranks 0.7 @0 (best), then 0.6 @4, 0.4 @5, 0.6 @6, 0.3 @7: four without improvement
+    assert result.steps == 7 and result.best_step == 0 and result.best == 0.7
+    assert all(torch.equal(a, b) for a, b in zip(initial, policy.parameters()))  # the start restored
+    # the decay ranks 0.6 @4 (best), 0.4 @5 (worse: ½), 0.6 @6 (tie), 0.3 @7 (worse: ¼, after the last step)
+    assert _lrs_used(algo) == [(1e-4, 1e-3)] * 3 + [(1e-4, 1e-4)] * 2 + [(5e-5, 1e-4)] * 2
+    assert algo.actor_lr_scale == 0.25 and algo.decay_best == 0.6
+    assert [h["lr_critic"] for h in result.history[1:]] == [1e-3] * 3 + [1e-4] * 4
+
+
+def test_resume_across_the_critic_pretraining_switch_is_bit_identical(binary_vocab, tmp_path):
+    """Interrupted while the critic pretrains, resumed past the switch to joint training and past lr decays:
+    weights (actor, critic, target), history and the decay state equal the uninterrupted run's."""
+    import os
+    import signal
+
+    from seqrl.training import Callback, FitConfig, TrainingInterrupted, fit
+
+    class InterruptAt(Callback):
+        def on_step_end(self, algorithm, state):
+            if state.step == 2:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    train = SequenceBatch.from_strings(["1 0", "0 1 1", "1", "0 0", "1 1 0"], binary_vocab)
+
+    def new():
+        torch.manual_seed(3)
+        policy = make_policy("lstm", binary_vocab, L, hidden_size=8, num_layers=1, dropout=0.0)
+        return make_algorithm("erac", policy, reward="hamming", critic_pretrain_steps=3, beta=0.5, actor_lr=0.05,
+                              lr_decay_metric="valid_ce", lr_decay_mode="min")
+
+    config = FitConfig(max_steps=9, max_epochs=None, batch_size=2, eval_every=1, seed=7, progress=False,
+                       device="cpu", state_path=str(tmp_path / "state.pt"))
+    whole = new()
+    expected = fit(whole, train, valid=train, config=config)
+    assert any(h["lr_policy"] < 0.05 for h in expected.history)  # the run decays: the test covers it
+    (tmp_path / "state.pt").unlink()
+    with pytest.raises(TrainingInterrupted, match="interrupted at step 2"):
+        fit(new(), train, valid=train, config=config, callbacks=[InterruptAt()])
+    resumed = new()
+    result = fit(resumed, train, valid=train, config=config, resume_from=tmp_path / "state.pt")
+    assert result.history == expected.history and result.best_step == expected.best_step
+    assert resumed.actor_lr_scale == whole.actor_lr_scale and resumed.decay_best == whole.decay_best
+    for (name, a), b in zip(whole.state_dict().items(), resumed.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+
+
+def test_group_lr_rejects_unknown_groups_and_bad_rates(binary_vocab):
+    from seqrl.training import FitConfig, fit
+
+    train = SequenceBatch.from_strings(["1 0"], binary_vocab)
+    for rates, message in [({"actor": 1e-3}, "unknown parameter group 'actor'; known: \\['critic', 'policy'\\]"),
+                           ({"critic": math.nan}, "gave group 'critic' the learning rate nan")]:
+        policy = make_policy("lstm", binary_vocab, L, hidden_size=8, num_layers=1, dropout=0.0)
+        algo = make_algorithm("erac", policy, reward="hamming", lr_decay_metric=None)
+        algo.group_lr = lambda step, rates=rates: rates  # type: ignore[method-assign]
+        with pytest.raises(ValueError, match=message):
+            fit(algo, train, config=FitConfig(max_steps=1, max_epochs=None, batch_size=1, progress=False))

@@ -200,3 +200,78 @@ def test_config_defaults_and_bench_kwargs():
     with pytest.raises(ValueError, match="q_steps=0"):
         make_algorithm("vaml", small_policy(), reward="hamming", critic=exact_critic(
             exact.soft_q_values(make_reward("hamming", V2), V2, MAX_LEN, 0.4, reference=REF)))
+
+
+def test_early_stopping_counts_from_phase_2():
+    """Phase 1 freezes the policy: its evaluations (scored 0.0 here, better than any later one) neither use up
+    the patience nor become the restored checkpoint; ranking starts with phase 2's first evaluation."""
+    from seqrl.training import Callback
+
+    torch.manual_seed(0)
+    q = 3
+    policy = small_policy()
+    algo = make_algorithm("vaml", policy, reward="hamming", q_steps=q)
+    phase2 = {q + 1: 3.0, q + 2: 2.0, q + 3: 2.5, q + 4: 2.6}
+
+    def evaluate(alg):
+        return {"valid_ce": 0.0 if alg.steps_done <= q else phase2[alg.steps_done]}
+
+    kept = {}
+
+    class Snapshot(Callback):
+        def on_evaluation(self, algorithm, state):
+            kept[state.step] = [p.detach().clone() for p in algorithm.policy.parameters()]
+
+    result = fit(algo, repeat(REF, 4), evaluate=evaluate, callbacks=[Snapshot()],
+                 config=FitConfig(max_steps=50, batch_size=4, eval_every=1, patience=2, **FAST))
+    assert result.steps == q + 4 and result.best_step == q + 2 and result.best == 2.0
+    assert [h["valid_ce"] for h in result.history[:q]] == [0.0] * q  # evaluated and recorded, not ranked
+    assert all(torch.equal(a, b) for a, b in zip(kept[q + 2], policy.parameters()))  # phase 2's best restored
+    assert not all(torch.equal(a, b) for a, b in zip(kept[q], policy.parameters()))
+
+
+def test_from_scratch_with_patience_one_reaches_phase_2():
+    """With the real validation CE (constant through phase 1), patience = 1 used to end the run at step 2."""
+    torch.manual_seed(0)
+    algo = make_algorithm("vaml", small_policy(), reward="hamming", q_steps=4)
+    data = SequenceBatch.from_strings(["1 0 1", "0 1", "1 1"], V2)
+    result = fit(algo, data, valid=data, config=FitConfig(max_steps=12, batch_size=3, eval_every=1, patience=1,
+                                                          **FAST))
+    assert result.steps >= 4 + 2 and result.best_step > 4
+
+
+def test_resume_across_the_phase_switch_is_bit_identical(tmp_path):
+    """Interrupted in phase 1, resumed past the switch to phase 2: policy, critic, history and best step equal the
+    uninterrupted run's (data order, κ draws, n-gram replacements, both Adams, steps_done)."""
+    import os
+    import signal
+
+    from seqrl.training import Callback, TrainingInterrupted
+
+    class InterruptAt(Callback):
+        def on_step_end(self, algorithm, state):
+            if state.step == 2:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    data = SequenceBatch.from_strings(["1 0 1", "0 1", "1 1", "0", "1 0"], V2)
+
+    def new():
+        torch.manual_seed(3)
+        return make_algorithm("vaml", small_policy(hidden=8), reward="hamming", q_steps=4)
+
+    config = FitConfig(max_steps=9, batch_size=2, lr=1e-2, eval_every=2, patience=20, seed=5,
+                       state_path=str(tmp_path / "state.pt"), **FAST)
+    whole = new()
+    expected = fit(whole, data, valid=data, config=config)
+    assert expected.steps == 9 and whole.phase == "policy"
+    (tmp_path / "state.pt").unlink()
+    part = new()
+    with pytest.raises(TrainingInterrupted, match="interrupted at step 2"):
+        fit(part, data, valid=data, config=config, callbacks=[InterruptAt()])
+    assert part.phase == "q"
+    resumed = new()
+    result = fit(resumed, data, valid=data, config=config, resume_from=tmp_path / "state.pt")
+    assert result.history == expected.history and result.best_step == expected.best_step
+    assert resumed.steps_done == whole.steps_done == 9
+    for (name, a), b in zip(whole.state_dict().items(), resumed.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name

@@ -167,6 +167,19 @@ class Algorithm(nn.Module):
     def on_evaluation(self, step: int, metrics: dict[str, float]) -> None:
         """Called after every evaluation (proposal swaps, interpolation annealing)."""
 
+    def group_lr(self, step: int) -> dict[str, float]:
+        """Learning rates for the optimizer step after ``step`` completed steps, by parameter-group name
+        (a phase switch, a decay); groups left out keep their rate. :func:`~seqrl.training.fit` reads it
+        before every step and writes the rates into the groups' Adams; derive them from state the algorithm
+        saves (its buffers and plain attributes), so that ``fit(resume_from=…)`` reproduces them."""
+        return {}
+
+    def monitor_ready(self) -> bool:
+        """Whether an evaluation now measures what training has changed. While False (e.g. a phase that
+        trains only a critic, the policy frozen since the start), :func:`~seqrl.training.fit`'s early stopping
+        neither counts the evaluation towards ``patience`` nor keeps its weights as the best."""
+        return True
+
     def summary(self) -> dict[str, float]:
         """End-of-run figures worth recording beside the metrics (episodes drawn, acceptance rate…)."""
         episodes = getattr(self, "episodes", None)

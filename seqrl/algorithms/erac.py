@@ -11,14 +11,20 @@ On the actor's own samples y ~ π_θ(· | x*), with r_t = ΔR(y_t | y_<t, y*) ([
 
 Phases (App. B.3): the actor is pretrained by MLE outside (the benchmark's pretraining or the user); for the
 first ``critic_pretrain_steps`` steps only the critic learns (actor fixed); then both. Actor and critic are
-separate :class:`~seqrl.algorithms.base.ParamGroup` s with their own lr and clipping (5.0 each, App. B.4).
+separate :class:`~seqrl.algorithms.base.ParamGroup` s with their own Adam and clipping (5.0 each, App. B.4), and
+Table 6's learning rates per phase, set through :meth:`ERAC.group_lr`: critic 1e-3 while it pretrains, actor and
+critic 1e-4 in joint training, the actor's lr multiplied by ``lr_decay`` (0.5: "halved", App. B.4) after each
+joint-training evaluation worse on validation than the best joint-training one. While the critic pretrains, the actor
+(hence every validation score of it) is fixed: :meth:`ERAC.monitor_ready` keeps those evaluations out of early
+stopping and of the decay.
 Losses are summed over tokens and averaged over the samples of a batch.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+import math
+from dataclasses import dataclass, replace
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
@@ -60,7 +66,9 @@ class ERAC(Algorithm):
     """ERAC ([VAML/ERAC] Alg. 3): a critic trained by soft TD on the actor's samples; the actor follows Eq. 20.
 
     ``critic=``: any :class:`~seqrl.critics.Critic` (tests pass a TabularCritic); default: a
-    :class:`~seqrl.critics.NetworkCritic` sized from the policy (it reads y*).
+    :class:`~seqrl.critics.NetworkCritic` sized from the policy (it reads y*; also x with
+    ``critic_reads_source``). With the default ``lr_decay_metric``, :func:`~seqrl.training.fit` needs
+    ``valid=`` (or an ``evaluate=`` giving ``valid_reward``); ``lr_decay_metric=None`` trains without.
     """
 
     requires = Requirements(reward=True)
@@ -86,10 +94,26 @@ class ERAC(Algorithm):
         """Steps during which only the critic learns, the actor fixed (App. B.3's second phase)."""
         num_samples: int = 1
         """Samples y ~ π per reference (Alg. 3 l. 4: one)."""
-        actor_lr: float | None = 1e-4
-        """Actor's Adam lr (Table 6, joint training); None: FitConfig.lr."""
-        critic_lr: float | None = 1e-3
-        """Critic's Adam lr (Table 6, critic pretraining: 1e-3; joint training uses 1e-4); None: FitConfig.lr."""
+        actor_lr: float = 1e-4
+        """Actor's Adam lr in joint training, before any decay (Table 6: 1e-4)."""
+        critic_lr: float = 1e-3
+        """Critic's Adam lr while it pretrains, the actor fixed (Table 6, "Pre-train Critic": 1e-3)."""
+        joint_critic_lr: float = 1e-4
+        """Critic's Adam lr in joint training (Table 6, "Joint Training": 1e-4; the authors' ``--crt_lr``)."""
+        lr_decay: float = 0.5
+        """Factor on the actor's lr after each joint-training evaluation whose ``lr_decay_metric`` is worse than
+        the best so far (App. B.4: "the learning rate is halved when there is no improvement on the validation
+        set"; which lr the paper does not say: the authors' ``train_erac.py`` anneals the actor's, by 0.9, on
+        validation BLEU, a tie counting as an improvement). 1: no decay."""
+        lr_decay_metric: str | None = "valid_reward"
+        """Evaluation metric the decay watches (fit must then be given ``valid=`` or an ``evaluate=`` that
+        returns it); None: no decay. Critic pretraining keeps its lr (its validation TD error, which the
+        authors anneal on, is not among fit's evaluations)."""
+        lr_decay_mode: Literal["max", "min"] = "max"
+        """Whether higher (``max``, e.g. BLEU) or lower (``min``, e.g. ``valid_ce``) values of the metric are better."""
+        critic_reads_source: bool = False
+        """The default critic also reads the source x of conditional tasks (Q_φ(y_<t, ·; x, y*)); False, the
+        paper's: Q_φ(y_<t, ·; y*) (Alg. 3; the authors' critic encodes y* alone)."""
         actor_clip: float | None = 5.0
         """Actor's gradient-norm clip (App. B.4: 5.0; 1.0 for captioning)."""
         critic_clip: float | None = 5.0
@@ -104,10 +128,25 @@ class ERAC(Algorithm):
             raise ValueError(f"num_samples must be ≥ 1, got {cfg.num_samples}")
         if cfg.lambda_var < 0 or cfg.lambda_mle < 0 or cfg.critic_pretrain_steps < 0:
             raise ValueError("lambda_var, lambda_mle and critic_pretrain_steps must be ≥ 0")
+        for name in ("actor_lr", "critic_lr", "joint_critic_lr"):
+            if not getattr(cfg, name) >= 0:
+                raise ValueError(f"{name} must be ≥ 0, got {getattr(cfg, name)}")
+        if not 0 < cfg.lr_decay <= 1:
+            raise ValueError(f"lr_decay must be in (0, 1], got {cfg.lr_decay}")
+        if cfg.lr_decay_mode not in ("max", "min"):
+            raise ValueError(f"lr_decay_mode must be 'max' or 'min', got {cfg.lr_decay_mode!r}")
         self.reward = self.resolve_reward(reward)
-        self.critic: Critic = critic if critic is not None else NetworkCritic.for_policy(policy)
+        self.critic: Critic = critic if critic is not None else NetworkCritic.for_policy(
+            policy, reads_source=cfg.critic_reads_source)
         self.target = TargetCritic(self.critic, cfg.beta)
         self.register_buffer("steps_done", torch.zeros((), dtype=torch.long))
+        self.actor_lr_scale = 1.0
+        """Product of the decays so far (a plain attribute: fit's training state saves it)."""
+        self.decay_best = math.nan
+        """Best ``lr_decay_metric`` among the evaluations the decay has ranked (NaN: none yet)."""
+        if cfg.lr_decay_metric is not None and cfg.lr_decay < 1:  # fit checks that evaluations provide it
+            # per instance (the metric is a setting); the class's Requirements, which suites read, stay as declared
+            setattr(self, "requires", replace(type(self).requires, monitors=(cfg.lr_decay_metric,)))  # noqa: B010
 
     @classmethod
     def bench_kwargs(cls, context: RunContext) -> dict[str, Any]:
@@ -116,7 +155,8 @@ class ERAC(Algorithm):
         return {**super().bench_kwargs(context), "critic_pretrain_steps": steps}
 
     def param_groups(self) -> list[ParamGroup]:
-        """Actor and critic, each with its own Adam lr and clipping (Table 6, App. B.4)."""
+        """Actor and critic, each with its own Adam and clipping (App. B.4); the lrs here are the first step's,
+        :meth:`group_lr` sets every step's (Table 6)."""
         cfg = self.config
         actor = [p for p in self.policy.parameters() if p.requires_grad]
         critic = [p for p in self.critic.parameters() if p.requires_grad]
@@ -127,6 +167,33 @@ class ERAC(Algorithm):
     def pretraining_critic(self) -> bool:
         """Whether the actor is still fixed (App. B.3's critic pretraining)."""
         return int(self.steps_done) < self.config.critic_pretrain_steps
+
+    def group_lr(self, step: int) -> dict[str, float]:
+        """Table 6's rates for the next step: critic ``critic_lr`` while it pretrains (the actor gets no
+        gradient then), else actor ``actor_lr``·(decays so far) and critic ``joint_critic_lr``."""
+        cfg = self.config
+        if self.pretraining_critic:
+            return {"policy": cfg.actor_lr, "critic": cfg.critic_lr}
+        return {"policy": cfg.actor_lr * self.actor_lr_scale, "critic": cfg.joint_critic_lr}
+
+    def monitor_ready(self) -> bool:
+        """False while the critic pretrains after the start: the actor, all validation measures, is unchanged."""
+        done = int(self.steps_done)
+        return done == 0 or done > self.config.critic_pretrain_steps
+
+    def on_evaluation(self, step: int, metrics: dict[str, float]) -> None:
+        """The lr decay of App. B.4: a joint-training evaluation worse than the best joint-training one so far
+        multiplies the actor's lr by ``lr_decay`` (a tie is no worse; as in the authors' ``train_erac.py``, the
+        evaluation of the starting actor is not ranked, so the first joint-training one never decays)."""
+        cfg = self.config
+        if cfg.lr_decay_metric is None or cfg.lr_decay == 1 or int(self.steps_done) <= cfg.critic_pretrain_steps:
+            return
+        value = metrics[cfg.lr_decay_metric]
+        sign = 1.0 if cfg.lr_decay_mode == "max" else -1.0
+        if math.isnan(self.decay_best) or sign * value >= sign * self.decay_best:
+            self.decay_best = float(value)
+        else:
+            self.actor_lr_scale *= cfg.lr_decay
 
     def collect(self, batch: SequenceBatch | None) -> ERACRollout:
         assert batch is not None, "uses_data: fit feeds it training minibatches"

@@ -164,13 +164,14 @@ class VAML(Algorithm):
     e.g. a trained or exact one, with ``q_steps=0``); by default a :class:`~seqrl.critics.NetworkCritic` sized
     like the policy. The critic is a submodule, optimized in its own parameter group.
 
-    Note for :func:`~seqrl.training.fit`: during phase 1 the policy, hence ``valid_ce``, does not change, so an
-    early-stopping ``patience`` shorter than phase 1's evaluations stops the run before phase 2.
+    Early stopping (:func:`~seqrl.training.fit`): during phase 1 the policy, hence every validation score of
+    it, is the one training started from, so :meth:`monitor_ready` keeps phase 1's evaluations (all but the one
+    at step 0) out of ``patience`` and of the best-weight choice; counting starts with phase 2's first.
     """
 
-    # Alg. 2 trains the sequence model from scratch, but the policy is frozen during phase 1, so a
-    # suite's early stopping (patience counted in evaluations) would end a from-scratch run before phase
-    # 2 begins: benchmarks fine-tune the pretrained policy instead (phase 1 is then half the budget).
+    # Alg. 2 trains the sequence model from scratch; benchmarks still fine-tune the pretrained policy (phase 1
+    # is then half the budget), so that VAML and RAML compare from the same start. Training from scratch with
+    # early stopping works too: phase 1 does not use up the patience (monitor_ready).
     requires = Requirements(reward=True)
     erpo_point = ERPOPoint(reward="R", alpha=0.0, beta=0.4)  # the policy's target is RAML's, P_R
 
@@ -204,6 +205,9 @@ class VAML(Algorithm):
         residual_gradient: bool = True
         """Phase 1's gradient through both Q_φ and the look-ahead V_φ, no target network (Sec. 4.1, Baird 1995);
         False: semi-gradient (target detached)."""
+        critic_reads_source: bool = False
+        """The default critic also reads the source x of conditional tasks (Q_φ(y_<t, ·; x, y*)); False, the
+        paper's: Q_φ(y_<t, ·; y*) (Alg. 1; the authors' critic encodes y* alone)."""
 
     def __init__(self, policy, config=None, *, reward=None, critic: Critic | None = None) -> None:
         super().__init__(policy, config)
@@ -214,7 +218,8 @@ class VAML(Algorithm):
         if c.num_samples < 1 or c.q_num_samples < 1 or c.max_ngram < 1 or c.q_steps < 0:
             raise ValueError("num_samples, q_num_samples and max_ngram must be ≥ 1, q_steps ≥ 0")
         self.reward = self.resolve_reward(reward)
-        self.critic = critic if critic is not None else NetworkCritic.for_policy(policy)
+        self.critic = critic if critic is not None else NetworkCritic.for_policy(
+            policy, reads_source=c.critic_reads_source)
         if c.q_steps > 0 and not any(p.requires_grad for p in self.critic.parameters()):
             raise ValueError("phase 1 (q_steps > 0) trains the critic, and this one has no trainable parameters: "
                              "set q_steps=0 to use it as a fixed Q")
@@ -230,6 +235,10 @@ class VAML(Algorithm):
     def phase(self) -> Literal["q", "policy"]:
         """The phase the next step trains."""
         return "q" if self.steps_done < self.config.q_steps else "policy"
+
+    def monitor_ready(self) -> bool:
+        """False during phase 1 after the start: the policy is frozen, its scores repeat step 0's."""
+        return self.steps_done == 0 or self.steps_done > self.config.q_steps
 
     def param_groups(self) -> list[ParamGroup]:
         c = self.config
