@@ -24,7 +24,9 @@ from .erpo import (
     erpo_weights,
     raml_loss,
 )
+from .fdpg import DIVERGENCES, FDPG, f_prime, fdpg_loss, fdpg_weights
 from .interpolation import Interpolation, anneal
+from .kl_control import KLControl, KLControlPotential, kl_control_loss, kl_estimates, penalized_reward
 from .mixer import Mixer
 from .mle import MLE, mle_loss
 from .reinforce import Reinforce, leave_one_out_mean, reinforce_loss
@@ -67,4 +69,6 @@ __all__ = [
     "erpo_weights", "raml_loss", "reinforce_loss", "leave_one_out_mean", "inverse_sigmoid", "unigram_distribution",
     "unigram_noise", "spg_loss", "anneal", "AC", "ERAC", "soft_td_target",
     "VAML", "soft_q_loss", "soft_q_targets", "vaml_loss", "vaml_weights",
+    "KLControl", "KLControlPotential", "kl_control_loss", "kl_estimates", "penalized_reward",
+    "DIVERGENCES", "FDPG", "fdpg_loss", "fdpg_weights", "f_prime",
 ]

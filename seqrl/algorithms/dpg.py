@@ -76,7 +76,7 @@ class DPGRollout:
 
 
 class _DPGBase(Algorithm):
-    """Shared by ``dpg``, ``dpg_off`` and ``gdcpp``; only their configs differ."""
+    """Shared by ``dpg``, ``dpg_off`` and ``gdcpp`` (only their configs differ) and ``fdpg`` (its own loss)."""
 
     uses_data = False
     requires = Requirements(potential=True, data=False)

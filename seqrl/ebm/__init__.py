@@ -1,6 +1,7 @@
 """Potentials (EBMs), GAM features, Training-1 and the Monte-Carlo tools around them."""
 
 from .base import MotifProcessPotential, Potential, PotentialError, checked_log_potential
+from .constraints import Constraint, ConstraintPotential, InfeasibleConstraintError
 from .features import FEATURE_NAMES, FeatureMaskError, MotifFeatures, parse_mask
 from .gam import GAMPotential
 from .sampling import (
@@ -15,6 +16,7 @@ from .sampling import (
 from .training1 import Training1Config, Training1Result, exact_moments, fit_lambda
 
 __all__ = [
+    "Constraint", "ConstraintPotential", "InfeasibleConstraintError",
     "FEATURE_NAMES", "BoundViolation", "FeatureMaskError", "GAMPotential", "MotifFeatures", "MotifProcessPotential",
     "Potential", "PotentialError", "Training1Config", "Training1Result", "base_log_ratio", "checked_log_potential",
     "estimate_divergences", "estimate_log_z", "exact_moments", "fit_lambda", "parse_mask", "potential_log_ratio",

@@ -6,20 +6,56 @@ The default solver is damped Newton on f with a backtracking line search (exact 
 moments, or on the SNIS dual of the current proposal pool); ``solver="sgd"`` keeps the authors'
 schedule λ ← λ + lr_k·(E_D φ − Ê_{p_λ} φ), lr_k = lr0/(1+k). The model moments Ê come from
 SNIS with proposal r, rejection sampling from r, or (tests) exact enumeration.
+
+Any potential of the form log P(x) = log r(x) + λ·φ(x) + log 1[x ∈ S] fits (:class:`MomentPotential`): a GAM
+(S = everything), or GDC's constraint EBM (S = where the pointwise constraints hold, [GDC++] Eq. 16), whose
+target moments are given (``moments=``) instead of taken from data.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 
 import torch
 from torch import Tensor
 
+from ..policies.base import AutoregressivePolicy
 from ..types import SequenceBatch
-from .gam import GAMPotential
+from .base import PotentialError
 from .sampling import draw, snis_moments
+
+
+class MomentPotential(Protocol):
+    """log P_λ(x) = log r(x) + λ·φ(x) (+ log 1[x ∈ S] where it defines ``log_support``): what Training-1 fits."""
+
+    @property
+    def base(self) -> AutoregressivePolicy: ...
+
+    @property
+    def features(self) -> Callable[[SequenceBatch], Tensor]:
+        """φ: batch → [B, K]."""
+        ...
+
+    @property
+    def lam(self) -> Tensor: ...
+
+    def log_ratio_bound(self) -> float:
+        """An upper bound of λ·φ(x) over the support (rejection sampling)."""
+        ...
+
+    def log_potential(self, batch: SequenceBatch) -> Tensor: ...
+
+
+def log_support(potential: MomentPotential, batch: SequenceBatch) -> Tensor:
+    """[B] float64 log 1[x ∈ S]: the potential's ``log_support`` (0 or -inf), or 0 everywhere (a GAM)."""
+    support = getattr(potential, "log_support", None)
+    if support is None:
+        return torch.zeros(batch.batch_size, dtype=torch.float64, device=batch.device)
+    return support(batch).double()
+
 
 Method = Literal["snis", "rs", "exact"]
 Solver = Literal["newton", "sgd"]
@@ -70,7 +106,7 @@ class Training1Result:
     """max-norm moment gap at each step."""
 
 
-def exact_moments(potential: GAMPotential, space: SequenceBatch) -> Tensor:
+def exact_moments(potential: MomentPotential, space: SequenceBatch) -> Tensor:
     """E_{p_λ} φ by enumeration of the whole space."""
     with torch.no_grad():
         log_p = potential.log_potential(space).double()
@@ -79,15 +115,21 @@ def exact_moments(potential: GAMPotential, space: SequenceBatch) -> Tensor:
 
 
 def fit_lambda(
-    potential: GAMPotential,
-    data: SequenceBatch,
+    potential: MomentPotential,
+    data: SequenceBatch | None,
     config: Training1Config | None = None,
     *,
     space: SequenceBatch | None = None,
+    moments: Tensor | None = None,
 ) -> Training1Result:
-    """λ = argmin_λ log Z(λ) − λ·E_D φ, i.e. E_{p_λ} φ = E_D φ ([DPG] Eq. 3, 7); sets ``potential.lam`` in place."""
+    """λ = argmin_λ log Z(λ) − λ·μ̄, i.e. E_{p_λ} φ = μ̄ = E_D φ ([DPG] Eq. 3, 7); sets ``potential.lam`` in place.
+
+    ``moments`` gives the target μ̄ [K] directly (GDC's constraints; ``data`` is then None). Proposal samples
+    outside the potential's support S weigh 0, so the model moments are those of p_λ ∝ r·e^{λ·φ}·1[S]."""
     config = config or Training1Config()
-    if data.batch_size == 0:
+    if (data is None) == (moments is None):
+        raise ValueError("fit_lambda takes the target moments from data or from moments=, exactly one of them")
+    if data is not None and data.batch_size == 0:
         raise ValueError("empty data: Training-1 needs sequences to take moments of")
     if config.method == "exact" and space is None:
         raise ValueError("method='exact' needs the enumerated space")
@@ -96,7 +138,14 @@ def fit_lambda(
     if config.solver not in ("newton", "sgd"):
         raise ValueError(f"unknown Training-1 solver {config.solver!r}; expected 'newton' or 'sgd'")
     features, r = potential.features, potential.base
-    data_moments = features(data.to(r.device)).double().mean(0).cpu()
+    if data is not None:
+        data_moments = features(data.to(r.device)).double().mean(0).cpu()
+    else:
+        assert moments is not None
+        data_moments = torch.as_tensor(moments, dtype=torch.float64).detach().cpu()
+        if data_moments.shape != potential.lam.shape:
+            raise ValueError(f"moments must have shape {tuple(potential.lam.shape)} (one per feature), "
+                             f"got {tuple(data_moments.shape)}")
     generator = torch.Generator(device=r.device).manual_seed(config.seed)
     log_base = phi = u = None  # log r(x) − const on the space or pool, φ(x), uniforms for RS
     if config.method == "exact":
@@ -115,14 +164,17 @@ def fit_lambda(
         ):
             pool = draw(r, config.num_samples, lambda b, lq: torch.zeros_like(lq), generator)
             phi = features(pool.batch).double()
-            log_base = torch.zeros(phi.shape[0], dtype=torch.float64, device=phi.device)  # x ~ r: weight e^{λ·φ}
+            log_base = log_support(potential, pool.batch).to(phi.device)  # x ~ r: weight e^{λ·φ}·1[S]
+            if bool((log_base == -math.inf).all()):
+                raise PotentialError(f"none of the {config.num_samples} samples of the proposal r lies in the "
+                                     "potential's support (P = 0 on all of them): no moment can be estimated")
             u = torch.rand(config.num_samples, device=phi.device, generator=generator, dtype=torch.float64)
             lam, mu, pools = lam.to(phi.device), mu.to(phi.device), pools + 1
         assert phi is not None and log_base is not None
         if config.method == "rs":
             assert u is not None  # drawn with every pool
             bound = potential.log_ratio_bound()
-            accept = u.log() < (phi @ lam - bound)
+            accept = u.log() < (log_base + phi @ lam - bound)
             if not bool(accept.any()):
                 raise RuntimeError("rejection sampling accepted no sample: increase num_samples")
             model_dev, hessian = _moments(phi[accept], torch.zeros(int(accept.sum()), dtype=torch.float64,
@@ -151,8 +203,8 @@ def fit_lambda(
     return Training1Result(potential.lam.detach().clone(), data_moments, model, step, converged, history)
 
 
-def _exact_space(potential: GAMPotential, space: SequenceBatch) -> tuple[Tensor, Tensor]:
-    """φ(x) and log r(x) (float64) for every x of the enumerated space."""
+def _exact_space(potential: MomentPotential, space: SequenceBatch) -> tuple[Tensor, Tensor]:
+    """φ(x) and log r(x) + log 1[x ∈ S] (float64) for every x of the enumerated space."""
     r = potential.base
     with torch.no_grad():
         was_training = r.training
@@ -162,6 +214,9 @@ def _exact_space(potential: GAMPotential, space: SequenceBatch) -> tuple[Tensor,
         finally:
             r.train(was_training)
         phi = potential.features(space.to(r.device)).double()
+        log_r = log_r + log_support(potential, space.to(r.device)).to(log_r)
+    if bool((log_r == -math.inf).all()):
+        raise PotentialError("the potential's support holds no sequence of the space (P = 0 everywhere)")
     return phi, log_r
 
 

@@ -1,0 +1,215 @@
+"""KL-control (Ziegler et al., 2019; [GDC++] Eq. 2, Theorem 1): maximize E_π[r(x) − β log π(x)/a(x)].
+
+∇_θ E_π R^z_θ = E_π[(R^z_θ(x) − b) ∇_θ log π_θ(x)], R^z_θ = r − β log π_θ/a ([GDC++] Eq. 2, 8): only the
+PG term, because the RG term −β E_π ∇ log π_θ is 0 ([GDC++] footnote 3). The maximizer over all
+distributions is p_z ∝ a·exp(r/β) ([GDC++] Eq. 9, Theorem 1): E_π R^z = β (log Z − KL(π‖p_z)) (Eq. 10), so
+KL-control is reverse-KL distribution matching toward an implicit EBM, which :meth:`KLControl.implied_potential`
+returns for DPG to train toward as well.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+
+from ..policies.base import AutoregressivePolicy
+from ..rewards.base import compute_reward
+from ..types import SequenceBatch
+from .base import Algorithm, Requirements, RunContext, register_algorithm
+from .reinforce import leave_one_out_mean
+
+
+def penalized_reward(logp: Tensor, reward: Tensor, log_base: Tensor, beta: float) -> Tensor:
+    """[B] R^z = r − β log π/a ([GDC++] Eq. 2), detached: the PG term's reward at the current θ."""
+    if logp.dim() != 1 or logp.shape != reward.shape or logp.shape != log_base.shape:
+        raise ValueError(f"logp, reward and log_base must all be [B], got {tuple(logp.shape)}, "
+                         f"{tuple(reward.shape)}, {tuple(log_base.shape)}")
+    if not (math.isfinite(beta) and beta > 0):
+        raise ValueError(f"β must be a finite number > 0, got {beta}")
+    if bool(logp.isnan().any() | reward.isnan().any() | log_base.isnan().any()):
+        raise ValueError("kl_control: NaN in log π, r or log a")
+    return (reward - beta * (logp.detach() - log_base)).detach()
+
+
+def kl_control_loss(logp: Tensor, reward: Tensor, log_base: Tensor, beta: float,
+                    baseline: Tensor | float | None = None,
+                    reduction: Literal["mean", "none"] = "mean") -> tuple[Tensor, Tensor]:
+    """Surrogate −(1/B) Σ_b (R^z_b − b_b) log π(x_b), R^z = r − β log π/a ([GDC++] Eq. 2; PG term of Eq. 8).
+
+    Args:
+        logp: [B] log π_θ(x), differentiable. reward: [B] r(x). log_base: [B] log a(x) (no gradient).
+        beta: β > 0, the KL weight.
+        baseline: b, a scalar or [B] (no gradient); None: no baseline.
+        reduction: ``"mean"`` over the batch, or ``"none"`` for the [B] per-sample surrogates.
+    Returns:
+        (loss, R^z [B], detached).
+    Assumes: x ~ π_θ, and b_b independent of x_b, or the gradient is biased.
+    """
+    kl_reward = penalized_reward(logp, reward, log_base, beta)
+    advantage = kl_reward - (baseline.detach() if isinstance(baseline, Tensor) else (baseline or 0.0))
+    per_sample = -(advantage * logp)
+    return (per_sample if reduction == "none" else per_sample.mean()), kl_reward
+
+
+def kl_estimates(logp: Tensor, log_base: Tensor) -> dict[str, float]:
+    """KL(π‖a) from x ~ π: k1 = mean log π/a (unbiased) and k3 = mean (a/π − 1) − log a/π
+    (unbiased, ≥ 0 per sample, lower variance when π ≈ a; Schulman, "Approximating KL divergence", 2020)."""
+    log_ratio = (log_base - logp).detach().double()  # log a/π
+    return {"kl_k1": float((-log_ratio).mean()), "kl_k3": float((log_ratio.exp() - 1 - log_ratio).mean())}
+
+
+class KLControlPotential:
+    """The implicit EBM of KL-control, log P_z(x) = log a(x) + r(x)/β ([GDC++] Eq. 9).
+
+    A :class:`~seqrl.ebm.base.Potential`; :meth:`log_ratio_to_base` (= r/β) serves proposals equal to a
+    (:func:`~seqrl.ebm.sampling.base_log_ratio`) without a second pass of a.
+    """
+
+    def __init__(self, base, reward, beta: float) -> None:
+        if not (math.isfinite(beta) and beta > 0):
+            raise ValueError(f"β must be a finite number > 0, got {beta}")
+        self.base, self.reward, self.beta = base, reward, float(beta)
+
+    def log_ratio_to_base(self, batch: SequenceBatch) -> Tensor:
+        """[B] log P_z(x) − log a(x) = r(x)/β."""
+        return compute_reward(self.reward, batch, None) / self.beta
+
+    @torch.no_grad()
+    def log_potential(self, batch: SequenceBatch) -> Tensor:
+        """[B] log a(x) + r(x)/β."""
+        was_training = self.base.training
+        self.base.eval()
+        try:
+            log_a = self.base.sequence_log_prob(batch.to(self.base.device)).to(batch.device)
+        finally:
+            self.base.train(was_training)
+        return log_a + self.log_ratio_to_base(batch).to(log_a)
+
+
+@dataclass(frozen=True)
+class KLControlRollout:
+    batch: SequenceBatch
+    reward: Tensor
+    log_base: Tensor
+
+
+@register_algorithm("kl_control")
+class KLControl(Algorithm):
+    """KL-control / Ziegler ([GDC++] Eq. 2): on-policy PG on R^z = r − β log π/a, a frozen; target p_z ∝ a·e^{r/β}.
+
+    ``base`` (a) defaults to a frozen copy of the policy at construction (π starts at a, [GDC++] Alg. 1 line 1).
+    Logged per step: ``reward`` (mean r), ``kl_reward`` (mean R^z), ``beta``, and KL(π‖a) as ``kl_k1`` and
+    ``kl_k3`` (:func:`kl_estimates`): values only, outside the gradient, which is the exact score-function
+    gradient of E_π R^z.
+    """
+
+    uses_data = False
+    requires = Requirements(reward=True, data=False)
+    in_default_bench = False  # reference-free rewards only: ``seqrl bench control`` runs it, not seq2seq's BLEU tasks
+    config: Config  # set by Algorithm.__init__
+
+    @dataclass(frozen=True, kw_only=True)
+    class Config:
+        reward: str = "motif"
+        """Registered reward r(x); it must score a sequence alone (no references: KL-control samples its own)."""
+        beta: float = 0.1
+        """β, the KL weight (the initial one with ``target_kl``). 0.1 makes a 0/1 reward, a pointwise constraint
+        φ, weigh e^{1/β} ≈ 2.2·10⁴ in p_z ∝ a·e^{φ/β}: a constraint that 1% of a meets holds on 99.5% of p_z, so
+        p_z is close to the GDC target a·1[φ = 1] the [GDC++] pointwise comparison trains toward, while keeping
+        full support."""
+        target_kl: float | None = None
+        """Adapt β toward this KL(π‖a) in nats (Ziegler et al., 2019, Sec. 2.2); None keeps β fixed."""
+        kl_gain: float = 0.1
+        """K_β of Ziegler's proportional controller: β ← β·(1 + K_β·e), e = clip(KL/target − 1, ±``kl_error_clip``)."""
+        kl_error_clip: float = 0.2
+        """Clip of the controller's proportional error e (Ziegler et al.: 0.2)."""
+        samples_per_step: int = 500
+        """Episodes x ~ π per update (the DPG family's batch of 500, so that rows compare per sample)."""
+        baseline: bool = True
+        """Subtract b, the leave-one-out mean of the other samples' R^z (the batch mean without the sample
+        itself, so that b is independent of x and the estimate stays unbiased)."""
+
+        def __post_init__(self) -> None:
+            if not (math.isfinite(self.beta) and self.beta > 0):
+                raise ValueError(f"kl_control: beta must be a finite number > 0, got {self.beta}")
+            if self.target_kl is not None and not (math.isfinite(self.target_kl) and self.target_kl > 0):
+                raise ValueError(f"kl_control: target_kl must be > 0 or None, got {self.target_kl}")
+            if not self.kl_gain >= 0 or not self.kl_error_clip >= 0:
+                raise ValueError(f"kl_control: kl_gain and kl_error_clip must be ≥ 0, got {self.kl_gain}, "
+                                 f"{self.kl_error_clip}")
+            if self.samples_per_step < 1:
+                raise ValueError(f"kl_control: samples_per_step must be ≥ 1, got {self.samples_per_step}")
+
+    @classmethod
+    def bench_kwargs(cls, context: RunContext) -> dict[str, Any]:
+        kwargs = super().bench_kwargs(context)
+        if context.samples_per_step is not None:
+            kwargs["samples_per_step"] = context.samples_per_step
+        return kwargs
+
+    def __init__(self, policy: AutoregressivePolicy, config=None, *, reward=None,
+                 base: AutoregressivePolicy | None = None) -> None:
+        super().__init__(policy, config)
+        self.reward = self.resolve_reward(reward)
+        if getattr(self.reward, "needs_reference", True):
+            raise ValueError(f"kl_control samples its own sequences, which have no references: it needs a reward "
+                             f"that scores a sequence alone (needs_reference=False, e.g. 'motif'), got "
+                             f"{getattr(self.reward, 'name', self.reward)!r}")
+        self.base: AutoregressivePolicy = copy.deepcopy(base if base is not None else policy)
+        self.base.eval()
+        for p in self.base.parameters():
+            p.requires_grad_(False)
+        self.beta = float(self.config.beta)
+        self.episodes = 0
+        self._last_kl: float | None = None
+
+    def train(self, mode: bool = True) -> KLControl:
+        super().train(mode)
+        self.base.eval()  # a is a distribution: never dropout
+        return self
+
+    def implied_potential(self) -> KLControlPotential:
+        """p_z ∝ a·exp(r/β) at the current β ([GDC++] Theorem 1), as a potential DPG can train toward."""
+        return KLControlPotential(self.base, self.reward, self.beta)
+
+    def collect(self, batch: SequenceBatch | None) -> KLControlRollout:
+        with torch.no_grad():
+            was_training = self.policy.training
+            self.policy.eval()
+            try:
+                samples = self.policy.sample(self.config.samples_per_step)
+            finally:
+                self.policy.train(was_training)
+            reward = compute_reward(self.reward, samples.batch, None)
+            if not bool(torch.isfinite(reward).all()):
+                raise ValueError(f"kl_control: reward {getattr(self.reward, 'name', self.reward)!r} is not finite "
+                                 "on a sample; R^z = r − β log π/a needs finite rewards")
+            log_base = self.base.sequence_log_prob(samples.batch)
+        self.episodes += samples.batch.batch_size
+        return KLControlRollout(samples.batch, reward, log_base)
+
+    def loss(self, rollout: KLControlRollout) -> tuple[Tensor, dict[str, float]]:
+        logp = self.policy.sequence_log_prob(rollout.batch)
+        kl_reward = penalized_reward(logp, rollout.reward, rollout.log_base, self.beta)
+        baseline = leave_one_out_mean(kl_reward, 1) if self.config.baseline else None
+        loss, _ = kl_control_loss(logp, rollout.reward, rollout.log_base, self.beta, baseline)
+        kl = kl_estimates(logp, rollout.log_base)
+        self._last_kl = kl["kl_k1"]
+        return loss, {"reward": float(rollout.reward.mean()), "kl_reward": float(kl_reward.mean()),
+                      "beta": self.beta, **kl, "episodes": float(self.episodes)}
+
+    def on_step_end(self, step: int) -> None:
+        """Ziegler's proportional controller: β ← β·(1 + K_β·clip(KL/KL_target − 1, ±0.2)), KL the batch's k1."""
+        if self.config.target_kl is None or self._last_kl is None:
+            return
+        error = min(max(self._last_kl / self.config.target_kl - 1.0, -self.config.kl_error_clip),
+                    self.config.kl_error_clip)
+        self.beta *= 1.0 + self.config.kl_gain * error
+
+    def summary(self) -> dict[str, float]:
+        return {**super().summary(), "beta": self.beta}
