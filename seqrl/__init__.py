@@ -8,7 +8,14 @@ __version__ = "0.1.0"
 
 from . import envs, proposals  # noqa: E402  (envs registers the gymnasium ids)
 from .algorithms import ALGORITHMS, MLE, Algorithm, ERPOPoint, make_algorithm, register_algorithm  # noqa: E402
-from .ebm.base import Potential, PotentialError, checked_log_potential  # noqa: E402
+from .ebm.base import (  # noqa: E402
+    POTENTIALS,
+    Potential,
+    PotentialError,
+    checked_log_potential,
+    make_potential,
+    register_potential,
+)
 from .envs import (  # noqa: E402
     CopyTask,
     MotifTask,
@@ -17,6 +24,7 @@ from .envs import (  # noqa: E402
     TextPairTask,
     ToyTranslationTask,
     make_task,
+    register_env,
     rollout,
 )
 from .policies import (  # noqa: E402
@@ -29,6 +37,7 @@ from .policies import (  # noqa: E402
     TransformerPolicy,
     make_policy,
 )
+from .registry import PluginError  # noqa: E402
 from .rewards import REWARDS, Reward, compute_reward, make_reward, register_reward, token_rewards  # noqa: E402
 from .training import Callback, FitConfig, FitResult, fit, load_checkpoint, save_checkpoint  # noqa: E402
 from .types import SequenceBatch, Vocab  # noqa: E402
@@ -43,4 +52,5 @@ __all__ = [
     "TransformerPolicy", "Vocab", "checked_log_potential", "compute_reward", "fit", "load_checkpoint",
     "make_algorithm", "make_policy", "make_reward", "make_task", "register_algorithm", "register_reward",
     "resolve_device", "rollout", "save_checkpoint", "seed_everything", "token_rewards",
+    "POTENTIALS", "PluginError", "make_potential", "register_env", "register_potential",
 ]

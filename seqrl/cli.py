@@ -1,9 +1,10 @@
-"""The ``seqrl`` command: ``list``, ``train``, ``bench``."""
+"""The ``seqrl`` command: ``list``, ``train``, ``bench``, ``report``."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -131,6 +132,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if task_cls is None:
         task_for_env(args.env)  # raises, listing the known environments
     out = _out_dir(args.out)
+    _tensorboard_dir(args.tensorboard)
     if args.resume:
         if out is None:
             raise UsageError("--resume needs --out DIR (the run's state is DIR/state.pt)")
@@ -142,18 +144,21 @@ def cmd_train(args: argparse.Namespace) -> int:
     unknown = sorted(k for k in algo_texts if k not in own)
     if unknown:
         raise UsageError(f"--set: {args.algorithm} has no config fields {unknown}; known: {sorted(own)}")
+    _plugin_options(args, cls, algo_texts)
     algo_kwargs = {k: parse_text(f"{args.algorithm} {k}", v, _field_type(cls, k)) for k, v in algo_texts.items()}
     seed_everything(args.seed)  # before the task's and the policy's random draws: same seed, same run
     task = task_for_env(args.env, **task_kwargs)
+    ctor_kwargs = _potential_kwargs(args, cls, task)
     policy_name = args.policy or ("seq2seq" if task.is_conditional else "lstm")
     policy_kwargs = parse_settings(_split_sets(args.policy_set, "--policy-set"), POLICIES.get(policy_name),
                                    f"policy {policy_name}")
     config = FitConfig(max_epochs=args.epochs, max_steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                        patience=args.patience, device=args.device, seed=args.seed, progress=_progress(args),
                        checkpoint=str(out / "policy.pt") if out else None,
-                       state_path=str(out / "state.pt") if out else None)
+                       state_path=str(out / "state.pt") if out else None,
+                       log_dir=str(out) if out else None, tensorboard_dir=args.tensorboard)
     policy = make_policy(policy_name, task.vocab, task.max_len, source_vocab=task.source_vocab, **policy_kwargs)
-    algorithm = make_algorithm(args.algorithm, policy, **algo_kwargs)
+    algorithm = make_algorithm(args.algorithm, policy, **algo_kwargs, **ctor_kwargs)
     result = fit(algorithm, task.split("train"), valid=task.split("valid"), config=config,
                  resume_from=(out / "state.pt") if args.resume and out else None)
     test = task.split("test")
@@ -166,6 +171,89 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(json.dumps(report, indent=2))
     if out:
         (out / "train.json").write_text(json.dumps({**report, "history": result.history}, indent=2))
+    return 0
+
+
+def _plugin_options(args: argparse.Namespace, cls: Any, algo_texts: dict[str, str]) -> None:
+    """``--reward NAME`` (a registered name or ``module:function``) sets the algorithm's ``reward``;
+    the reward is looked up now, so that a missing plug-in fails before anything is built."""
+    from .algorithms.base import config_fields
+    from .rewards import REWARDS
+
+    if args.reward is not None:
+        if "reward" not in config_fields(cls):
+            hint = " (it trains toward a potential: use --potential)" if cls.requires.potential else ""
+            raise UsageError(f"--reward: {cls.name} takes no reward{hint}")
+        if "reward" in algo_texts:
+            raise UsageError("give the reward once: --reward NAME or --set reward=NAME")
+        algo_texts["reward"] = args.reward
+    if "reward" in algo_texts:
+        REWARDS.get(algo_texts["reward"])
+    if args.potential is not None and not cls.requires.potential:
+        raise UsageError(f"--potential: {cls.name} takes no potential (it does not train toward an EBM)")
+
+
+def _potential_kwargs(args: argparse.Namespace, cls: Any, task: Any) -> dict[str, Any]:
+    """The potential (``--potential NAME`` or ``module:function``, else the task's own) and the
+    validation data for an algorithm that trains toward a potential; nothing for the others."""
+    import inspect
+
+    from .ebm.base import make_potential
+
+    if not cls.requires.potential:
+        return {}
+    if args.potential is not None:
+        potential = make_potential(args.potential, task.vocab)
+    elif callable(getattr(task, "potential", None)):
+        potential = task.potential()
+    else:
+        raise UsageError(f"{cls.name} trains toward a potential and task {args.env!r} has none: "
+                         "give --potential NAME or module:function")
+    kwargs: dict[str, Any] = {"potential": potential}
+    if "valid" in inspect.signature(cls.__init__).parameters:
+        kwargs["valid"] = task.split("valid")
+    return kwargs
+
+
+def _tensorboard_dir(path: str | None) -> None:
+    """``--tensorboard DIR``: the package present and the folder writable, before any training."""
+    if path is None:
+        return
+    from .tracking import require_tensorboard
+
+    try:
+        require_tensorboard()
+    except ImportError as err:
+        raise UsageError(f"--tensorboard: {err}") from None
+    _out_dir(path, "--tensorboard")
+
+
+def _executor(args: argparse.Namespace) -> Any:
+    """The executor of ``--workers`` / ``--ray`` / ``--gpus-per-run`` / ``--cpus-per-run``."""
+    from .bench.executors import RAY_HINT, make_executor
+
+    use_ray = args.ray is not None
+    if not use_ray and args.cpus_per_run is not None:
+        raise UsageError("--cpus-per-run applies to --ray only (--workers shares the cores out itself)")
+    if use_ray:
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            raise UsageError(RAY_HINT) from None
+    try:
+        return make_executor(workers=args.workers, ray=use_ray, ray_address=args.ray or None,
+                             cpus_per_run=args.cpus_per_run or 1.0, gpus_per_run=args.gpus_per_run)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .bench.report import rebuild_report
+
+    folder = Path(args.dir)
+    if not folder.is_dir():
+        raise UsageError(f"report: {args.dir!r} is not a directory")
+    rebuild_report(folder, out=_out_dir(args.out) if args.out else None)
     return 0
 
 
@@ -202,6 +290,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
         if not Path(grid["data"][0]).is_file():
             raise UsageError(f"--data {grid['data'][0]!r}: no such file")
     texts = _split_sets(args.set, "--set")
+    if args.reward is not None:  # the suite's reward: a registered name or module:function
+        if suite.settings_class is None or "reward" not in field_types(suite.settings_class):
+            raise UsageError(f"--reward does not apply to suite {args.suite!r} (it sets no reward)")
+        if "reward" in texts:
+            raise UsageError("give the reward once: --reward NAME or --set reward=NAME")
+        texts["reward"] = args.reward
     plain = {k: v for k, v in texts.items() if "." not in k}
     settings: dict[str, Any] = {}
     if suite.settings_class is not None:
@@ -226,10 +320,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
     plain_settings, _ = split_algorithm_settings(settings, suite.available_algos())  # values checked now
     if suite.settings_class is not None:  # ranges checked now: nothing is written or trained first
         override_settings(suite.settings_class(), plain_settings)
+    executor = _executor(args)
+    _tensorboard_dir(args.tensorboard)
     out = _out_dir(args.out)
     try:
         run_suite(args.suite, quick=args.quick, seeds=seeds, algos=algos, device=args.device, out=out,
-                  progress=_progress(args), grid=grid, settings=settings, resume=args.resume)
+                  progress=_progress(args), grid=grid, settings=settings, resume=args.resume, executor=executor,
+                  tensorboard=args.tensorboard)
     except BenchInterrupted as err:  # the finished jobs are saved: one line, no traceback
         print(f"seqrl: {err}", file=sys.stderr)
         return 130
@@ -266,7 +363,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="evaluations without improvement of validation CE before stopping (default: never)")
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
     p.add_argument("--seed", type=_non_negative, default=0, help="seeds the data, the policy and training")
-    p.add_argument("--out", help="directory for policy.pt, train.json and the resumable state.pt")
+    p.add_argument("--out", help="directory for policy.pt, train.json, metrics.csv (every step) and the resumable "
+                                 "state.pt")
+    p.add_argument("--tensorboard", metavar="DIR", help="also write TensorBoard events to DIR "
+                                                        "(needs seqrl[tensorboard])")
     p.add_argument("--resume", action="store_true", help="continue the run saved in --out (state.pt)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="a field of the algorithm's config (see `seqrl list --json`), e.g. --set reward=hamming")
@@ -274,6 +374,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="an argument of the environment's task, e.g. --task-set train_size=500")
     p.add_argument("--policy-set", action="append", default=[], metavar="KEY=VALUE",
                    help="an argument of the policy, e.g. --policy-set hidden_size=32")
+    p.add_argument("--reward", metavar="NAME",
+                   help="the algorithm's reward: a registered name or module:function (a plug-in; the module is "
+                        "imported from sys.path or the current directory)")
+    p.add_argument("--potential", metavar="NAME",
+                   help="the EBM for dpg/gdcpp/…: a registered name or module:function giving log P(x) "
+                        "(default: the task's own, e.g. the motif task's)")
     _progress_options(p)
     p.set_defaults(func=cmd_train)
 
@@ -297,8 +403,27 @@ def build_parser() -> argparse.ArgumentParser:
                         "ALGO.FIELD=VALUE for one algorithm's config or FitConfig field, e.g. --set raml.num_samples=5")
     p.add_argument("--resume", action="store_true",
                    help="finish the interrupted run in --out (same grid): its finished jobs are read back, not rerun")
+    p.add_argument("--reward", metavar="NAME",
+                   help="seq2seq: the suite's reward, a registered name or module:function (same as --set reward=)")
+    p.add_argument("--workers", type=_positive, default=None, metavar="N",
+                   help="run the grid's jobs in N local worker processes (default: one after another here)")
+    p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                   help="run each job as a Ray task (needs seqrl[ray]): on the cluster at ADDRESS (e.g. auto, "
+                        "HOST:6379, ray://HOST:10001), or without ADDRESS on a running local one or a new one")
+    p.add_argument("--gpus-per-run", type=_non_negative_float, default=0.0, metavar="G",
+                   help="with --ray: GPUs per job, a fraction shares one (0.25: four jobs per GPU); default 0")
+    p.add_argument("--cpus-per-run", type=_positive_float, default=None, metavar="C",
+                   help="with --ray: CPUs per job (and torch threads); default 1")
+    p.add_argument("--tensorboard", metavar="DIR",
+                   help="also write TensorBoard events of every training run to DIR/JOB/NN-ALGORITHM "
+                        "(needs seqrl[tensorboard]); metrics.csv goes to OUT/logs/JOB/NN-ALGORITHM always")
     _progress_options(p)
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("report", help="rebuild a bench run's tables and plots from DIR/results.json (no training)")
+    p.add_argument("dir", help="output folder of `seqrl bench` (holding results.json)")
+    p.add_argument("--out", help="write report.txt and the plots here instead of DIR")
+    p.set_defaults(func=cmd_report)
     return parser
 
 
@@ -326,6 +451,16 @@ def _at_least(kind: type, minimum: float, what: str) -> Callable[[str], Any]:
 _positive = _at_least(int, 1, "an integer")
 _non_negative = _at_least(int, 0, "an integer")
 _non_negative_float = _at_least(float, 0, "a number")
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not value > 0 or not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:

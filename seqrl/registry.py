@@ -1,12 +1,86 @@
-"""Name → object registries, extendable by decorators and by package entry points."""
+"""Name → object registries, extendable three ways: a decorator in the user's code, the entry-point
+group of an installed package, and a ``module:attribute`` name (the CLI's ``--reward mymod:score``)."""
 
 from __future__ import annotations
 
+import importlib
+import os
+import sys
 from collections.abc import Callable, Iterator
-from importlib.metadata import entry_points
-from typing import Generic, TypeVar
+from importlib.metadata import EntryPoint, entry_points
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
+
+
+class PluginError(ValueError):
+    """A plug-in that cannot be loaded (``module:function`` not found, an entry point that fails to
+    import) or that misbehaves (wrong shape, NaN, raising); the message names it."""
+
+
+def plugin_source(obj: Any) -> str | None:
+    """``module:qualname`` of a plug-in (an object whose class, or whose ``plugin_source`` attribute,
+    names code outside seqrl), None for seqrl's own objects: what error messages name."""
+    source = getattr(obj, "plugin_source", None)
+    if isinstance(source, str):
+        return source
+    cls = type(obj)
+    module = getattr(cls, "__module__", "") or ""
+    if module == "seqrl" or module.startswith("seqrl."):
+        return None
+    return f"{module}:{cls.__qualname__}"
+
+
+def object_source(obj: Any) -> str:
+    """``module:qualname`` of a function or class (for a plug-in's messages)."""
+    return f"{getattr(obj, '__module__', '?')}:{getattr(obj, '__qualname__', type(obj).__qualname__)}"
+
+
+def first_line(err: BaseException) -> str:
+    """The first line of an exception's message (its type's name when it has none): one-line errors."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def load_object(spec: str, kind: str = "plug-in") -> Any:
+    """The object that ``"package.module:attr.sub"`` names, importing the module from ``sys.path`` or,
+    failing that, from the current directory; a :class:`PluginError` naming ``spec`` otherwise."""
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name.strip() or not attr.strip():
+        raise PluginError(f"{kind} {spec!r}: expected module:function")
+    try:
+        module = _import_here_too(module_name)
+    except ModuleNotFoundError as err:
+        if err.name is not None and (module_name == err.name or module_name.startswith(err.name + ".")):
+            raise PluginError(f"{kind} {spec!r}: no module named {err.name!r} (searched sys.path and the "
+                              f"current directory {os.getcwd()})") from None
+        raise PluginError(f"{kind} {spec!r}: importing {module_name!r} raised "
+                          f"{type(err).__name__}: {first_line(err)}") from err
+    except Exception as err:  # the user's module failed while importing: say so in one line
+        raise PluginError(f"{kind} {spec!r}: importing {module_name!r} raised "
+                          f"{type(err).__name__}: {first_line(err)}") from err
+    obj: Any = module
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise PluginError(f"{kind} {spec!r}: module {module_name!r} has no attribute {attr!r}") from None
+    return obj
+
+
+def _import_here_too(module_name: str) -> Any:
+    """``import module_name``; a module that only the current directory holds is found too (the
+    ``seqrl`` console script, unlike ``python -m``, does not put the current directory on sys.path)."""
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        here = os.getcwd()
+        top = module_name.split(".")[0]
+        if err.name != top or here in sys.path or "" in sys.path:
+            raise
+        sys.path.append(here)  # appended: installed packages keep precedence over the directory's files
+        importlib.invalidate_caches()
+        return importlib.import_module(module_name)
 
 
 class UnknownNameError(KeyError):
@@ -19,24 +93,32 @@ class UnknownNameError(KeyError):
 class Registry(Generic[T]):
     """A case-sensitive mapping from names to objects (classes or factories).
 
-    ``group`` names the ``importlib.metadata`` entry-point group read lazily the first
-    time the registry is queried, so a user's package can add entries without touching
-    seqrl (e.g. ``[options.entry_points] seqrl.rewards = myreward = mypkg:MyReward``).
+    Three ways in: :meth:`register` (a decorator in the user's code); ``group``, the
+    ``importlib.metadata`` entry-point group of installed packages, read lazily the first time the
+    registry is queried and each entry imported only when asked for (e.g. ``[options.entry_points]
+    seqrl.rewards = myreward = mypkg:MyReward``); and a name ``"module:attr"``, imported on first use
+    and then kept under that name. ``adapt(name, obj)`` turns what a user registers (e.g. a plain
+    scoring function) into what the registry holds (a factory); the decorator returns ``obj`` itself.
     """
 
-    def __init__(self, kind: str, group: str | None = None) -> None:
+    def __init__(self, kind: str, group: str | None = None, adapt: Callable[[str, Any], T] | None = None) -> None:
         self.kind = kind
         self.group = group
+        self.adapt = adapt
         self._entries: dict[str, T] = {}
-        self._loaded_plugins = group is None
+        self._given: dict[str, object] = {}  # what was registered, before adapt (re-registering it is a no-op)
+        self._plugins: dict[str, EntryPoint] | None = None if group is not None else {}
+        self._from_plugins: set[str] = set()
 
     def register(self, name: str, obj: T | None = None, *, overwrite: bool = False):
         """Register ``obj`` under ``name``; without ``obj``, return a decorator."""
 
-        def add(target: T) -> T:
-            if name in self._entries and not overwrite and self._entries[name] is not target:
+        def add(target: Any) -> Any:
+            if name in self._entries and not overwrite and self._given.get(name) is not target:
                 raise ValueError(f"{self.kind} {name!r} is already registered")
-            self._entries[name] = target
+            self._entries[name] = self.adapt(name, target) if self.adapt is not None else target
+            self._given[name] = target
+            self._from_plugins.discard(name)
             return target
 
         return add(obj) if obj is not None else add
@@ -45,36 +127,58 @@ class Registry(Generic[T]):
         """Remove ``name`` (a test's temporary entry); unknown names are an error."""
         self.get(name)
         del self._entries[name]
+        self._given.pop(name, None)
 
-    def _load_plugins(self) -> None:
-        if self._loaded_plugins or self.group is None:
-            return
-        self._loaded_plugins = True
-        for ep in entry_points(group=self.group):
-            if ep.name not in self._entries:
-                self._entries[ep.name] = ep.load()
+    def reload_plugins(self) -> None:
+        """Forget the entry points read so far (and the entries loaded from them) and read them again
+        on the next query: a package installed while the process runs (a test's) becomes visible."""
+        for name in self._from_plugins:
+            self._entries.pop(name, None)
+            self._given.pop(name, None)
+        self._from_plugins.clear()
+        self._plugins = None if self.group is not None else {}
+
+    def _entry_points(self) -> dict[str, EntryPoint]:
+        if self._plugins is None:
+            assert self.group is not None
+            self._plugins = {ep.name: ep for ep in entry_points(group=self.group)}
+        return self._plugins
+
+    def _load(self, name: str) -> bool:
+        """Load ``name`` from an entry point or as ``module:attr``; False when neither names it."""
+        ep = self._entry_points().get(name)
+        if ep is not None:
+            try:
+                obj = ep.load()
+            except Exception as err:  # a broken plug-in package: one line naming it, not a traceback
+                raise PluginError(f"{self.kind} plug-in {name!r} (entry point {ep.value} in group {self.group}) "
+                                  f"failed to load: {type(err).__name__}: {first_line(err)}") from err
+            self._from_plugins.add(name)
+        elif ":" in name:
+            obj = load_object(name, self.kind)
+        else:
+            return False
+        self._entries[name] = self.adapt(name, obj) if self.adapt is not None else obj
+        self._given[name] = obj
+        return True
 
     def get(self, name: str) -> T:
-        self._load_plugins()
-        try:
+        if name in self._entries or self._load(name):
             return self._entries[name]
-        except KeyError:
-            known = ", ".join(sorted(self._entries)) or "(none)"
-            raise UnknownNameError(f"unknown {self.kind} {name!r}; known: {known}") from None
+        known = ", ".join(self.names()) or "(none)"
+        raise UnknownNameError(f"unknown {self.kind} {name!r}; known: {known} (or module:function)")
 
     def names(self) -> list[str]:
-        self._load_plugins()
-        return sorted(self._entries)
+        return sorted(set(self._entries) | set(self._entry_points()))
 
     def __contains__(self, name: object) -> bool:
-        self._load_plugins()
-        return name in self._entries
+        return isinstance(name, str) and (name in self._entries or name in self._entry_points())
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
 
     def items(self) -> list[tuple[str, T]]:
-        return [(n, self._entries[n]) for n in self.names()]
+        return [(n, self.get(n)) for n in self.names()]
 
 
 Factory = Callable[..., T]

@@ -60,6 +60,11 @@ class FitConfig:
     continues from it bit-identically."""
     state_every: int | None = None
     """Steps between training-state saves (default: at every evaluation)."""
+    log_dir: str | None = None
+    """Folder of ``metrics.csv``: one row per step (loss, every reported metric, evaluation metrics on
+    the steps evaluated); see :mod:`seqrl.tracking`."""
+    tensorboard_dir: str | None = None
+    """Folder of TensorBoard events of the same scalars (needs ``seqrl[tensorboard]``)."""
 
     def __post_init__(self) -> None:
         _check_config(self)
@@ -341,6 +346,9 @@ def fit(
         _restore(saved, algorithm, optimizers, early, state, position)
         generator.set_state(position["epoch_rng"])
     all_callbacks: list[Callback] = [early, *callbacks] if evaluate is not None else list(callbacks)
+    from .tracking import loggers_for  # here, not at the top: tracking imports this module
+
+    all_callbacks += loggers_for(config, algorithm.name, resumed_at=state.step if saved is not None else None)
     started = time.perf_counter()
     bar = tqdm(total=total, initial=state.step, disable=not config.progress, desc=algorithm.name, leave=False,
                dynamic_ncols=True)

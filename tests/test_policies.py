@@ -92,5 +92,5 @@ def test_context_rules(binary_vocab):
 
 
 def test_unknown_policy_lists_known(binary_vocab):
-    with pytest.raises(KeyError, match="known: gru, lstm, seq2seq, transformer"):
+    with pytest.raises(KeyError, match="known: gru, hf, lstm, seq2seq, transformer"):
         make_policy("mamba", binary_vocab, 4)

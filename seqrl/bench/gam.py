@@ -308,51 +308,88 @@ class GamSuite(Suite):
         return "\n".join(out)
 
     def plot(self, records: list[RunRecord], out: Path) -> list[Path]:
+        """``gam_ce_vs_D.png``: CE(T, ·) and motif frequency against |D|, one panel pair per motif;
+        ``gam_kl_curves.png``: estimated KL(p_λ‖π) against episodes, one panel per |D|. Seeds are a mean
+        line with a min–max band."""
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
+        from .report import BAND_NOTE, seed_band
+
         paths = []
-        fig, ax = plt.subplots(figsize=(7, 4.5))
-        ax2 = ax.twinx()
+        motifs = list(dict.fromkeys(r.params["motif"] for r in records))
         algos = list(dict.fromkeys(r.algorithm for r in records))
-        sizes = sorted({r.params["dataset_size"] for r in records})
-        for algo in algos:
-            rs = [r for r in records if r.algorithm == algo]
-            label = "r" if algo == self.reference else algo
-            ce = [_mean([r.metrics["ce_test"] for r in rs if r.params["dataset_size"] == d]) for d in sizes]
-            mf = [_mean([r.metrics["motif_freq"] for r in rs if r.params["dataset_size"] == d]) for d in sizes]
-            line, = ax.plot(sizes, ce, "o-", label=f"CE(T, {label})")
-            ax2.plot(sizes, mf, "s--", color=line.get_color(), alpha=0.6, label=f"motif freq {label}")
-        ax.plot(sizes, [_mean([r.metrics["h_true"] for r in records if r.params["dataset_size"] == d]) for d in sizes],
-                "k:", label="H(p_true)")
-        ax.set_xscale("log")
-        ax.set_xlabel("|D|")
-        ax.set_ylabel("CE(T, ·), nats per sequence")
-        ax2.set_ylabel("motif frequency (dashed)")
-        ax.legend(loc="upper right", fontsize=7)
-        ax.set_title("GAM motif task: Training-2 vs r (cf. [DPG] Fig. 2)")
+        colors = {a: f"C{i % 10}" for i, a in enumerate(algos)}
+        masks = list(dict.fromkeys(r.params["features"] for r in records if r.params["features"] != "-"))
+        styles = ["-", "--", ":", "-."]
+        fig, axes = plt.subplots(2, len(motifs), figsize=(5.5 * len(motifs), 7.5), squeeze=False, sharex=True)
+        for col, motif in enumerate(motifs):
+            ce_ax, mf_ax = axes[0][col], axes[1][col]
+            rows = [r for r in records if r.params["motif"] == motif]
+            for algo in algos:
+                for mask in ["-"] if algo == self.reference else masks:
+                    runs = [r for r in rows if r.algorithm == algo and r.params["features"] == mask]
+                    if not runs:
+                        continue
+                    label = f"r ({algo})" if algo == self.reference else \
+                        (f"{algo} [{mask}]" if len(masks) > 1 else algo)
+                    style = styles[masks.index(mask) % len(styles)] if mask in masks else "-"
+                    for ax, key in ((ce_ax, "ce_test"), (mf_ax, "motif_freq")):
+                        series = [[(r.params["dataset_size"], r.metrics.get(key)) for r in runs if r.seed == seed]
+                                  for seed in dict.fromkeys(r.seed for r in runs)]
+                        seed_band(ax, series, label=label, color=colors[algo], linestyle=style, marker="o")
+            sizes = sorted({r.params["dataset_size"] for r in rows})
+            ce_ax.plot(sizes, [_mean([r.metrics["h_true"] for r in rows if r.params["dataset_size"] == d])
+                               for d in sizes], "k:", label="H(p_true)")
+            ce_ax.set_title(f"motif {motif}: test cross-entropy")
+            ce_ax.set_ylabel("CE(T, ·) (nats per sequence)")
+            mf_ax.set_title(f"motif {motif}: samples holding the motif")
+            mf_ax.set_ylabel("motif frequency (fraction of samples)")
+            mf_ax.set_xlabel("|D| (training sequences, log scale)")
+            mf_ax.set_ylim(-0.02, 1.02)
+            for ax in (ce_ax, mf_ax):
+                ax.set_xscale("log")
+                ax.set_xticks(sizes, [str(d) for d in sizes])  # the grid's |D| values, not powers of ten
+                ax.minorticks_off()
+                ax.grid(alpha=0.3)
+            ce_ax.legend(fontsize=7)
+        fig.suptitle(f"GAM motif task: Training-2 policies against r (cf. [DPG] Fig. 2)\n{BAND_NOTE}", fontsize=10)
         fig.tight_layout()
         paths.append(out / "gam_ce_vs_D.png")
         fig.savefig(paths[-1], dpi=120)
         plt.close(fig)
         if self.curves:
             (out / "gam_curves.json").write_text(json.dumps(self.curves, indent=1))
-            fig, ax = plt.subplots(figsize=(7, 4.5))
-            styles = ["-", "--", ":", "-."]
-            order = list(dict.fromkeys(c["algorithm"] for c in self.curves))
-            for c in self.curves:
-                pts = [p for p in c["points"] if "kl_p_pi" in p]
-                style = styles[order.index(c["algorithm"]) % len(styles)]
-                ax.plot([p["episodes"] for p in pts], [max(p["kl_p_pi"], 1e-4) for p in pts], style,
-                        label=f"{c['algorithm']} |D|={c['dataset_size']} {c['features']} s{c['seed']}")
-            ax.set_yscale("log")
-            ax.set_xlabel("episodes (sequences sampled)")
-            ax.set_ylabel("estimated KL(p_λ‖π)")
-            ax.legend(fontsize=6)
-            ax.set_title("Training-2 learning curves: " + ", ".join(
-                f"{a} ({styles[i % len(styles)]})" for i, a in enumerate(order)))
+            sizes = sorted({c["dataset_size"] for c in self.curves})
+            cols = min(3, len(sizes))
+            rows_n = -(-len(sizes) // cols)
+            fig, axes = plt.subplots(rows_n, cols, figsize=(5.5 * cols, 4.2 * rows_n), squeeze=False)
+            groups = list(dict.fromkeys((c["algorithm"], c["features"]) for c in self.curves))
+            curve_masks = list(dict.fromkeys(m for _, m in groups))
+            for i, size in enumerate(sizes):
+                ax = axes[i // cols][i % cols]
+                for algo, mask in groups:
+                    series = [[(p["episodes"], max(p["kl_p_pi"], 1e-4)) for p in c["points"]
+                               if "kl_p_pi" in p and "episodes" in p]
+                              for c in self.curves
+                              if c["dataset_size"] == size and (c["algorithm"], c["features"]) == (algo, mask)]
+                    label = f"{algo} [{mask}]" if len(curve_masks) > 1 else algo
+                    seed_band(ax, series, label=label, color=colors.get(algo),
+                              linestyle=styles[curve_masks.index(mask) % len(styles)])
+                ax.set_yscale("log")
+                ax.set_title(f"|D| = {size}")
+                ax.set_xlabel("episodes (sequences sampled)")
+                ax.set_ylabel("estimated KL(p_λ‖π) (nats; floor 1e-4)")
+                ax.grid(alpha=0.3)
+                ax.legend(fontsize=7)
+            for j in range(len(sizes), rows_n * cols):
+                axes[j // cols][j % cols].set_visible(False)
+            spread = "seeds and motifs" if len({c["motif"] for c in self.curves}) > 1 else "seeds"
+            fig.suptitle(f"Training-2 learning curves toward p_λ; line: mean over {spread}; band: min–max\n"
+                         "(importance-sampling estimates below 1e-4, negative ones included, are drawn at 1e-4)",
+                         fontsize=10)
             fig.tight_layout()
             paths.append(out / "gam_kl_curves.png")
             fig.savefig(paths[-1], dpi=120)

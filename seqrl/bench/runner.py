@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from ..algorithms import ALGORITHMS
 from ..config import SettingError, check_value, describe
 from ..registry import Registry
-from ..utils import describe_device, resolve_device
+from ..utils import describe_device
 
 
 @dataclass
@@ -147,7 +147,8 @@ def split_algorithm_settings(settings: dict[str, Any], available: Sequence[str]
     from ..algorithms.base import config_fields, config_from_kwargs
     from ..training import FitConfig
 
-    fit_fields = {f.name for f in fields(FitConfig)} - {"device", "seed", "progress", "checkpoint"}
+    fit_fields = {f.name for f in fields(FitConfig)} - {"device", "seed", "progress", "checkpoint", "log_dir",
+                                                         "tensorboard_dir"}
     plain: dict[str, Any] = {}
     per: dict[str, dict[str, Any]] = {}
     for key, value in settings.items():
@@ -533,6 +534,8 @@ def run_suite(
     settings: dict[str, Any] | None = None,
     echo: Callable[[str], None] = print,
     resume: bool = False,
+    executor: Any = None,
+    tensorboard: str | Path | None = None,
 ) -> dict:
     """Run a registered suite and write its results; return the ``results.json`` payload.
 
@@ -540,7 +543,15 @@ def run_suite(
     are rewritten atomically, so that a kill loses at most the jobs under way. An ``out`` holding finished
     jobs is refused unless ``resume`` and the same grid (:func:`bench_grid`): then its finished jobs (records
     and curves) are read back instead of run. Ctrl-C raises :class:`BenchInterrupted` saying what is saved.
+
+    ``executor`` (:mod:`seqrl.bench.executors`) runs the jobs: in this process by default, or in worker
+    processes or on Ray; records, curves and files are the same either way (wall times aside). Every
+    ``fit`` of a job writes ``out/logs/JOB/NN-ALGORITHM/metrics.csv``, and TensorBoard events under
+    ``tensorboard/JOB/NN-ALGORITHM`` when ``tensorboard`` names a folder.
     """
+    from .executors import GridJob, InProcessExecutor, JobRunner
+
+    executor = executor if executor is not None else InProcessExecutor()
     suite = SUITES.get(name)()
     available = suite.available_algos()
     if algos:
@@ -548,17 +559,22 @@ def run_suite(
         if unknown:
             raise KeyError(f"suite {name!r} has no algorithms {unknown}; available: {available}")
     plain, per_algorithm = split_algorithm_settings(settings or {}, available)
+    if tensorboard is not None:
+        from ..tracking import require_tensorboard
+
+        require_tensorboard()
     options = BenchOptions(
         quick=quick,
         seeds=tuple(seeds) if seeds else None,
         algos=tuple(algos) if algos else None,
-        device=resolve_device(device),
+        device=executor.device(device),
         progress=progress,
         out=Path(out) if out is not None else None,
         grid={k: tuple(v) for k, v in (grid or {}).items()},
         settings=plain,
         algorithm_settings=per_algorithm,
     )
+    where = executor.describe(options.device)
     started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     jobs = suite.jobs(options)
     ident = bench_grid(name, suite, options)
@@ -567,35 +583,46 @@ def run_suite(
     done: dict[str, dict] = {}
     if store is not None:
         started, done = store.open(name, ident, started, total=len(jobs), resume=resume)
-    records: list[RunRecord] = []
-    saved = restored = 0
+        if not done:  # a fresh run: no metrics of an earlier attempt's jobs stay
+            import shutil
+
+            shutil.rmtree(store.out / "logs", ignore_errors=True)
+    finished: dict[int, tuple[list[RunRecord], list[Any]]] = {}
+    for index, key in enumerate(keys):
+        entry = done.get(key)
+        if entry is not None:  # finished by an earlier run: its records and curves, read back
+            finished[index] = ([RunRecord(**r) for r in _untagged(entry["records"])],
+                               _untagged(entry.get("curves") or []))
+    restored = saved = len(finished)
+    pending = [GridJob(i, key, job) for i, (job, key) in enumerate(zip(jobs, keys)) if i not in finished]
+    runner = JobRunner(name, type(suite).__module__, options, store.out / "logs" if store is not None else None,
+                       Path(tensorboard) if tensorboard is not None else None)
+
+    def in_grid_order() -> list[RunRecord]:
+        return [r for i in sorted(finished) for r in finished[i][0]]
+
     t0 = time.perf_counter()
+    bar = tqdm(total=len(jobs), initial=restored, desc=f"bench {name}", disable=not progress, dynamic_ncols=True)
     try:
-        for job, key in tqdm(list(zip(jobs, keys)), desc=f"bench {name}", disable=not progress, dynamic_ncols=True):
-            curves = getattr(suite, "curves", None)
-            entry = done.get(key)
-            if entry is not None:  # finished by an earlier run: its records and curves, read back
-                records.extend(RunRecord(**r) for r in _untagged(entry["records"]))
-                if isinstance(curves, list):
-                    curves.extend(_untagged(entry.get("curves") or []))
-                saved += 1
-                restored += 1
-                continue
-            before = len(curves) if isinstance(curves, list) else 0
-            new = suite.run_job(job, options)
-            records.extend(new)
+        for outcome in executor.run(runner, pending, suite):
+            finished[outcome.index] = (outcome.records, outcome.curves)
             if store is not None:
                 with _deferred_interrupt():
-                    store.append(key, job, new, curves[before:] if isinstance(curves, list) else [])
+                    store.append(outcome.key, outcome.job, outcome.records, outcome.curves)
                     saved += 1
-                    write_results(name, options.device, started, records, store.out, grid=ident)
+                    write_results(name, where, started, in_grid_order(), store.out, grid=ident)
+            bar.update(1)
+        bar.close()
+        records = in_grid_order()
+        if isinstance(getattr(suite, "curves", None), list):  # every job's curves, in grid order
+            suite.curves[:] = [c for i in sorted(finished) for c in finished[i][1]]  # type: ignore[attr-defined]
         echo(suite.report(records))
         note = f" ({restored} of {len(jobs)} jobs read back from {store.log})" if restored and store else ""
-        echo(f"{len(records)} runs in {time.perf_counter() - t0:.1f} s on {describe_device(options.device)}{note}")
+        echo(f"{len(records)} runs in {time.perf_counter() - t0:.1f} s on {where}{note}")
         if store is None:
             return strict_json({"suite": name, "runs": [asdict(r) for r in records]})
         plots = write_plots(suite, name, records, store.out)
-        payload = write_results(name, options.device, started, records, store.out, grid=ident,
+        payload = write_results(name, where, started, records, store.out, grid=ident,
                                 plots=[p.name for p in plots])
         for path in plots:
             echo(f"wrote {path}")
@@ -604,5 +631,7 @@ def run_suite(
     except BenchInterrupted:
         raise
     except KeyboardInterrupt:
-        where = f"saved in {store.out}; rerun with --resume" if store is not None else "finished, none saved (no out)"
-        raise BenchInterrupted(f"interrupted: {saved} of {len(jobs)} jobs {where}") from None
+        kept = f"saved in {store.out}; rerun with --resume" if store is not None else "finished, none saved (no out)"
+        raise BenchInterrupted(f"interrupted: {saved} of {len(jobs)} jobs {kept}") from None
+    finally:
+        bar.close()

@@ -220,7 +220,8 @@ class Seq2SeqSuite(Suite):
             monitor = st.scratch_monitor if scratch_run else st.finetune_monitor
             result = fit(algo, train_set, evaluate=evaluate, monitor=monitor, mode=MONITORS[monitor], config=cfg)
             label = f"{name}_pretrained" if pretraining and not scratch else (label or name)
-            self.curves.append({"algorithm": label, "seed": seed, "points": _curve(result.history)})
+            self.curves.append({"algorithm": label, "seed": seed, "from_scratch": scratch_run,
+                                "points": _curve(result.history)})
             return result
 
         params = {"task": task_name, "train_size": train_set.batch_size, "reward": st.reward, "beam": st.beam_size,
@@ -283,25 +284,39 @@ class Seq2SeqSuite(Suite):
                 + format_table(header, rows))
 
     def plot(self, records: list[RunRecord], out: Path) -> list[Path]:
+        """``seq2seq_valid_bleu.png``: validation BLEU against optimizer steps, runs from a random start
+        and fine-tuning runs (from the pretrained policy) in separate panels; seeds as a mean line with a
+        min–max band."""
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
+        from .report import BAND_NOTE, seed_band
+
         (out / "seq2seq_curves.json").write_text(json.dumps(self.curves, indent=1))
-        fig, ax = plt.subplots(figsize=(7, 4.5))
-        colors: dict[str, Any] = {}
-        for c in self.curves:
-            pts = c["points"]
-            if not pts:
-                continue
-            label = c["algorithm"] if c["algorithm"] not in colors else None
-            line, = ax.plot([p["step"] for p in pts], [p["valid_bleu"] for p in pts], color=colors.get(c["algorithm"]),
-                            label=label, alpha=0.8)
-            colors.setdefault(c["algorithm"], line.get_color())
-        ax.set_xlabel("optimizer steps (each run from its own start: random init or the MLE policy)")
-        ax.set_ylabel("validation BLEU (greedy)")
-        ax.legend(fontsize=7)
+
+        def scratch(curve: dict[str, Any]) -> bool:  # curves written before "from_scratch" was recorded
+            return bool(curve.get("from_scratch", str(curve["algorithm"]).endswith("_pretrained")))
+
+        panels = [(title, [c for c in self.curves if c["points"] and scratch(c) == flag])
+                  for title, flag in (("from a random start (pretraining, or scratch protocol)", True),
+                                      ("fine-tuning from the pretrained policy", False))]
+        panels = [p for p in panels if p[1]] or panels[:1]
+        labels = list(dict.fromkeys(c["algorithm"] for c in self.curves))
+        fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.5), squeeze=False)
+        for ax, (title, curves) in zip(axes[0], panels):
+            for label in dict.fromkeys(c["algorithm"] for c in curves):
+                series = [[(p["step"], p.get("valid_bleu")) for p in c["points"]]
+                          for c in curves if c["algorithm"] == label]
+                seed_band(ax, series, label=label, color=f"C{labels.index(label) % 10}")
+            ax.set_title(title, fontsize=10)
+            ax.set_xlabel("optimizer steps")
+            ax.set_ylabel("validation BLEU, greedy (0–100)")
+            ax.grid(alpha=0.3)
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=7)
+        fig.suptitle(f"seq2seq suite: validation BLEU during training; {BAND_NOTE}", fontsize=10)
         fig.tight_layout()
         path = out / "seq2seq_valid_bleu.png"
         fig.savefig(path, dpi=120)
@@ -310,6 +325,7 @@ class Seq2SeqSuite(Suite):
 
 
 def _curve(history: list[dict[str, float]]) -> list[dict[str, float]]:
-    """Validation BLEU and CE per evaluation, with interpolation's λ where the algorithm reports it."""
-    keys = ("step", "valid_bleu", "valid_ce", "lambda1", "lambda2", "lambda3")
+    """Validation BLEU and CE per evaluation, with interpolation's λ and the critic's loss on the last training
+    batch (ERAC/AC's TD error, VAML's soft Q-learning loss) where the algorithm reports them."""
+    keys = ("step", "valid_bleu", "valid_reward", "valid_ce", "lambda1", "lambda2", "lambda3", "critic_loss", "q_loss")
     return [{k: h[k] for k in keys if k in h} for h in history if "valid_bleu" in h]

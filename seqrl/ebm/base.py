@@ -6,12 +6,15 @@ DPG, KL-control, GAMs and the ``potential`` reward all read the same objects.
 
 from __future__ import annotations
 
+import inspect
 import math
-from typing import Protocol, runtime_checkable
+from collections.abc import Callable
+from typing import Any, Protocol, cast, runtime_checkable
 
 import torch
 from torch import Tensor
 
+from ..registry import Registry, first_line, object_source, plugin_source
 from ..types import SequenceBatch, Vocab
 
 
@@ -26,15 +29,121 @@ class Potential(Protocol):
     def log_potential(self, batch: SequenceBatch) -> Tensor: ...
 
 
+class FunctionPotential:
+    """A plain function ``fn(batch) → [B]`` log P(x) as a :class:`Potential`."""
+
+    def __init__(self, fn: Callable[[SequenceBatch], Tensor], name: str, vocab: Vocab | None = None) -> None:
+        self.fn, self.name, self.vocab = fn, name, vocab
+        self.plugin_source = object_source(fn)
+
+    def log_potential(self, batch: SequenceBatch) -> Tensor:
+        return self.fn(batch)
+
+    def __repr__(self) -> str:
+        return f"FunctionPotential({self.name!r}, {self.plugin_source})"
+
+
+def potential_factory(name: str, obj: Any) -> Callable[..., Potential]:
+    """What the registry holds for ``obj``: a class, or a function with a ``vocab`` parameter, is a
+    factory ``(vocab=…, **kwargs) → Potential``; a built potential (with ``log_potential``) is returned
+    as it is; any other callable is log P(x) itself, ``fn(batch) → [B]``."""
+    if inspect.isclass(obj):
+        return cast(Callable[..., Potential], obj)  # a class builds its instances
+    if hasattr(obj, "log_potential"):
+        return lambda vocab=None, **kwargs: obj
+    if not callable(obj):
+        raise PotentialError(f"potential plug-in {name!r} is {type(obj).__name__}: expected a Potential class, "
+                             "a factory taking vocab=, or a function log P(batch) → [B]")
+    try:
+        takes_vocab = "vocab" in inspect.signature(obj).parameters
+    except (TypeError, ValueError):
+        takes_vocab = False
+    if takes_vocab:
+        return obj
+
+    def build(vocab: Vocab | None = None, **kwargs: Any) -> Potential:
+        if kwargs:
+            raise PotentialError(f"potential {name!r} ({object_source(obj)}) is a plain function: it takes no "
+                                 f"settings, got {sorted(kwargs)}")
+        return FunctionPotential(obj, name, vocab)
+
+    return build
+
+
+POTENTIALS: Registry[Callable[..., Potential]] = Registry("potential", group="seqrl.potentials",
+                                                         adapt=potential_factory)
+
+
+def register_potential(name: str) -> Callable[[Any], Any]:
+    """Decorator registering a potential under ``name``: a class built with ``vocab=`` (and settings),
+    or a plain function ``log_P(batch) → [B]`` (-inf outside the support)."""
+    return POTENTIALS.register(name)
+
+
+def make_potential(name: str, vocab: Vocab, **kwargs: Any) -> Potential:
+    """Build a registered potential (or one named ``module:function``) for ``vocab``."""
+    factory = POTENTIALS.get(name)
+    try:
+        potential = factory(vocab=vocab, **kwargs)
+    except PotentialError:
+        raise
+    except Exception as err:
+        source = object_source(factory)
+        if source.startswith("seqrl."):
+            raise
+        raise PotentialError(f"building potential {name!r} ({source}) raised {type(err).__name__}: "
+                             f"{first_line(err)}") from err
+    if not hasattr(potential, "log_potential"):
+        raise PotentialError(f"potential factory {name!r} returned {type(potential).__name__}, which has no "
+                             "log_potential(batch)")
+    if getattr(potential, "name", None) is None and plugin_source(potential) is not None:
+        try:
+            potential.name = name  # type: ignore[attr-defined]  # messages name it
+        except AttributeError:
+            pass
+    return potential
+
+
+def _label(potential: Any) -> str:
+    """``potential 'name' (plug-in module:function)``, as messages name a potential."""
+    name = getattr(potential, "name", None)
+    source = plugin_source(potential)
+    label = f"potential {name!r}" if name is not None else f"potential {type(potential).__name__}"
+    return label if source is None or source == name else f"{label} (plug-in {source})"
+
+
 def checked_log_potential(potential: Potential, batch: SequenceBatch, *, require_support: bool = True) -> Tensor:
-    """log P(x) → [B], raising :class:`PotentialError` on NaN, +inf, a wrong shape, or (when
-    ``require_support``) a batch where every value is -inf (P = 0 on all of it: no importance
-    weight can be formed and Z would be estimated as 0)."""
-    values = potential.log_potential(batch)
+    """log P(x) → [B], raising :class:`PotentialError` on NaN, +inf, a wrong shape, a non-tensor, or
+    (when ``require_support``) a batch where every value is -inf (P = 0 on all of it: no importance
+    weight can be formed and Z would be estimated as 0). The one place where potentials' outputs are
+    checked; a plug-in that raises gets an error naming it."""
+    try:
+        values = potential.log_potential(batch)
+    except PotentialError:
+        raise
+    except Exception as err:
+        if plugin_source(potential) is None:  # seqrl's own potentials raise seqrl's own errors
+            raise
+        raise PotentialError(f"{_label(potential)}: log_potential raised {type(err).__name__}: "
+                             f"{first_line(err)}") from err
+    if not isinstance(values, Tensor):
+        text = repr(values)
+        text = text if len(text) <= 40 else text[:39] + "…"
+        raise PotentialError(f"{_label(potential)}: log_potential returned {type(values).__name__} {text}; "
+                             f"expected a ({batch.batch_size},) float tensor")
     if values.shape != (batch.batch_size,):
-        raise PotentialError(f"log_potential returned shape {tuple(values.shape)}, expected ({batch.batch_size},)")
-    if bool(torch.isnan(values).any()) or bool((values == math.inf).any()):
-        raise PotentialError("log_potential returned NaN or +inf; expected finite values or -inf")
+        raise PotentialError(f"{_label(potential)}: log_potential returned shape {tuple(values.shape)}, "
+                             f"expected ({batch.batch_size},)")
+    if values.is_complex():
+        raise PotentialError(f"{_label(potential)}: log_potential returned a complex tensor; expected real values")
+    if not values.is_floating_point():
+        values = values.float()  # integer log-potentials are fine (and cannot be NaN)
+    bad = torch.isnan(values) | (values == math.inf)
+    if bool(bad.any()):
+        first = int(bad.nonzero()[0, 0])
+        raise PotentialError(f"{_label(potential)}: log_potential returned NaN or +inf at {int(bad.sum())} of "
+                             f"{values.numel()} sequences (first at index {first}: {values[first].item()}); "
+                             "expected finite values or -inf")
     if require_support and bool((values == -math.inf).all()):
         raise PotentialError(
             f"the potential is -inf (P = 0) on all {batch.batch_size} sequences of the batch: "

@@ -1,7 +1,11 @@
 """Environments and tasks. Importing this module registers the gymnasium ids
-``seqrl/Motif-v0``, ``seqrl/ToyTranslation-v0``, ``seqrl/Copy-v0`` and ``seqrl/Reverse-v0``."""
+``seqrl/Motif-v0``, ``seqrl/ToyTranslation-v0``, ``seqrl/Copy-v0`` and ``seqrl/Reverse-v0``, and
+``seqrl/Sequence-v0``, whose ``task=`` names any task (a plug-in's too)."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 import gymnasium as gym
 
@@ -32,9 +36,29 @@ def _register() -> None:
     for env_id, task in ENV_IDS.items():
         if env_id not in gym.registry:
             gym.register(id=env_id, entry_point="seqrl.envs.sequence_env:make_env", kwargs={"task": task})
+    if "seqrl/Sequence-v0" not in gym.registry:  # gym.make("seqrl/Sequence-v0", task="name") for any task
+        gym.register(id="seqrl/Sequence-v0", entry_point="seqrl.envs.sequence_env:make_env")
 
 
 _register()
+TASKS.group = "seqrl.envs"  # installed packages add environments (tasks) through this entry-point group
+TASKS.reload_plugins()
+
+
+def register_env(name: str, task: Callable[..., Task] | None = None, *, env_id: str | None = None) -> Any:
+    """Register a task (a :class:`Task` class or factory taking its settings) as the environment ``name``:
+    ``seqrl train --env name``, ``make_task(name)`` and ``gym.make(env_id)`` (default ``seqrl/<name>``)
+    build it. Without ``task``, a decorator: ``@register_env("mine") class Mine(Task): ...``."""
+
+    def add(target: Callable[..., Task]) -> Callable[..., Task]:
+        TASKS.register(name, target)  # type: ignore[arg-type]  # a factory builds a Task as a class does
+        gym_id = env_id or f"seqrl/{name}"
+        ENV_IDS[gym_id] = name
+        if gym_id not in gym.registry:
+            gym.register(id=gym_id, entry_point="seqrl.envs.sequence_env:make_env", kwargs={"task": name})
+        return target
+
+    return add(task) if task is not None else add
 
 
 def task_for_env(env_id: str, **kwargs) -> Task:
@@ -50,5 +74,6 @@ def task_for_env(env_id: str, **kwargs) -> Task:
 __all__ = [
     "ENV_IDS", "TASKS", "CopyTask", "MotifError", "MotifTask", "PairTask", "ReverseTask", "Rollout",
     "SequenceEnv", "Task", "TextPairTask", "ToyTranslationTask", "check_motif", "completion_counts",
-    "count_with_motif", "kmp_automaton", "make_env", "make_task", "read_text_pairs", "rollout", "task_for_env",
+    "count_with_motif", "kmp_automaton", "make_env", "make_task", "read_text_pairs", "register_env", "rollout",
+    "task_for_env",
 ]

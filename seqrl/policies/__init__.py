@@ -1,4 +1,5 @@
-"""Policies: one interface (:class:`Policy`), one sampler, four architectures."""
+"""Policies: one interface (:class:`Policy`), one sampler, four architectures, and any ``transformers``
+causal LM (``hf``, optional extra ``seqrl[hf]``; transformers is imported only when one is built)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Callable
 from ..registry import Registry
 from ..types import Vocab
 from .base import AutoregressivePolicy, OverrideHook, Policy, Samples, StepInfo
+from .hf import HFCausalLMPolicy
 from .rnn import GRUPolicy, LSTMPolicy, RNNPolicy
 from .seq2seq import Seq2SeqPolicy
 from .transformer import TransformerPolicy
@@ -16,6 +18,7 @@ POLICIES.register("lstm", LSTMPolicy)
 POLICIES.register("gru", GRUPolicy)
 POLICIES.register("transformer", TransformerPolicy)
 POLICIES.register("seq2seq", Seq2SeqPolicy)
+POLICIES.register("hf", HFCausalLMPolicy)  # without transformers installed, building one says "pip install seqrl[hf]"
 
 
 def make_policy(
@@ -47,6 +50,7 @@ __all__ = [
     "POLICIES",
     "AutoregressivePolicy",
     "GRUPolicy",
+    "HFCausalLMPolicy",
     "LSTMPolicy",
     "OverrideHook",
     "Policy",

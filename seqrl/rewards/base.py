@@ -9,14 +9,15 @@ instead would shift only the first step's reward, equally for every action.)
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, cast, runtime_checkable
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from ..registry import Registry
+from ..registry import Registry, first_line, object_source, plugin_source
 from ..types import BatchError, SequenceBatch, Vocab
 from ..utils import check_finite
 
@@ -83,30 +84,115 @@ class BaseReward:
         return f"{type(self).__name__}(name={self.name!r})"
 
 
-REWARDS: Registry[Callable[..., Reward]] = Registry("reward", group="seqrl.rewards")
+class FunctionReward:
+    """A plain scoring function ``fn(hyps, refs) → [B]`` (or ``fn(hyps)``) as a :class:`Reward`.
+
+    ``needs_reference``: whether ``fn``'s second parameter has no default. ``fn`` may carry the
+    attributes ``needs_reference``, ``terminal_only`` and ``allows_neg_inf`` to say otherwise."""
+
+    reference_symmetric = False
+
+    def __init__(self, fn: Callable[..., Any], name: str, vocab: Vocab | None = None) -> None:
+        try:
+            params = [p for p in inspect.signature(fn).parameters.values()
+                      if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)]
+        except (TypeError, ValueError):
+            params = []
+        self.fn, self.name, self.vocab = fn, name, vocab
+        self.takes_refs = not params or len(params) >= 2 or params[0].kind == params[0].VAR_POSITIONAL
+        required = len(params) >= 2 and params[1].kind != params[1].VAR_POSITIONAL \
+            and params[1].default is inspect.Parameter.empty
+        self.needs_reference = bool(getattr(fn, "needs_reference", required))
+        self.terminal_only = bool(getattr(fn, "terminal_only", False))
+        self.allows_neg_inf = bool(getattr(fn, "allows_neg_inf", False))
+        self.plugin_source = object_source(fn)
+
+    def __call__(self, hyps: SequenceBatch, refs: SequenceBatch | None = None) -> Any:
+        if self.needs_reference and refs is None:
+            raise RewardError(f"reward {self.name!r} compares with a reference: pass refs")
+        return self.fn(hyps, refs) if self.takes_refs else self.fn(hyps)
+
+    def __repr__(self) -> str:
+        return f"FunctionReward({self.name!r}, {self.plugin_source})"
 
 
-def register_reward(name: str) -> Callable[[Callable[..., Reward]], Callable[..., Reward]]:
-    """Decorator: ``@register_reward("mine") class Mine(BaseReward): ...`` (factory takes ``vocab``)."""
+def reward_factory(name: str, obj: Any) -> Callable[..., Reward]:
+    """What the registry holds for ``obj``: a class, or a function with a ``vocab`` parameter, is a
+    factory ``(vocab=…, **kwargs) → Reward``; a built reward object (not a function, with
+    ``needs_reference``) is returned as it is; any other callable is a scoring function R(hyps[, refs])."""
+    if inspect.isclass(obj):
+        return cast(Callable[..., Reward], obj)  # a class builds its instances
+    if not callable(obj):
+        raise RewardError(f"reward plug-in {name!r} is {type(obj).__name__} {_short(obj)}: expected a Reward "
+                          "class, a factory taking vocab=, or a function R(hyps, refs) → [B]")
+    if not inspect.isfunction(obj) and hasattr(obj, "needs_reference"):
+        return lambda vocab=None, **kwargs: obj
+    try:
+        takes_vocab = "vocab" in inspect.signature(obj).parameters
+    except (TypeError, ValueError):  # a builtin without a signature: score with it as it is
+        takes_vocab = False
+    if takes_vocab:
+        return obj
+
+    def build(vocab: Vocab | None = None, **kwargs: Any) -> Reward:
+        if kwargs:
+            raise RewardError(f"reward {name!r} ({object_source(obj)}) is a plain function: it takes no "
+                              f"settings, got {sorted(kwargs)}")
+        return FunctionReward(obj, name, vocab)
+
+    return build
+
+
+REWARDS: Registry[Callable[..., Reward]] = Registry("reward", group="seqrl.rewards", adapt=reward_factory)
+
+
+def register_reward(name: str) -> Callable[[Any], Any]:
+    """Decorator registering a reward under ``name``: a class (``@register_reward("mine") class
+    Mine(BaseReward)``, built with ``vocab=``) or a plain function ``R(hyps, refs=None) → [B]``."""
     return REWARDS.register(name)
 
 
 def make_reward(name: str, vocab: Vocab, **kwargs: Any) -> Reward:
-    """Instantiate a registered reward: ``make_reward("bleu", vocab)``."""
-    reward = REWARDS.get(name)(vocab=vocab, **kwargs)
+    """Instantiate a registered reward (or one named ``module:function``): ``make_reward("bleu", vocab)``."""
+    factory = REWARDS.get(name)
+    try:
+        reward = factory(vocab=vocab, **kwargs)
+    except RewardError:
+        raise
+    except Exception as err:
+        source = object_source(factory)
+        if source.startswith("seqrl."):
+            raise
+        raise RewardError(f"building reward {name!r} ({source}) raised {type(err).__name__}: "
+                          f"{first_line(err)}") from err
     if not callable(reward):
-        raise RewardError(f"reward factory {name!r} returned a non-callable {reward!r}")
+        raise RewardError(f"reward factory {name!r} returned a non-callable {_short(reward)}")
+    if getattr(reward, "name", "reward") == "reward" and plugin_source(reward) is not None:
+        try:  # a plug-in class that kept BaseReward's generic name: messages use the registered one
+            reward.name = name
+        except AttributeError:
+            pass
     return reward
+
+
+def _named(reward: Any) -> str:
+    """``'name'`` as messages name a reward."""
+    return repr(getattr(reward, "name", reward))
+
+
+def _origin(reward: Any) -> str:
+    """`` (plug-in module:function)`` for a reward defined outside seqrl (unless its name says it)."""
+    source = plugin_source(reward)
+    return "" if source is None or source == getattr(reward, "name", None) else f" (plug-in {source})"
 
 
 def _as_scores(values: Any, reward: Reward, hyps: SequenceBatch) -> Tensor:
     """A reward's return value as a float tensor, or a one-line :class:`RewardError` naming the reward and
     the type it returned (strings, objects, None, non-numeric arrays)."""
-    name = getattr(reward, "name", reward)
     expected = f"expected a [B]=({hyps.batch_size},) float tensor (or a list of numbers)"
 
     def fail(what: str) -> RewardError:
-        return RewardError(f"reward {name!r} returned {what}; {expected}")
+        return RewardError(f"reward {_named(reward)} returned {what}; {expected}{_origin(reward)}")
 
     if isinstance(values, Tensor):
         if values.is_complex():
@@ -134,20 +220,30 @@ def _short(value: Any, limit: int = 40) -> str:
 
 
 def compute_reward(reward: Reward, hyps: SequenceBatch, refs: SequenceBatch | None = None) -> Tensor:
-    """R(y; y*) → [B] float tensor on ``hyps``' device, checked for shape and finiteness."""
+    """R(y; y*) → [B] float tensor on ``hyps``' device, checked for shape and finiteness: the one
+    place where every reward's output is checked. A plug-in (defined outside seqrl) that raises gets
+    a :class:`RewardError` naming it and what it raised."""
     if refs is not None and refs.batch_size != hyps.batch_size:
         raise BatchError(f"{hyps.batch_size} hypotheses but {refs.batch_size} references")
-    values = _as_scores(reward(hyps, refs), reward, hyps)
+    try:
+        raw = reward(hyps, refs)
+    except RewardError:
+        raise
+    except Exception as err:
+        if plugin_source(reward) is None:  # seqrl's own rewards raise seqrl's own errors, unchanged
+            raise
+        raise RewardError(f"reward {_named(reward)} raised {type(err).__name__}: {first_line(err)}"
+                          f"{_origin(reward)}") from err
+    values = _as_scores(raw, reward, hyps)
     if values.shape != (hyps.batch_size,):
         raise RewardError(
-            f"reward {getattr(reward, 'name', reward)!r} returned shape {tuple(values.shape)}, "
-            f"expected [B]=({hyps.batch_size},)"
+            f"reward {_named(reward)} returned shape {tuple(values.shape)}, "
+            f"expected [B]=({hyps.batch_size},){_origin(reward)}"
         )
     try:
-        check_finite(values, f"reward {getattr(reward, 'name', reward)!r}",
-                     allow_neg_inf=getattr(reward, "allows_neg_inf", False))
+        check_finite(values, f"reward {_named(reward)}", allow_neg_inf=getattr(reward, "allows_neg_inf", False))
     except ValueError as err:
-        raise RewardError(str(err)) from None
+        raise RewardError(f"{err}{_origin(reward)}") from None
     return values
 
 

@@ -221,7 +221,10 @@ class PotentialReward(BaseReward):
         self.potential, self.scale, self.floor = potential, scale, floor
 
     def score(self, hyps: SequenceBatch, refs: SequenceBatch | None) -> Tensor:
-        values = self.potential.log_potential(hyps)
+        from ..ebm.base import checked_log_potential  # here: seqrl.ebm imports the policies, which import rewards
+
+        # P = 0 on a whole batch is a legitimate reward (-inf, or the floor), so support is not required.
+        values = checked_log_potential(self.potential, hyps, require_support=False)
         if self.floor is not None:
             values = values.clamp(min=self.floor)
         return self.scale * values
