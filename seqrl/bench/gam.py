@@ -14,6 +14,7 @@ import json
 import math
 import statistics
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -21,14 +22,14 @@ from typing import Any, Literal
 import torch
 
 from ..algorithms import ALGORITHMS, make_algorithm
-from ..algorithms.base import RunContext
+from ..algorithms.base import Algorithm, RunContext
 from ..config import check_ranges
 from ..ebm import GAMPotential, MotifFeatures, Training1Config, fit_lambda
 from ..ebm.sampling import LogZEstimate, ProposalDraw, base_log_ratio, draw, estimate_divergences, estimate_log_z
 from ..ebm.training1 import Training1Result, lam_summary
 from ..envs.motif import MotifTask
 from ..metrics import cross_entropy, motif_frequency, sample_in_chunks, sequence_log_probs
-from ..policies import make_policy
+from ..policies import AutoregressivePolicy, make_policy
 from ..training import Callback, FitConfig, fit
 from ..utils import seed_everything
 from .runner import BenchOptions, RunRecord, Suite, format_table, override_settings, register_suite
@@ -158,6 +159,41 @@ class KLCurve(Callback):
                             if k in state.metrics})
 
 
+def training2(algo: str, task: MotifTask, r: AutoregressivePolicy, gam: FittedGAM, settings: GamSettings, *,
+              device: torch.device, seed: int, evaluate: Callable[[Any], dict[str, float]] | None = None,
+              callbacks: Sequence[Callback] = (), progress: bool = False, algo_kwargs: dict[str, Any] | None = None,
+              fit_kwargs: dict[str, Any] | None = None) -> tuple[AutoregressivePolicy, Algorithm]:
+    """Training-2 ([DPG] Sec. 3.2): a copy of r trained toward P_λ by ``algo`` as the suite runs it (the
+    algorithm's ``bench_kwargs`` and ``fit_overrides``, the suite's Training-2 :class:`FitConfig`; r is a
+    candidate of the early stopping, so π is never worse than r on validation CE). Returns (π, algorithm)."""
+    seed_everything(seed)
+    policy = new_policy(task, settings).to(device)
+    policy.load_state_dict(r.state_dict())
+    valid = task.split("valid")
+    cls = ALGORITHMS.get(algo)
+    context = RunContext(vocab=task.vocab, max_len=task.max_len, valid=valid, potential=gam.potential, proposal=r,
+                         samples_per_step=settings.episodes_per_step or settings.batch_size,
+                         estimate_samples=settings.kl_samples, draw_samples=settings.distill_samples,
+                         budget_steps=settings.dpg_steps)
+    algorithm = make_algorithm(algo, policy, **{**cls.bench_kwargs(context), **(algo_kwargs or {})})
+    # evaluate_at_start: r is a candidate of the early stopping, so Training-2 never
+    # returns a π with worse validation CE than the r it started from.
+    fit_config = FitConfig(batch_size=settings.batch_size, lr=settings.lr, clip_grad_norm=settings.clip_grad_norm,
+                           patience=settings.patience, device=str(device), seed=seed, progress=progress,
+                           evaluate_at_start=True)
+    if cls.uses_data:  # MLE on samples it draws (distillation): epochs, as r was trained
+        fit_config = replace(fit_config, max_epochs=settings.max_epochs)
+    else:
+        fit_config = replace(fit_config, max_steps=settings.dpg_steps, eval_every=settings.eval_every,
+                             lr=settings.dpg_lr, clip_grad_norm=settings.dpg_clip_grad_norm)
+    fit_config = replace(fit_config, **{**cls.fit_overrides, **(fit_kwargs or {})})
+    if evaluate is None:
+        fit(algorithm, None, valid=valid, callbacks=list(callbacks), config=fit_config)
+    else:
+        fit(algorithm, None, evaluate=evaluate, callbacks=list(callbacks), config=fit_config)
+    return policy, algorithm
+
+
 @register_suite("gam")
 class GamSuite(Suite):
     """Row ``mle`` is r itself (trained for every job); Training-2 runs every registered algorithm that
@@ -257,29 +293,11 @@ class GamSuite(Suite):
         records = []
         for algo in algos:
             t0 = time.perf_counter()
-            seed_everything(seed)
-            policy = new_policy(task, st).to(device)
-            policy.load_state_dict(r.state_dict())
             curve = KLCurve()
-            cls = ALGORITHMS.get(algo)
-            context = RunContext(vocab=task.vocab, max_len=task.max_len, valid=valid, potential=P, proposal=r,
-                                 samples_per_step=st.episodes_per_step or st.batch_size,
-                                 estimate_samples=st.kl_samples, draw_samples=st.distill_samples,
-                                 budget_steps=st.dpg_steps)
             algo_kwargs, fit_kwargs = options.for_algorithm(algo)
-            algorithm = make_algorithm(algo, policy, **{**cls.bench_kwargs(context), **algo_kwargs})
-            # evaluate_at_start: r is a candidate of the early stopping, so Training-2 never
-            # returns a π with worse validation CE than the r it started from.
-            fit_config = FitConfig(batch_size=st.batch_size, lr=st.lr, clip_grad_norm=st.clip_grad_norm,
-                                   patience=st.patience, device=str(device), seed=seed, progress=options.progress,
-                                   evaluate_at_start=True)
-            if cls.uses_data:  # MLE on samples it draws (distillation): epochs, as r was trained
-                fit_config = replace(fit_config, max_epochs=st.max_epochs)
-            else:
-                fit_config = replace(fit_config, max_steps=st.dpg_steps, eval_every=st.eval_every, lr=st.dpg_lr,
-                                     clip_grad_norm=st.dpg_clip_grad_norm)
-            fit_config = replace(fit_config, **{**cls.fit_overrides, **fit_kwargs})
-            fit(algorithm, None, evaluate=evaluate, callbacks=[curve], config=fit_config)
+            policy, algorithm = training2(algo, task, r, gam, st, device=device, seed=seed, evaluate=evaluate,
+                                          callbacks=[curve], progress=options.progress, algo_kwargs=algo_kwargs,
+                                          fit_kwargs=fit_kwargs)
             summary = algorithm.summary()
             self.curves.append({"algorithm": algo, "seed": seed, **params, "features": mask, "points": curve.points})
             samples = sample_in_chunks(policy, st.motif_samples, generator=gen)
