@@ -17,6 +17,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
+from ..ebm.base import base_log_prob
 from ..policies.base import AutoregressivePolicy
 from ..rewards.base import compute_reward
 from ..types import SequenceBatch
@@ -82,12 +83,7 @@ class KLControlPotential:
     @torch.no_grad()
     def log_potential(self, batch: SequenceBatch) -> Tensor:
         """[B] log a(x) + r(x)/β."""
-        was_training = self.base.training
-        self.base.eval()
-        try:
-            log_a = self.base.sequence_log_prob(batch.to(self.base.device)).to(batch.device)
-        finally:
-            self.base.train(was_training)
+        log_a = base_log_prob(self.base, batch)
         return log_a + self.log_ratio_to_base(batch).to(log_a)
 
 

@@ -112,6 +112,18 @@ def _label(potential: Any) -> str:
     return label if source is None or source == name else f"{label} (plug-in {source})"
 
 
+@torch.no_grad()
+def base_log_prob(base: Any, batch: SequenceBatch) -> Tensor:
+    """[B] log a(x) of the base model of an EBM P(x) = a(x)·e^{…}, scored as a distribution (eval mode:
+    dropout off; its train/eval mode restored), on the batch's device."""
+    was_training = base.training
+    base.eval()
+    try:
+        return base.sequence_log_prob(batch.to(base.device)).to(batch.device)
+    finally:
+        base.train(was_training)
+
+
 def checked_log_potential(potential: Potential, batch: SequenceBatch, *, require_support: bool = True) -> Tensor:
     """log P(x) → [B], raising :class:`PotentialError` on NaN, +inf, a wrong shape, a non-tensor, or
     (when ``require_support``) a batch where every value is -inf (P = 0 on all of it: no importance

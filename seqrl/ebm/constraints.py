@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from ..policies.base import AutoregressivePolicy
 from ..types import SequenceBatch
-from .base import PotentialError
+from .base import PotentialError, base_log_prob
 from .sampling import draw
 from .training1 import Training1Config, Training1Result, fit_lambda, log_support
 
@@ -139,12 +139,7 @@ class ConstraintPotential(nn.Module):
     @torch.no_grad()
     def log_potential(self, batch: SequenceBatch) -> Tensor:
         """[B] log a(x) + λ·φ(x) + log 1[x ∈ support]."""
-        was_training = self.base.training
-        self.base.eval()
-        try:
-            log_a = self.base.sequence_log_prob(batch.to(self.base.device)).to(batch.device)
-        finally:
-            self.base.train(was_training)
+        log_a = base_log_prob(self.base, batch)
         return log_a + self.log_ratio_to_base(batch).to(log_a)
 
     def log_ratio_bound(self) -> float:

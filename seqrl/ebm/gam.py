@@ -7,6 +7,7 @@ from torch import Tensor, nn
 
 from ..policies.base import AutoregressivePolicy
 from ..types import SequenceBatch
+from .base import base_log_prob
 from .features import MotifFeatures
 
 
@@ -40,13 +41,7 @@ class GAMPotential(nn.Module):
     @torch.no_grad()
     def log_potential(self, batch: SequenceBatch) -> Tensor:
         """[B] log r(x) + λ·φ(x)."""
-        was_training = self.base.training
-        self.base.eval()
-        try:
-            log_r = self.base.sequence_log_prob(batch.to(self.base.device)).to(batch.device)
-            return log_r + self.log_ratio_to_base(batch)
-        finally:
-            self.base.train(was_training)
+        return base_log_prob(self.base, batch) + self.log_ratio_to_base(batch)
 
     def log_ratio_bound(self) -> float:
         """max_x λ·φ(x): the rejection-sampling bound log β for proposal r ([DPG] A.2, A.4)."""
