@@ -399,7 +399,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ablation", action="store_true",
                    help="seq2seq: ERAC's ablations (Tables 3-4: β × λ_var, no future entropy) beside mle and ac")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="a suite setting (GamSettings / Seq2SeqSettings field), e.g. --set dpg_lr=3e-3; or "
+                   help="a suite setting (a GamSettings / Seq2SeqSettings / ControlSettings field), "
+                        "e.g. --set dpg_lr=3e-3; or "
                         "ALGO.FIELD=VALUE for one algorithm's config or FitConfig field, e.g. --set raml.num_samples=5")
     p.add_argument("--resume", action="store_true",
                    help="finish the interrupted run in --out (same grid): its finished jobs are read back, not rerun")

@@ -28,7 +28,7 @@ def test_unknown_names_fail_with_the_known_ones():
     out = seqrl("train", "ppo", "--env", "seqrl/Copy-v0")
     assert out.returncode == 2 and "unknown algorithm 'ppo'; known:" in out.stderr
     out = seqrl("bench", "atari")
-    assert out.returncode == 2 and "unknown suite 'atari'; known: gam" in out.stderr
+    assert out.returncode == 2 and "unknown suite 'atari'; known: control, gam, seq2seq" in out.stderr
 
 
 def test_train_copy_writes_checkpoint(tmp_path):

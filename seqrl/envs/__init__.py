@@ -9,6 +9,7 @@ from typing import Any
 
 import gymnasium as gym
 
+from .grammar import Grammar, GrammarConfig
 from .motif import MotifError, MotifTask, check_motif, completion_counts, count_with_motif, kmp_automaton
 from .rollout import Rollout, rollout
 from .sequence_env import SequenceEnv, make_env
@@ -72,6 +73,7 @@ def task_for_env(env_id: str, **kwargs) -> Task:
 
 
 __all__ = [
+    "Grammar", "GrammarConfig",
     "ENV_IDS", "TASKS", "CopyTask", "MotifError", "MotifTask", "PairTask", "ReverseTask", "Rollout",
     "SequenceEnv", "Task", "TextPairTask", "ToyTranslationTask", "check_motif", "completion_counts",
     "count_with_motif", "kmp_automaton", "make_env", "make_task", "read_text_pairs", "register_env", "rollout",
