@@ -224,9 +224,9 @@ def test_potential_errors(setting):
     with pytest.raises(ValueError, match="-inf everywhere"):
         exact.log_partition(Nowhere().log_potential(space))
     policy = make_policy("lstm", task.vocab, task.max_len, hidden_size=8)
-    algo = make_algorithm("dpg", policy, potential=Nowhere(), samples_per_step=16)
-    with pytest.raises(PotentialError, match="zero .* on every one of the 16 samples"):
-        fit(algo, None, config=FitConfig(max_steps=1, **FAST))
+    algo = make_algorithm("dpg", policy, potential=Nowhere(), samples_per_step=16, max_draws_without_support=3)
+    with pytest.raises(PotentialError, match=r"zero .* on every one of the 3 × 16 samples"):
+        fit(algo, None, config=FitConfig(max_steps=10, **FAST))
 
     class NaNPotential:
         def log_potential(self, batch):
@@ -234,6 +234,30 @@ def test_potential_errors(setting):
 
     with pytest.raises(PotentialError, match="NaN"):
         checked_log_potential(NaNPotential(), space)
+
+
+def test_batches_before_the_first_support_are_no_step_and_count_in_z(setting):
+    """A rare pointwise constraint: the first batches may hold no x with P > 0. They make no step (the
+    weights stay), their zero weights still enter Ẑ's mean, and training goes on once support appears."""
+    task, r, space = setting
+
+    class RareAtFirst:  # P = 0 on the first two batches, then P = 1 everywhere
+        calls = 0
+
+        def log_potential(self, batch):
+            self.calls += 1
+            return torch.full((batch.batch_size,), -math.inf if self.calls <= 2 else 0.0)
+
+    policy = make_policy("lstm", task.vocab, task.max_len, hidden_size=8, seed=0)
+    start = {k: v.clone() for k, v in policy.state_dict().items()}
+    algo = make_algorithm("dpg", policy, potential=RareAtFirst(), samples_per_step=16)
+    fit(algo, None, config=FitConfig(max_steps=2, **FAST))
+    assert algo.draws_without_support == 2
+    assert all(torch.equal(v, policy.state_dict()[k]) for k, v in start.items())
+    fit(algo, None, config=FitConfig(max_steps=1, **FAST))
+    # Ẑ = mean of all 48 weights: 32 zeros, then 16 weights 1/π(x)
+    assert float(algo.z_count) == 48 and float(algo.z_sum) > 0
+    assert any(not torch.equal(v, policy.state_dict()[k]) for k, v in start.items())
 
 
 def test_proposal_with_zero_mass_where_p_positive_is_reported(setting):

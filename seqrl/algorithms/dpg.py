@@ -73,9 +73,11 @@ class DPGRollout:
     log_weight: Tensor
     log_z_before: float | None = None
     """log Ẑ from the weights of earlier batches only (None on the first batch)."""
+    before_support: bool = False
+    """P = 0 on every sample and on every earlier one: no weight, no Ẑ, no step (a rare pointwise constraint)."""
 
 
-class _DPGBase(Algorithm):
+class DPGBase(Algorithm):
     """Shared by ``dpg``, ``dpg_off`` and ``gdcpp`` (only their configs differ) and ``fdpg`` (its own loss)."""
 
     uses_data = False
@@ -122,6 +124,10 @@ class _DPGBase(Algorithm):
         did not move from r)."""
         kl_samples: int = 2000
         """Samples of π_θ and of q used to estimate KL(p‖·) for the 'kl' update rule."""
+        max_draws_without_support: int = 20
+        """Batches in a row, from the start, with P = 0 on every sample before the run stops with an error
+        (a potential that is -inf everywhere); until then such a batch is no step (a rare pointwise
+        constraint, [GDC++] Sec. 4.1, may need a few batches before its first sample)."""
 
     def __init__(self, policy, config=None, *, potential=None, proposal=None, valid: SequenceBatch | None = None,
                  log_ratio: LogRatioFn | None = None) -> None:
@@ -142,6 +148,7 @@ class _DPGBase(Algorithm):
         self.register_buffer("z_count", torch.zeros((), dtype=torch.float64))
         self.episodes = 0
         self.proposal_updates = 0
+        self.draws_without_support = 0
         self._proposal_score: float | None = None
 
     # --- helpers ---------------------------------------------------------------------
@@ -151,23 +158,38 @@ class _DPGBase(Algorithm):
 
     def log_z(self) -> float:
         """Running estimate log Ẑ = log mean of every importance weight P/q seen so far."""
-        return math.log(float(self.z_sum / self.z_count)) if float(self.z_count) > 0 else 0.0
+        return math.log(float(self.z_sum / self.z_count)) if float(self.z_sum) > 0 else 0.0
 
     # --- the two verbs ---------------------------------------------------------------
     def collect(self, batch: SequenceBatch | None) -> DPGRollout:
         d = draw(self.sampler, self.config.samples_per_step, self._log_ratio)
-        if bool((d.log_ratio == -math.inf).all()) and float(self.z_count) == 0:
-            raise PotentialError(
-                f"the potential is zero (log P = -inf) on every one of the {d.log_ratio.numel()} samples of the "
-                "proposal and no weight has been seen yet: no learning signal (is P -inf everywhere?)"
-            )
+        if bool((d.log_ratio == -math.inf).all()) and float(self.z_sum) == 0:
+            self.draws_without_support += 1
+            if self.draws_without_support >= self.config.max_draws_without_support:
+                raise PotentialError(
+                    f"the potential is zero (log P = -inf) on every one of the {self.draws_without_support} × "
+                    f"{d.log_ratio.numel()} samples of the proposal drawn so far: no learning signal "
+                    "(is P -inf everywhere, or its support too rare for max_draws_without_support?)"
+                )
+            self.episodes += d.log_ratio.numel()
+            self.z_count += d.log_ratio.numel()  # their zero weights belong to Ẑ's mean
+            return DPGRollout(d.batch, d.log_q, d.log_ratio, None, before_support=True)
         log_z_before = self.log_z() if float(self.z_count) > 0 and self.config.z_from == "earlier" else None
         self.z_sum += d.log_ratio.double().exp().sum()
         self.z_count += d.log_ratio.numel()
         self.episodes += d.log_ratio.numel()
         return DPGRollout(d.batch, d.log_q, d.log_ratio, log_z_before)
 
+    def no_step(self, rollout: DPGRollout) -> tuple[Tensor, dict[str, float]] | None:
+        """A zero loss (with a graph, so the loop's backward runs) for a batch drawn before any support."""
+        if not rollout.before_support:
+            return None
+        zero = 0.0 * self.policy.sequence_log_prob(rollout.batch).sum()
+        return zero, {"episodes": float(self.episodes), "draws_without_support": float(self.draws_without_support)}
+
     def loss(self, rollout: DPGRollout) -> tuple[Tensor, dict[str, float]]:
+        if (skipped := self.no_step(rollout)) is not None:
+            return skipped
         logp_pi = self.policy.sequence_log_prob(rollout.batch)
         log_z = self.log_z() if rollout.log_z_before is None else rollout.log_z_before
         log_pi_over_q = None
@@ -232,7 +254,7 @@ class _DPGBase(Algorithm):
 
 
 @register_algorithm("dpg")
-class DPG(_DPGBase):
+class DPG(DPGBase):
     """On-policy DPG ([DPG] Eq. 5): q = π_θ at every step.
 
     Not in the default benchmark rows: [DPG] Sec. 4 reports that on-policy DPG converges poorly and
@@ -241,20 +263,20 @@ class DPG(_DPGBase):
     in_default_bench = False
 
     @dataclass(frozen=True, kw_only=True)
-    class Config(_DPGBase.Config):
+    class Config(DPGBase.Config):
         off_policy: bool = False
         proposal_update: Literal["never", "valid_ce", "kl"] = "never"
 
 
 @register_algorithm("dpg_off")
-class DPGOff(_DPGBase):
+class DPGOff(DPGBase):
     """Off-policy DPG ([DPG] Alg. 1): q ← π_θ when π_θ beats q in validation CE."""
 
-    Config = _DPGBase.Config
+    Config = DPGBase.Config
 
 
 @register_algorithm("gdcpp")
-class GDCPP(_DPGBase):
+class GDCPP(DPGBase):
     """KL-adaptive DPG with baseline ([GDC++] Alg. 1): A = P/q − Z·π_θ/q.
 
     Benchmarks train it without gradient clipping (``fit_overrides``): clipping rescales the rare
@@ -265,6 +287,6 @@ class GDCPP(_DPGBase):
     fit_overrides = {"clip_grad_norm": None}
 
     @dataclass(frozen=True, kw_only=True)
-    class Config(_DPGBase.Config):
+    class Config(DPGBase.Config):
         baseline: bool = True
         proposal_update: Literal["never", "valid_ce", "kl"] = "kl"

@@ -38,7 +38,7 @@ from torch import Tensor
 from ..ebm.sampling import LogRatioFn
 from ..types import SequenceBatch
 from .base import register_algorithm
-from .dpg import DPGRollout, _DPGBase
+from .dpg import DPGBase, DPGRollout
 from .reinforce import leave_one_out_mean
 
 Divergence = Literal["kl", "rkl", "js", "tv", "chi2"]
@@ -111,7 +111,7 @@ def fdpg_loss(logp_pi: Tensor, log_p: Tensor, log_q: Tensor, divergence: str,
 
 
 @register_algorithm("fdpg")
-class FDPG(_DPGBase):
+class FDPG(DPGBase):
     """f-DPG (Go et al., 2023): off-policy DPG toward p = P/Ẑ minimizing D_f(π‖p) for the chosen ``divergence``.
 
     Shares DPG's proposal q, its running Ẑ (the mean importance weight P/q of every batch so far) and the
@@ -123,7 +123,7 @@ class FDPG(_DPGBase):
     config: Config  # set by Algorithm.__init__
 
     @dataclass(frozen=True, kw_only=True)
-    class Config(_DPGBase.Config):
+    class Config(DPGBase.Config):
         divergence: Divergence = "js"
         """D_f(π‖p) to minimize. Default JS: Go et al. (2023) find that no divergence wins everywhere, and that
         Jensen–Shannon strikes the best balance of alignment and diversity, often well ahead of forward KL."""
@@ -144,6 +144,8 @@ class FDPG(_DPGBase):
             raise ValueError("fdpg: normalize_by_z=False is not available: p = P/Ẑ enters f'(π/p) non-linearly")
 
     def loss(self, rollout: DPGRollout) -> tuple[Tensor, dict[str, float]]:
+        if (skipped := self.no_step(rollout)) is not None:
+            return skipped
         logp_pi = self.policy.sequence_log_prob(rollout.batch)
         log_z = self.log_z() if rollout.log_z_before is None else rollout.log_z_before
         log_pi = self._eval_log_prob(rollout.batch, logp_pi)

@@ -34,7 +34,7 @@ from torch import Tensor
 
 from ..algorithms import ALGORITHMS, make_algorithm
 from ..algorithms.base import RunContext
-from ..algorithms.dpg import _DPGBase
+from ..algorithms.dpg import DPGBase
 from ..config import check_ranges
 from ..ebm.constraints import Constraint, ConstraintPotential
 from ..ebm.sampling import LogZEstimate, ProposalDraw, base_log_ratio, draw, estimate_divergences, estimate_log_z
@@ -276,7 +276,7 @@ def gradient_variance(policy, batch: SequenceBatch, advantage: Tensor, weights: 
 def variance_diagnostics(algorithm, target: ControlTarget, num_samples: int = 32) -> dict[str, float]:
     """Var(A), Var(G) and E|A| ([GDC++] Sec. 4.5) of an algorithm with DPG's loss (``dpg``, ``dpg_off``,
     ``gdcpp``) on ``num_samples`` fresh samples of its proposal q; {} for other algorithms."""
-    if getattr(type(algorithm), "loss", None) is not _DPGBase.loss:  # f-DPG weighs otherwise; PG rows have no q
+    if getattr(type(algorithm), "loss", None) is not DPGBase.loss:  # f-DPG weighs otherwise; PG rows have no q
         return {}
     sampler, baseline = algorithm.sampler, algorithm.config.baseline
     policy = algorithm.policy
