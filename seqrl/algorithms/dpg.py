@@ -221,16 +221,19 @@ class DPGBase(Algorithm):
 
     # --- proposal updates ------------------------------------------------------------
     @torch.no_grad()
-    def estimate_kl(self, model) -> float:
-        """KL(p‖model) by importance sampling from the current proposal q (which the running Ẑ
-        also comes from): both candidates, q and π, are scored on the same samples of q."""
+    def estimate_kl(self, *models) -> list[float]:
+        """KL(p‖m) for each model m by importance sampling from the current proposal q (which the running Ẑ
+        also comes from), every model scored on the same samples of q with the same Ẑ: the difference of
+        two scores, mean_q (p/q)·log(m₂/m₁), then has the sign of the true difference whatever Ẑ's error."""
         d = draw(self.sampler, self.config.kl_samples, potential_log_ratio(self.potential, require_support=False))
-        with torch.no_grad():
+        scores = []
+        for model in models:
             was = model.training
             model.eval()
             log_model = model.sequence_log_prob(d.batch)
             model.train(was)
-        return estimate_divergences(d.log_ratio + d.log_q, log_model, self.log_z(), d.log_q)["kl_p_pi"]
+            scores.append(estimate_divergences(d.log_ratio + d.log_q, log_model, self.log_z(), d.log_q)["kl_p_pi"])
+        return scores
 
     def on_evaluation(self, step: int, metrics: dict[str, float]) -> None:
         if self.proposal is None or self.config.proposal_update == "never":
@@ -243,9 +246,11 @@ class DPGBase(Algorithm):
             if score is None:
                 score = cross_entropy(self.policy, self.valid)
         else:
-            if self._proposal_score is None:
-                self._proposal_score = self.estimate_kl(self.proposal)
-            score = self.estimate_kl(self.policy)
+            # Rescored every time, on one draw: a score of q cached from an earlier Ẑ is not comparable (before the
+            # first sample Ẑ is undefined, and log Ẑ = 0 there made KL(p‖q) ≈ 0 on a pointwise task, so q never moved).
+            if float(self.z_sum) == 0:
+                return
+            score, self._proposal_score = self.estimate_kl(self.policy, self.proposal)
         metrics_update = score < self._proposal_score
         if metrics_update:
             self.proposal.load_state_dict(self.policy.state_dict())
