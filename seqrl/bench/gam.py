@@ -384,7 +384,11 @@ class GamSuite(Suite):
             cols = min(3, len(sizes))
             rows_n = -(-len(sizes) // cols)
             fig, axes = plt.subplots(rows_n, cols, figsize=(5.5 * cols, 4.2 * rows_n), squeeze=False)
-            groups = list(dict.fromkeys((c["algorithm"], c["features"]) for c in self.curves))
+            # Distillation draws its samples before training (its episodes never move): no curve against episodes.
+            drawn_upfront = {c["algorithm"] for c in self.curves if len({p.get("episodes") for p in c["points"]}) == 1
+                             and len(c["points"]) > 1}
+            groups = list(dict.fromkeys((c["algorithm"], c["features"]) for c in self.curves
+                                        if c["algorithm"] not in drawn_upfront))
             curve_masks = list(dict.fromkeys(m for _, m in groups))
             for i, size in enumerate(sizes):
                 ax = axes[i // cols][i % cols]

@@ -42,7 +42,7 @@ def seed_band(ax: Any, series: Sequence[Sequence[tuple[Any, Any]]], *, label: st
     if not by_x:
         return None
     xs = sorted(by_x)
-    runs = max(len(v) for v in by_x.values())
+    runs = sum(1 for points in series if any(y is not None and math.isfinite(float(y)) for _, y in points))
     line, = ax.plot(xs, [statistics.fmean(by_x[x]) for x in xs], linestyle=linestyle, marker=marker, color=color,
                     label=f"{label} ({runs} seeds)" if runs > 1 else label)
     if runs > 1:
