@@ -257,7 +257,10 @@ def test_a_fresh_run_leaves_no_stale_plots(suite_module, tmp_path):
 
 def start_bench(tmp_path, out, *args, gate):
     """``seqrl bench reltest`` in a subprocess (the suite registered by a ``-c`` script), its jobs gated."""
-    script = (f"import sys; sys.path.insert(0, {str(tmp_path)!r}); import reltest_suite; "
+    # Ctrl-C as from a terminal even when pytest itself runs in the background, where the shell starts it
+    # (and so this child) with SIGINT ignored.
+    script = ("import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+              f"import sys; sys.path.insert(0, {str(tmp_path)!r}); import reltest_suite; "
               "from seqrl.cli import main; sys.exit(main(sys.argv[1:]))")
     env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1", RELTEST_GATE=str(gate))
     return subprocess.Popen([sys.executable, "-c", script, "bench", "reltest", "--device", "cpu", "--no-progress",
