@@ -40,6 +40,7 @@ from ..ebm.constraints import Constraint, ConstraintPotential
 from ..ebm.sampling import LogZEstimate, ProposalDraw, base_log_ratio, draw, estimate_divergences, estimate_log_z
 from ..ebm.training1 import Training1Config, Training1Result
 from ..envs.grammar import FEMALE_WORDS, MALE_WORDS, Grammar, contains_any, count_of, topic_words
+from ..exact import eval_mode
 from ..metrics import distinct_n, self_bleu, sequence_log_probs
 from ..policies.base import AutoregressivePolicy
 from ..rewards.base import BaseReward
@@ -190,12 +191,8 @@ def control_metrics(policy, base, target: ControlTarget, vocab: Vocab, *, num_sa
     """The metrics of [GDC++] Sec. 4.2 on ``num_samples`` samples of π: ``phi_<name>`` = E_π φ_i, ``moment_gap`` =
     max_i |E_π φ_i − μ̄_i|, ``kl_p_pi`` and ``tvd`` (IS from a, App. D), ``kl_pi_a`` = mean log π/a on samples of π
     (nats), ``distinct_1..3`` (within a sample) and ``self_bleu_5`` (across the first ``self_bleu_samples``)."""
-    was_training = policy.training
-    policy.eval()
-    try:
+    with eval_mode(policy):
         samples = policy.sample(num_samples, generator=generator)
-    finally:
-        policy.train(was_training)
     batch = samples.batch
     out: dict[str, float] = {}
     gaps = []

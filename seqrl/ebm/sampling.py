@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ..exact import eval_mode
 from ..types import SequenceBatch, concat_batches
 from .base import PotentialError, checked_log_potential
 
@@ -59,12 +60,8 @@ def base_log_ratio(potential) -> LogRatioFn:
 @torch.no_grad()
 def draw(proposal, num: int, log_ratio: LogRatioFn, generator: torch.Generator | None = None) -> ProposalDraw:
     """``num`` samples of the proposal (eval mode) with their log q and log ratio."""
-    was_training = proposal.training
-    proposal.eval()
-    try:
+    with eval_mode(proposal):
         samples = proposal.sample(num, generator=generator)
-    finally:
-        proposal.train(was_training)
     log_q = samples.logp
     return ProposalDraw(samples.batch, log_q, log_ratio(samples.batch, log_q))
 
