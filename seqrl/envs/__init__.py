@@ -42,8 +42,6 @@ def _register() -> None:
 
 
 _register()
-TASKS.group = "seqrl.envs"  # installed packages add environments (tasks) through this entry-point group
-TASKS.reload_plugins()
 
 
 def register_env(name: str, task: Callable[..., Task] | None = None, *, env_id: str | None = None) -> Any:

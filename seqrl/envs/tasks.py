@@ -50,7 +50,7 @@ class Task:
         """Keyword arguments the task's default reward needs (e.g. the motif)."""
         return {}
 
-TASKS: Registry[type[Task]] = Registry("task")
+TASKS: Registry[type[Task]] = Registry("task", group="seqrl.envs")  # installed packages add tasks (environments)
 
 
 def register_task(name: str, cls: type[Task]) -> type[Task]:
