@@ -83,6 +83,32 @@ def _import_here_too(module_name: str) -> Any:
         return importlib.import_module(module_name)
 
 
+def build_plugin(registry: Registry[Any], name: str, error: type[Exception], **kwargs: Any) -> Any:
+    """``registry.get(name)(**kwargs)``: a factory outside seqrl that raises gets one ``error`` line naming it
+    (``building reward 'x' (mymod:f) raised …``); seqrl's own factories raise their own errors."""
+    factory = registry.get(name)
+    try:
+        return factory(**kwargs)
+    except error:
+        raise
+    except Exception as err:
+        source = object_source(factory)
+        if source.startswith("seqrl."):
+            raise
+        raise error(f"building {registry.kind} {name!r} ({source}) raised {type(err).__name__}: "
+                    f"{first_line(err)}") from err
+
+
+def name_plugin(obj: Any, name: str, *, generic: str | None = None) -> None:
+    """Give a plug-in without a name of its own (None, or the ``generic`` name of its base class) the
+    registered one, so that messages name it."""
+    if getattr(obj, "name", None) in (None, generic) and plugin_source(obj) is not None:
+        try:
+            obj.name = name
+        except AttributeError:
+            pass
+
+
 class UnknownNameError(KeyError):
     """A name that no registry entry has; the message lists the known names."""
 

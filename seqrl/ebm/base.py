@@ -14,7 +14,7 @@ from typing import Any, Protocol, cast, runtime_checkable
 import torch
 from torch import Tensor
 
-from ..registry import Registry, first_line, object_source, plugin_source
+from ..registry import Registry, build_plugin, first_line, name_plugin, object_source, plugin_source
 from ..types import SequenceBatch, Vocab
 
 
@@ -82,25 +82,11 @@ def register_potential(name: str) -> Callable[[Any], Any]:
 
 def make_potential(name: str, vocab: Vocab, **kwargs: Any) -> Potential:
     """Build a registered potential (or one named ``module:function``) for ``vocab``."""
-    factory = POTENTIALS.get(name)
-    try:
-        potential = factory(vocab=vocab, **kwargs)
-    except PotentialError:
-        raise
-    except Exception as err:
-        source = object_source(factory)
-        if source.startswith("seqrl."):
-            raise
-        raise PotentialError(f"building potential {name!r} ({source}) raised {type(err).__name__}: "
-                             f"{first_line(err)}") from err
+    potential = build_plugin(POTENTIALS, name, PotentialError, vocab=vocab, **kwargs)
     if not hasattr(potential, "log_potential"):
         raise PotentialError(f"potential factory {name!r} returned {type(potential).__name__}, which has no "
                              "log_potential(batch)")
-    if getattr(potential, "name", None) is None and plugin_source(potential) is not None:
-        try:
-            potential.name = name  # type: ignore[attr-defined]  # messages name it
-        except AttributeError:
-            pass
+    name_plugin(potential, name)
     return potential
 
 

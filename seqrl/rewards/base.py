@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..registry import Registry, first_line, object_source, plugin_source
+from ..registry import Registry, build_plugin, first_line, name_plugin, object_source, plugin_source
 from ..types import BatchError, SequenceBatch, Vocab
 from ..utils import check_finite
 
@@ -154,24 +154,10 @@ def register_reward(name: str) -> Callable[[Any], Any]:
 
 def make_reward(name: str, vocab: Vocab, **kwargs: Any) -> Reward:
     """Instantiate a registered reward (or one named ``module:function``): ``make_reward("bleu", vocab)``."""
-    factory = REWARDS.get(name)
-    try:
-        reward = factory(vocab=vocab, **kwargs)
-    except RewardError:
-        raise
-    except Exception as err:
-        source = object_source(factory)
-        if source.startswith("seqrl."):
-            raise
-        raise RewardError(f"building reward {name!r} ({source}) raised {type(err).__name__}: "
-                          f"{first_line(err)}") from err
+    reward = build_plugin(REWARDS, name, RewardError, vocab=vocab, **kwargs)
     if not callable(reward):
         raise RewardError(f"reward factory {name!r} returned a non-callable {_short(reward)}")
-    if getattr(reward, "name", "reward") == "reward" and plugin_source(reward) is not None:
-        try:  # a plug-in class that kept BaseReward's generic name: messages use the registered one
-            reward.name = name
-        except AttributeError:
-            pass
+    name_plugin(reward, name, generic="reward")  # a plug-in class that kept BaseReward's generic name
     return reward
 
 
