@@ -6,7 +6,7 @@ Per seed, every row starts from the same pretrained policy on the same data, so 
 another's on the same seed isolates the objectives. Prints test BLEU mean ± std per row, the per-seed
 pretrained BLEU, and for each pair (ERAC − AC, VAML − RAML, ERAC − MLE, VAML − MLE, AC − MLE, RAML − MLE)
 the mean paired difference, its 95% percentile-bootstrap interval
-(:func:`seqrl.bench.runner.bootstrap_interval`) and the wins.
+(:func:`seqrl.bench.stats.bootstrap_interval`) and the wins.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ import json
 import statistics
 from pathlib import Path
 
-from seqrl.bench.runner import bootstrap_interval, format_table, paired_differences, read_results
+from seqrl.bench.stats import bootstrap_interval, format_table, paired_differences
+from seqrl.bench.store import read_results
 
 PAIRS = (("erac", "ac"), ("vaml", "raml"), ("erac", "mle"), ("vaml", "mle"), ("ac", "mle"), ("raml", "mle"))
 """(row, reference) pairs: issue #14's targets ERAC ≥ AC, VAML ≥ RAML, both ≥ MLE, and the references' own gains."""

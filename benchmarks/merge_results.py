@@ -15,7 +15,8 @@ import argparse
 import json
 from pathlib import Path
 
-from seqrl.bench.runner import SUITES, read_results, write_plots, write_results
+from seqrl.bench.store import read_results, write_plots, write_results
+from seqrl.bench.suite import SUITES
 
 
 def main() -> None:

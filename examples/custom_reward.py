@@ -27,7 +27,7 @@ from torch import Tensor
 
 import seqrl
 from seqrl import exact
-from seqrl.bench.runner import format_table
+from seqrl.bench.stats import format_table
 from seqrl.rewards import BaseReward, register_reward
 from seqrl.types import SequenceBatch, Vocab
 

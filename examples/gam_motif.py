@@ -30,7 +30,8 @@ import torch
 import seqrl
 from seqrl import exact
 from seqrl.bench.gam import QUICK_SETTINGS, GamSettings, fit_gam, table1, train_r, training2
-from seqrl.bench.runner import RunRecord, format_table
+from seqrl.bench.stats import format_table
+from seqrl.bench.suite import RunRecord
 from seqrl.envs import MotifTask
 from seqrl.metrics import cross_entropy, motif_frequency, sample_in_chunks, sequence_log_probs
 

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 import seqrl  # noqa: F401  (importing seqrl registers the environment ids seqrl/…)
-from seqrl.bench.runner import format_table
+from seqrl.bench.stats import format_table
 
 SEED = 0
 

@@ -28,7 +28,7 @@ from torch import Tensor
 
 import seqrl
 from seqrl import exact
-from seqrl.bench.runner import format_table
+from seqrl.bench.stats import format_table
 from seqrl.policies.hf import HFCausalLMPolicy
 from seqrl.types import SequenceBatch, Vocab
 

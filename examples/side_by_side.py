@@ -37,7 +37,7 @@ import torch
 import seqrl
 from seqrl import exact
 from seqrl.algorithms import ALGORITHMS, RunContext
-from seqrl.bench.runner import format_table
+from seqrl.bench.stats import format_table
 from seqrl.critics import TabularCritic
 from seqrl.types import SequenceBatch, Vocab
 

@@ -8,6 +8,7 @@ __version__ = "0.1.0"
 
 from . import envs, proposals  # noqa: E402  (envs registers the gymnasium ids)
 from .algorithms import ALGORITHMS, MLE, Algorithm, ERPOPoint, make_algorithm, register_algorithm  # noqa: E402
+from .checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from .ebm.base import (  # noqa: E402
     POTENTIALS,
     Potential,
@@ -39,7 +40,7 @@ from .policies import (  # noqa: E402
 )
 from .registry import PluginError  # noqa: E402
 from .rewards import REWARDS, Reward, compute_reward, make_reward, register_reward, token_rewards  # noqa: E402
-from .training import Callback, FitConfig, FitResult, fit, load_checkpoint, save_checkpoint  # noqa: E402
+from .training import Callback, FitConfig, FitResult, fit  # noqa: E402
 from .types import SequenceBatch, Vocab  # noqa: E402
 from .utils import resolve_device, seed_everything  # noqa: E402
 

@@ -9,11 +9,21 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from .config import MAX_INT
 
 
 class UsageError(ValueError):
     """A command line that names an option, value or path that cannot work; exits 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose own errors (a missing argument, an unknown option, a bad value) are the same one
+    ``seqrl: error:`` line as every other usage error, not a usage block."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise UsageError(message)
 
 
 def _split_sets(items: list[str], option: str) -> dict[str, str]:
@@ -27,15 +37,18 @@ def _split_sets(items: list[str], option: str) -> dict[str, str]:
     return out
 
 
-def _int_list(text: str | None, option: str) -> list[int] | None:
+def _int_list(text: str | None, option: str, minimum: int = 0) -> list[int] | None:
     if text is None:
         return None
     try:
         values = [int(v) for v in text.split(",")]
     except ValueError:
         raise UsageError(f"{option}: expected comma-separated integers, got {text!r}") from None
-    if any(v < 0 for v in values):
-        raise UsageError(f"{option}: expected non-negative integers, got {text!r}")
+    if any(v < minimum for v in values):
+        kind = "non-negative" if minimum == 0 else f"≥ {minimum}"
+        raise UsageError(f"{option}: expected {kind} integers, got {text!r}")
+    if any(v > MAX_INT for v in values):
+        raise UsageError(f"{option}: {text!r} holds an integer beyond 2**63 - 1")
     return values
 
 
@@ -49,26 +62,36 @@ def _names(text: str | None, option: str) -> list[str] | None:
 
 
 def _out_dir(path: str | None, option: str = "--out") -> Path | None:
-    """Create (or accept) the output directory now, so that a bad path fails before any training."""
+    """Check the output directory now (an existing writable folder, or one that can be created in a writable
+    parent), so that a bad path fails before any training; nothing is created here: the run creates it when
+    it first writes, so a command refused later writes nothing."""
     if path is None:
         return None
+    if not path.strip():
+        raise UsageError(f"{option} is empty: give a directory")
     out = Path(path)
     if out.exists() and not out.is_dir():
         raise UsageError(f"{option} {path!r} is a file, not a directory")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise UsageError(f"{option} {path!r}: cannot create it ({err.strerror})") from None
-    if not os.access(out, os.W_OK):
-        raise UsageError(f"{option} {path!r} is not writable")
+    existing = out
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UsageError(f"{option} {path!r}: {existing} is a file, not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"{option} {path!r} is not writable" if existing == out else
+                         f"{option} {path!r}: cannot create it ({existing} is not writable)")
     return out
 
 
-def _progress(args: argparse.Namespace) -> bool:
-    """Progress bars only on a terminal (a log gets no bar frames), unless forced or disabled."""
+def _progress(args: argparse.Namespace) -> bool | Literal["lines"]:
+    """Bars on a terminal; elsewhere (a log, a scheduler) one plain line per evaluation or finished job
+    (``"lines"``), so that a log shows the run is alive without 90 KB of carriage returns; ``--progress``
+    forces bars, ``--no-progress`` silences both."""
     if args.no_progress:
         return False
-    return args.progress or (sys.stdout.isatty() and sys.stderr.isatty())
+    if args.progress or (sys.stdout.isatty() and sys.stderr.isatty()):
+        return True
+    return "lines"
 
 
 def catalogue() -> dict[str, list[str]]:
@@ -121,12 +144,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .config import parse_settings, parse_text
     from .envs import ENV_IDS, task_for_env
     from .envs.tasks import TASKS
+    from .files import atomic_write_text, locked
     from .metrics import corpus_bleu, cross_entropy
     from .policies import POLICIES, make_policy
     from .training import FitConfig, fit
     from .utils import seed_everything
 
-    # Everything is checked before anything is built or trained.
+    # Everything is checked before anything is built, trained or written.
     cls = ALGORITHMS.get(args.algorithm)
     task_cls = TASKS.get(ENV_IDS.get(args.env, args.env)) if (args.env in ENV_IDS or args.env in TASKS) else None
     if task_cls is None:
@@ -138,40 +162,61 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise UsageError("--resume needs --out DIR (the run's state is DIR/state.pt)")
         if not (out / "state.pt").is_file():
             raise UsageError(f"--resume: no training state in {args.out!r} (expected {out / 'state.pt'})")
-    task_kwargs = parse_settings(_split_sets(args.task_set, "--task-set"), task_cls, f"task {args.env}")
+    task_kwargs = parse_settings(_split_sets(args.task_set, "--task-set"), task_cls, "--task-set")
     algo_texts = _split_sets(args.set, "--set")
     own = config_fields(cls)
     unknown = sorted(k for k in algo_texts if k not in own)
     if unknown:
         raise UsageError(f"--set: {args.algorithm} has no config fields {unknown}; known: {sorted(own)}")
     _plugin_options(args, cls, algo_texts)
-    algo_kwargs = {k: parse_text(f"{args.algorithm} {k}", v, _field_type(cls, k)) for k, v in algo_texts.items()}
+    algo_kwargs = {k: parse_text(f"--set {k}", v, _field_type(cls, k)) for k, v in algo_texts.items()}
+    _with_option("--set", lambda: _check_algorithm_config(cls, algo_kwargs))
     seed_everything(args.seed)  # before the task's and the policy's random draws: same seed, same run
-    task = task_for_env(args.env, **task_kwargs)
+    task = _with_option("--task-set", lambda: task_for_env(args.env, **task_kwargs))
     ctor_kwargs = _potential_kwargs(args, cls, task)
     policy_name = args.policy or ("seq2seq" if task.is_conditional else "lstm")
     policy_kwargs = parse_settings(_split_sets(args.policy_set, "--policy-set"), POLICIES.get(policy_name),
-                                   f"policy {policy_name}")
+                                   "--policy-set")
     config = FitConfig(max_epochs=args.epochs, max_steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                        patience=args.patience, device=args.device, seed=args.seed, progress=_progress(args),
                        checkpoint=str(out / "policy.pt") if out else None,
                        state_path=str(out / "state.pt") if out else None,
                        log_dir=str(out) if out else None, tensorboard_dir=args.tensorboard)
-    policy = make_policy(policy_name, task.vocab, task.max_len, source_vocab=task.source_vocab, **policy_kwargs)
+    policy = _with_option("--policy-set", lambda: make_policy(policy_name, task.vocab, task.max_len,
+                                                              source_vocab=task.source_vocab, **policy_kwargs))
     algorithm = make_algorithm(args.algorithm, policy, **algo_kwargs, **ctor_kwargs)
-    result = fit(algorithm, task.split("train"), valid=task.split("valid"), config=config,
-                 resume_from=(out / "state.pt") if args.resume and out else None)
-    test = task.split("test")
-    report = {"algorithm": args.algorithm, "env": args.env, "seed": args.seed, "steps": result.steps,
-              "best_valid_ce": result.best, "test_ce": cross_entropy(policy, test), "wall_s": result.wall_s}
-    if task.is_conditional:
-        assert test.context is not None  # a conditional task's splits carry their sources
-        hyps = policy.greedy(1, test.context.to(policy.device)).batch.to_strings(task.vocab)
-        report["test_bleu_greedy"] = corpus_bleu(hyps, test.to_strings(task.vocab))
-    print(json.dumps(report, indent=2))
-    if out:
-        (out / "train.json").write_text(json.dumps({**report, "history": result.history}, indent=2))
+    with locked(out):
+        result = fit(algorithm, task.split("train"), valid=task.split("valid"), config=config,
+                     resume_from=(out / "state.pt") if args.resume and out else None)
+        test = task.split("test")
+        report = {"algorithm": args.algorithm, "env": args.env, "seed": args.seed, "steps": result.steps,
+                  "best_valid_ce": result.best, "test_ce": cross_entropy(policy, test), "wall_s": result.wall_s}
+        if task.is_conditional:
+            assert test.context is not None  # a conditional task's splits carry their sources
+            hyps = policy.greedy(1, test.context.to(policy.device)).batch.to_strings(task.vocab)
+            report["test_bleu_greedy"] = corpus_bleu(hyps, test.to_strings(task.vocab))
+        print(json.dumps(report, indent=2))
+        if out:
+            atomic_write_text(out / "train.json", json.dumps({**report, "history": result.history}, indent=2),
+                              "run report")
     return 0
+
+
+def _with_option(option: str, build: Callable[[], Any]) -> Any:
+    """``build()``, with a ValueError/TypeError it raises about the values ``option`` gave prefixed by the option's
+    name (a size above its limit, a value out of range), so that the one error line says what to change."""
+    try:
+        return build()
+    except (ValueError, TypeError) as err:
+        text = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
+        raise UsageError(text if text.startswith(option) else f"{option}: {text}") from None
+
+
+def _check_algorithm_config(cls: Any, values: dict[str, Any]) -> None:
+    """The algorithm's config built from ``--set`` values now (types, finiteness, ranges), before any data."""
+    from .algorithms.base import config_from_kwargs
+
+    config_from_kwargs(cls, **values)
 
 
 def _plugin_options(args: argparse.Namespace, cls: Any, algo_texts: dict[str, str]) -> None:
@@ -266,8 +311,9 @@ def _field_type(cls: Any, name: str) -> Any:
 def cmd_bench(args: argparse.Namespace) -> int:
     from .algorithms import ALGORITHMS
     from .bench import SUITES, run_suite
-    from .bench.runner import BenchInterrupted, override_settings, split_algorithm_settings
-    from .config import field_types, parse_settings, parse_text
+    from .bench.runner import BenchInterrupted
+    from .bench.suite import override_settings, split_algorithm_settings
+    from .config import SettingError, field_types, parse_settings, parse_text
     from .training import FitConfig
 
     suite = SUITES.get(args.suite)()
@@ -283,7 +329,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
                              f"{', '.join('--' + o for o in suite.grid_options) or 'none'})")
         grid[key] = _names(value, f"--{key}") or []
     if "sizes" in grid:
-        _int_list(args.sizes, "--sizes")
+        grid["sizes"] = [str(v) for v in _int_list(args.sizes, "--sizes", minimum=1) or []]
     if "data" in grid:
         if len(grid["data"]) != 1:
             raise UsageError(f"--data takes one file, got {len(grid['data'])}: {args.data!r}")
@@ -299,7 +345,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     plain = {k: v for k, v in texts.items() if "." not in k}
     settings: dict[str, Any] = {}
     if suite.settings_class is not None:
-        settings.update(parse_settings(plain, suite.settings_class, f"--set ({suite.settings_class.__name__})"))
+        settings.update(parse_settings(plain, suite.settings_class, "--set"))
+    elif plain:
+        raise UsageError(f"--set: suite {args.suite!r} has no settings; got {sorted(plain)}")
     fit_types = field_types(FitConfig)
     for key, text in texts.items():
         if "." not in key:
@@ -317,9 +365,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
         if algos:
             raise UsageError("--ablation chooses its own rows: drop --algos")
         settings["ablation"] = True
-    plain_settings, _ = split_algorithm_settings(settings, suite.available_algos())  # values checked now
-    if suite.settings_class is not None:  # ranges checked now: nothing is written or trained first
-        override_settings(suite.settings_class(), plain_settings)
+    try:  # values and ranges checked now: nothing is written or trained first
+        plain_settings, _ = split_algorithm_settings(settings, suite.available_algos())
+        if suite.settings_class is not None:
+            override_settings(suite.settings_class(), plain_settings)
+    except SettingError as err:
+        raise UsageError(str(err) if str(err).startswith("--set") or err.key is None
+                         else f"--set {err.key}: {err}") from None
     executor = _executor(args)
     _tensorboard_dir(args.tensorboard)
     out = _out_dir(args.out)
@@ -329,7 +381,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
                   tensorboard=args.tensorboard)
     except BenchInterrupted as err:  # the finished jobs are saved: one line, no traceback
         print(f"seqrl: {err}", file=sys.stderr)
-        return 130
+        return err.exit_code
     return 0
 
 
@@ -339,7 +391,7 @@ def build_parser() -> argparse.ArgumentParser:
     def choices(key: str) -> str:
         return ", ".join(cat[key])
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="seqrl", description="Training algorithms for sequence generators, side by side.",
         epilog=f"algorithms: {choices('algorithms')}. suites: {choices('suites')}. environments: {choices('envs')}. "
                f"policies: {choices('policies')}. rewards: {choices('rewards')}.")
@@ -435,7 +487,8 @@ def _progress_options(p: argparse.ArgumentParser) -> None:
 
 
 def _at_least(kind: type, minimum: float, what: str) -> Callable[[str], Any]:
-    """An argparse ``type=`` that reads ``kind`` and requires it ≥ ``minimum``, naming both on failure."""
+    """An argparse ``type=`` that reads ``kind`` and requires it ≥ ``minimum`` (and finite, and within 64 bits
+    for integers), naming both on failure."""
 
     def read(text: str) -> Any:
         try:
@@ -444,6 +497,10 @@ def _at_least(kind: type, minimum: float, what: str) -> Callable[[str], Any]:
             value = None
         if value is None or not value >= minimum:
             raise argparse.ArgumentTypeError(f"expected {what} ≥ {minimum:g}, got {text!r}")
+        if kind is float and not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+        if kind is int and value > MAX_INT:
+            raise argparse.ArgumentTypeError(f"{text} is beyond the integer range (2**63 - 1)")
         return value
 
     return read
@@ -460,29 +517,43 @@ def _positive_float(text: str) -> float:
     except ValueError:
         value = math.nan
     if not value > 0 or not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
     return value
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Usage errors exit 2 with one ``seqrl: error:`` line; Ctrl-C exits 130 with one line."""
+    """Usage errors exit 2 with one ``seqrl: error:`` line; Ctrl-C exits 130 and SIGTERM 143, each with one
+    line, after the run saved what it had (:mod:`seqrl.interrupts`)."""
+    from .files import DiskFullError, LockedError
+    from .interrupts import signal_of, terminate_as_interrupt
     from .training import TrainingInterrupted
 
-    parser = build_parser()
-    args = parser.parse_args(argv)  # argparse itself exits 2 with "seqrl …: error: …" on malformed options
+    terminate_as_interrupt()
     try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
         return args.func(args)
     except TrainingInterrupted as err:
         print(f"seqrl: {err.args[0]}; rerun with --resume" if err.saved else f"seqrl: {err.args[0]}",
               file=sys.stderr)
-        return 130
-    except KeyboardInterrupt:
-        print("seqrl: interrupted", file=sys.stderr)
-        return 130
+        return err.exit_code
+    except KeyboardInterrupt as err:
+        signum = signal_of(err)
+        print("seqrl: interrupted" if signum == 2 else "seqrl: terminated", file=sys.stderr)
+        return 128 + signum
+    except (DiskFullError, LockedError) as err:
+        print(f"seqrl: error: {err.strerror if isinstance(err, OSError) and err.strerror else err}",
+              file=sys.stderr)
+        return 2
     except (KeyError, ValueError, TypeError, OSError) as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"seqrl: error: {message}", file=sys.stderr)
+        print(f"seqrl: error: {_one_line(message)}", file=sys.stderr)
         return 2
+
+
+def _one_line(message: Any) -> str:
+    lines = str(message).strip().splitlines()
+    return lines[0] if lines else type(message).__name__
 
 
 if __name__ == "__main__":

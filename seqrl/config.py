@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import json
+import math
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -14,7 +15,15 @@ from typing import Any
 
 
 class SettingError(ValueError):
-    """A setting whose name is unknown or whose value does not fit its annotation."""
+    """A setting whose name is unknown or whose value does not fit its annotation; ``key`` names it."""
+
+    def __init__(self, message: str, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+MAX_INT = 2**63 - 1
+"""The largest integer a setting may hold (torch's int64): seeds and sizes beyond it are refused, not wrapped."""
 
 
 def _options(annotation: Any) -> tuple[Any, ...]:
@@ -37,9 +46,26 @@ def describe(annotation: Any) -> str:
     return " | ".join(parts)
 
 
+def _finite_float(key: str, value: Any) -> float:
+    number = float(value)
+    if not math.isfinite(number):
+        raise SettingError(f"{key}: expected a finite number, got {value!r}", key)
+    return number
+
+
+def _bounded_int(key: str, value: int) -> int:
+    if not -MAX_INT <= value <= MAX_INT:
+        raise SettingError(f"{key}: {value} is beyond the integer range of ±(2**63 - 1)", key)
+    return value
+
+
 def check_value(key: str, value: Any, annotation: Any) -> Any:
     """``value`` if it fits ``annotation`` (an int is accepted, and converted, where a float is
-    expected); else a :class:`SettingError` naming ``key``, the value and what was expected."""
+    expected); else a :class:`SettingError` naming ``key``, the value and what was expected.
+
+    Numbers are checked before anything uses them: a float must be finite (``nan``, ``inf`` and ``1e400`` are
+    refused), an int must fit in 64 bits, a bool is not an int, a float is not an int; the items of a
+    ``tuple[...]`` are checked against their annotations."""
     if annotation is Any or annotation is inspect.Parameter.empty:
         return value
     for option in _options(annotation):
@@ -55,19 +81,32 @@ def check_value(key: str, value: Any, annotation: Any) -> Any:
             continue
         origin = typing.get_origin(option) or option
         if origin is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
+            if isinstance(value, int):
+                _bounded_int(key, value)
+            return _finite_float(key, value)
         if origin is int and isinstance(value, int) and not isinstance(value, bool):
-            return value
+            return _bounded_int(key, value)
         if origin in (str, bool) and type(value) is origin:
             return value
         if origin is tuple and isinstance(value, (list, tuple)):
-            return tuple(value)
+            return _check_items(key, tuple(value), typing.get_args(option))
         if origin in (list, dict) and isinstance(value, origin):
             return value
         if isinstance(origin, type) and origin not in (int, float, str, bool, tuple, list, dict) and \
                 isinstance(value, origin):
             return value
-    raise SettingError(f"{key}: expected {describe(annotation)}, got {value!r}")
+    raise SettingError(f"{key}: expected {describe(annotation)}, got {value!r}", key)
+
+
+def _check_items(key: str, items: tuple[Any, ...], args: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The items of a ``tuple[X, ...]`` or ``tuple[X, Y, Z]`` checked against their annotations."""
+    if not args:
+        return items
+    if len(args) == 2 and args[1] is Ellipsis:
+        return tuple(check_value(f"{key}[{i}]", item, args[0]) for i, item in enumerate(items))
+    if len(args) != len(items):
+        raise SettingError(f"{key}: expected {len(args)} items, got {len(items)}: {items!r}", key)
+    return tuple(check_value(f"{key}[{i}]", item, arg) for i, (item, arg) in enumerate(zip(items, args)))
 
 
 def parse_text(key: str, text: str, annotation: Any) -> Any:
@@ -116,7 +155,7 @@ def parse_text(key: str, text: str, annotation: Any) -> Any:
             return check_value(key, value, annotation)
         except SettingError:
             continue
-    raise SettingError(f"{key}: expected {describe(annotation)}, got {text!r}")
+    raise SettingError(f"{key}: expected {describe(annotation)}, got {text!r}", key)
 
 
 def field_types(target: Any) -> dict[str, Any]:
@@ -163,26 +202,72 @@ def _each_setting(items: Mapping[str, Any], target: Any, owner: str,
     out = {}
     for key, value in items.items():
         if key not in known:
-            raise SettingError(f"{owner}: unknown setting {key!r}; known: {', '.join(sorted(known))}")
+            raise SettingError(f"{owner}: unknown setting {key!r}; known: {', '.join(sorted(known))}", key)
         out[key] = read(f"{owner} {key}", value, known[key])
     return out
 
 
-def check_ranges(settings: Any, *, at_least_zero: tuple[str, ...] = (), fractions: tuple[str, ...] = ()) -> None:
-    """Counts (int fields) must be ≥ 1 and rates (float fields) > 0, except the names in ``at_least_zero``
-    (≥ 0) and ``fractions`` (in [0, 1]); None stays allowed where the annotation allows it."""
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def validate_fields(settings: Any, owner: str | None = None) -> None:
+    """Check every field of a dataclass instance against its annotation (:func:`check_value`: types, finite
+    floats, 64-bit ints, no bool for an int); a :class:`SettingError` names ``owner.field``. Values that
+    :func:`check_value` would convert (an int for a float) are converted in place."""
+    cls = type(settings)
+    if cls not in _HINTS:
+        _HINTS[cls] = field_types(cls)
+    owner = owner or cls.__qualname__
+    for name, annotation in _HINTS[cls].items():
+        value = getattr(settings, name)
+        checked = check_value(f"{owner}.{name}", value, annotation)
+        if checked is not value and type(checked) is not type(value):
+            object.__setattr__(settings, name, checked)  # frozen dataclasses too: the checked form is the value
+
+
+def check_ranges(settings: Any, *, at_least_zero: tuple[str, ...] = (), fractions: tuple[str, ...] = (),
+                 limits: Mapping[str, int] | None = None) -> None:
+    """Types first (:func:`validate_fields`); then counts (int fields) must be ≥ 1 and rates (float fields) > 0,
+    except the names in ``at_least_zero`` (≥ 0) and ``fractions`` (in [0, 1]); ``limits`` caps fields
+    (what they would allocate); None stays allowed where the annotation allows it."""
+    validate_fields(settings)
+    owner = type(settings).__name__
     for f in dataclasses.fields(settings):
         value = getattr(settings, f.name)
         if value is None or isinstance(value, (bool, str, tuple)):
             continue
-        owner = type(settings).__name__
         if f.name in fractions:
             if not 0.0 <= value <= 1.0:
-                raise SettingError(f"{owner}.{f.name} must be in [0, 1], got {value!r}")
+                raise SettingError(f"{owner}.{f.name} must be in [0, 1], got {value!r}", f.name)
         elif f.name in at_least_zero:
             if not value >= 0:
-                raise SettingError(f"{owner}.{f.name} must be ≥ 0, got {value!r}")
+                raise SettingError(f"{owner}.{f.name} must be ≥ 0, got {value!r}", f.name)
         elif isinstance(value, int) and value < 1:
-            raise SettingError(f"{owner}.{f.name} must be ≥ 1, got {value!r}")
+            raise SettingError(f"{owner}.{f.name} must be ≥ 1, got {value!r}", f.name)
         elif isinstance(value, float) and not value > 0:
-            raise SettingError(f"{owner}.{f.name} must be > 0, got {value!r}")
+            raise SettingError(f"{owner}.{f.name} must be > 0, got {value!r}", f.name)
+        limit = (limits or {}).get(f.name)
+        if limit is not None and isinstance(value, int) and value > limit:
+            raise SettingError(f"{owner}.{f.name} = {value:,} exceeds its limit of {limit:,}", f.name)
+
+
+def check_size(what: str, value: int, limit: int, *, unit: str = "", bytes_each: int | None = None) -> None:
+    """Refuse ``value`` above ``limit`` before anything is allocated, with the figure (and the memory it would
+    take when ``bytes_each`` says what one unit costs)."""
+    if value > limit:
+        memory = f" (≈ {value * bytes_each / 2**30:,.1f} GiB)" if bytes_each else ""
+        raise SizeLimitError(f"{what} = {value:,}{unit} exceeds the limit of {limit:,}{unit}{memory}")
+
+
+class SizeLimitError(SettingError):
+    """A size (data, vocabulary, enumerated space) above its stated limit, refused before allocation."""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Base of seqrl's settings dataclasses (algorithm configs): on construction every field is checked
+    against its annotation (:func:`validate_fields`), so a bad number fails where it is given, naming the
+    field, before anything is computed. A subclass with its own ``__post_init__`` calls this one first."""
+
+    def __post_init__(self) -> None:
+        validate_fields(self)

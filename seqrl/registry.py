@@ -3,10 +3,12 @@ group of an installed package, and a ``module:attribute`` name (the CLI's ``--re
 
 from __future__ import annotations
 
+import contextvars
 import importlib
 import os
 import sys
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any, Generic, TypeVar
 
@@ -109,6 +111,21 @@ def name_plugin(obj: Any, name: str, *, generic: str | None = None) -> None:
             pass
 
 
+_IMPORTS_ALLOWED: contextvars.ContextVar[bool] = contextvars.ContextVar("seqrl_plugin_imports", default=True)
+
+
+@contextmanager
+def names_only() -> Iterator[None]:
+    """Within the block, registries resolve registered names (and installed entry points) only: a
+    ``module:function`` name is an unknown name, never an import. For reading files a user is handed
+    (``seqrl report DIR``): a name written in a file must not choose code to run."""
+    token = _IMPORTS_ALLOWED.set(False)
+    try:
+        yield
+    finally:
+        _IMPORTS_ALLOWED.reset(token)
+
+
 class UnknownNameError(KeyError):
     """A name that no registry entry has; the message lists the known names."""
 
@@ -180,7 +197,7 @@ class Registry(Generic[T]):
                 raise PluginError(f"{self.kind} plug-in {name!r} (entry point {ep.value} in group {self.group}) "
                                   f"failed to load: {type(err).__name__}: {first_line(err)}") from err
             self._from_plugins.add(name)
-        elif ":" in name:
+        elif ":" in name and _IMPORTS_ALLOWED.get():
             obj = load_object(name, self.kind)
         else:
             return False

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import copy
 import math
-import os
+import signal
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -19,8 +20,19 @@ from typing import Any, Literal
 import torch
 from tqdm.auto import tqdm
 
+from .checkpoint import (
+    load_checkpoint,  # noqa: F401  (re-exported: seqrl.training.load_checkpoint)
+    load_training_state,
+    rng_state,
+    run_inputs,
+    save_checkpoint,  # noqa: F401  (re-exported)
+    save_training_state,
+    set_rng_state,
+)
+from .config import validate_fields
+from .interrupts import Interrupted, InterruptFlag
 from .metrics import cross_entropy
-from .types import BatchError, SequenceBatch, Vocab, check_vocab
+from .types import BatchError, SequenceBatch, check_vocab
 from .utils import resolve_device, seed_everything
 
 
@@ -50,8 +62,9 @@ class FitConfig:
     never returns a policy worse on the monitor than the one it started from."""
     device: str = "auto"
     seed: int = 0
-    progress: bool = True
-    """Show a tqdm progress bar."""
+    progress: bool | Literal["lines"] = True
+    """True: a tqdm progress bar; ``"lines"``: one plain line per evaluation on stderr (a log that is not a
+    terminal: it shows the run is alive without a bar's carriage returns); False: nothing."""
     checkpoint: str | None = None
     """Path to save the final (best) policy to."""
     state_path: str | None = None
@@ -156,12 +169,13 @@ class EarlyStopping(Callback):
         self.evals_since_best, self.best_weights = state["evals_since_best"], state["best_weights"]
 
 
-class TrainingInterrupted(KeyboardInterrupt):
-    """Ctrl-C during :func:`fit`; ``saved`` is the training-state file written first (or None)."""
+class TrainingInterrupted(Interrupted):
+    """Ctrl-C or SIGTERM during :func:`fit`; ``saved`` is the training-state file written first (or None)."""
 
-    def __init__(self, step: int, saved: Path | None) -> None:
+    def __init__(self, step: int, saved: Path | None, signum: int = signal.SIGINT) -> None:
         where = f"; state saved to {saved} (resume with resume_from=…)" if saved else ""
-        super().__init__(f"training interrupted at step {step}{where}")
+        what = "interrupted" if signum == signal.SIGINT else "terminated"
+        super().__init__(f"training {what} at step {step}{where}", signum)
         self.step, self.saved = step, saved
 
 
@@ -264,6 +278,7 @@ def _set_group_lrs(algorithm, optimizers, step: int, metrics: dict[str, float]) 
 
 
 def _check_config(config: FitConfig) -> None:
+    validate_fields(config, "FitConfig")
     for name in ("max_epochs", "max_steps", "batch_size", "eval_every"):
         value = getattr(config, name)
         if value is not None and value < 1:
@@ -310,7 +325,8 @@ def fit(
     if needed and evaluate is None and valid is None:
         raise ValueError(f"algorithm {algorithm.name!r} reacts to the evaluation metrics {list(needed)}: "
                          "pass valid=<batch> or evaluate=<function returning them>")
-    saved = _load_training_state(resume_from, algorithm, config) if resume_from is not None else None
+    if resume_from is not None and not Path(resume_from).is_file():
+        raise FileNotFoundError(f"resume_from: no training state at {resume_from}")
     device = resolve_device(config.device)
     generator = seed_everything(config.seed)
     algorithm.to(device)
@@ -329,6 +345,8 @@ def fit(
         raise ValueError("set max_steps or max_epochs")
     if train is not None:
         train = train.to(device)
+    inputs = run_inputs(algorithm, train, {k: getattr(config, k) for k in _LOOP_KEYS})
+    saved = load_training_state(resume_from, inputs) if resume_from is not None else None
     if evaluate is None and valid is not None:
         evaluate = default_evaluate(valid.to(device))
     optimizers = _optimizers(algorithm, config)
@@ -350,8 +368,8 @@ def fit(
 
     all_callbacks += loggers_for(config, algorithm.name, resumed_at=state.step if saved is not None else None)
     started = time.perf_counter()
-    bar = tqdm(total=total, initial=state.step, disable=not config.progress, desc=algorithm.name, leave=False,
-               dynamic_ncols=True)
+    bar = tqdm(total=total, initial=state.step, disable=config.progress is not True, desc=algorithm.name,
+               leave=False, dynamic_ncols=True)
 
     def batches() -> Iterator[SequenceBatch | None]:
         skip = position["batch"]  # a resumed run skips the batches its epoch already used
@@ -371,7 +389,8 @@ def fit(
     def save_state() -> Path | None:
         if config.state_path is None:
             return None
-        return _save_training_state(Path(config.state_path), algorithm, config, optimizers, early, state, position)
+        return save_training_state(Path(config.state_path),
+                                   _training_payload(algorithm, inputs, optimizers, early, state, position))
 
     def evaluation() -> None:
         assert evaluate is not None
@@ -387,10 +406,15 @@ def fit(
         algorithm.on_evaluation(state.step, scores)
         if monitor in scores:
             bar.set_postfix({monitor: f"{scores[monitor]:.4g}"})
+        if config.progress == "lines":
+            shown = ", ".join(f"{k}={v:.4g}" for k, v in scores.items() if isinstance(v, (int, float)))
+            print(f"{algorithm.name}: step {state.step}/{total if total is not None else '?'} "
+                  f"(epoch {state.epoch}) {shown} at {time.perf_counter() - started:.0f} s", file=sys.stderr,
+                  flush=True)
         for cb in all_callbacks:
             cb.on_evaluation(algorithm, state)
 
-    interrupted = _InterruptFlag()
+    interrupted = InterruptFlag()
     try:
         if evaluate is not None and config.evaluate_at_start and saved is None:
             state.metrics = {"step": 0}
@@ -426,7 +450,7 @@ def fit(
                     for cb in all_callbacks:
                         cb.on_evaluation(algorithm, state)
             if interrupted.raised:
-                raise TrainingInterrupted(state.step, save_state())
+                raise TrainingInterrupted(state.step, save_state(), interrupted.signum)
             if config.state_every is not None and state.step % config.state_every == 0 or \
                     config.state_every is None and evaluated:
                 save_state()
@@ -442,132 +466,39 @@ def fit(
     return FitResult(state.history, best, early.best_step, state.step, time.perf_counter() - started)
 
 
-class _InterruptFlag:
-    """Turns Ctrl-C into a flag that :func:`fit` reads at the end of a step, so that the state it saves is
-    the state between two steps (a second Ctrl-C interrupts at once)."""
-
-    def __init__(self) -> None:
-        import signal
-        import threading
-
-        self.raised = False
-        self._previous: Any = None
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-
-    def _handle(self, signum, frame) -> None:
-        if self.raised:
-            raise KeyboardInterrupt
-        self.raised = True
-
-    def restore(self) -> None:
-        import signal
-
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-            self._previous = None
-
-
-_STATE_KEYS = ("seed", "batch_size", "lr", "weight_decay", "clip_grad_norm", "eval_every")
+_LOOP_KEYS = ("seed", "batch_size", "lr", "weight_decay", "clip_grad_norm", "eval_every")
 """FitConfig fields a resumed run must share with the saved one (the budget may grow)."""
 
 
-def _save_training_state(path: Path, algorithm, config: FitConfig, optimizers, early: EarlyStopping,
-                         state: FitState, position: dict[str, Any]) -> Path:
-    import random
-
-    import numpy as np
-
-    payload = {
-        "format": "seqrl-fit-state-1",
-        "algorithm_name": algorithm.name,
-        "config": {k: getattr(config, k) for k in _STATE_KEYS},
+def _training_payload(algorithm, inputs: dict[str, Any], optimizers, early: EarlyStopping, state: FitState,
+                      position: dict[str, Any]) -> dict[str, Any]:
+    """The whole training state, as data (see :mod:`seqrl.checkpoint`)."""
+    return {
+        "inputs": inputs,
         "algorithm": {k: v.detach().cpu().clone() for k, v in algorithm.state_dict().items()},
         "attributes": algorithm_attributes(algorithm),
         "optimizers": [opt.state_dict() for _, opt, _, _ in optimizers],
         "early_stopping": early.state_dict(),
         "state": {"step": state.step, "epoch": state.epoch, "history": state.history, "metrics": state.metrics},
         "position": position,
-        "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
+        "rng": rng_state(),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)  # a kill during the write leaves the previous state whole
-    return path
-
-
-def _load_training_state(path: str | Path, algorithm, config: FitConfig) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"resume_from: no training state at {path}")
-    saved = torch.load(path, map_location="cpu", weights_only=False)
-    if not isinstance(saved, dict) or saved.get("format") != "seqrl-fit-state-1":
-        raise ValueError(f"resume_from: {path} is not a seqrl training state")
-    if saved["algorithm_name"] != algorithm.name:
-        raise ValueError(f"resume_from: {path} holds a {saved['algorithm_name']!r} run, not {algorithm.name!r}")
-    differ = {k: (v, getattr(config, k)) for k, v in saved["config"].items() if getattr(config, k) != v}
-    if differ:
-        raise ValueError(f"resume_from: {path} was saved with other settings (saved, now): {differ}")
-    return saved
 
 
 def _restore(saved: dict[str, Any], algorithm, optimizers, early: EarlyStopping, state: FitState,
              position: dict[str, Any]) -> None:
-    import random
-
-    import numpy as np
-
     algorithm.load_state_dict(saved["algorithm"])
     for key, value in saved["attributes"].items():
         setattr(algorithm, key, value)
     if len(saved["optimizers"]) != len(optimizers):
-        raise ValueError("resume_from: the saved state has another number of parameter groups")
+        raise ValueError("resume: the saved state has another number of parameter groups")
     for (_, opt, _, _), opt_state in zip(optimizers, saved["optimizers"]):
         opt.load_state_dict(opt_state)
     early.load_state_dict(saved["early_stopping"])
     s = saved["state"]
     state.step, state.epoch, state.history, state.metrics = s["step"], s["epoch"], s["history"], s["metrics"]
     position.update(saved["position"])
-    rng = saved["rng"]
-    torch.set_rng_state(rng["torch"])
-    np.random.set_state(rng["numpy"])
-    random.setstate(rng["python"])
-    if rng["cuda"] is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(rng["cuda"])
+    set_rng_state(saved["rng"])
 
 
-# --- checkpoints ---------------------------------------------------------------------
-def save_checkpoint(path: str | Path, policy, extra: dict[str, Any] | None = None) -> Path:
-    """Save a policy's weights with everything needed to rebuild it (name, config, vocabs)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    source_vocab = getattr(policy, "source_vocab", None)
-    torch.save(
-        {
-            "policy": policy.registry_name,
-            "config": policy.extra_state(),
-            "max_len": policy.max_len,
-            "vocab": policy.vocab.state_dict(),
-            "source_vocab": source_vocab.state_dict() if source_vocab is not None else None,
-            "state_dict": {k: v.detach().cpu() for k, v in policy.state_dict().items()},
-            "extra": extra or {},
-        },
-        path,
-    )
-    return path
-
-
-def load_checkpoint(path: str | Path, device: str = "cpu"):
-    """Rebuild the policy saved by :func:`save_checkpoint` (weights loaded, eval mode)."""
-    from .policies import make_policy
-
-    ckpt = torch.load(Path(path), map_location="cpu", weights_only=False)
-    vocab = Vocab.from_state_dict(ckpt["vocab"])
-    source = Vocab.from_state_dict(ckpt["source_vocab"]) if ckpt["source_vocab"] else None
-    config = dict(ckpt["config"])
-    config.pop("cell", None)
-    policy = make_policy(ckpt["policy"], vocab, ckpt["max_len"], source_vocab=source, **config)
-    policy.load_state_dict(ckpt["state_dict"])
-    return policy.to(resolve_device(device)).eval()
+# --- checkpoints: seqrl.checkpoint (re-exported here) ---

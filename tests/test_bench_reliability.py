@@ -18,7 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from seqrl.bench.runner import SUITES, BenchInterrupted, run_suite, write_results
+import seqrl
+from seqrl.bench.runner import BenchInterrupted, run_suite
+from seqrl.bench.store import write_results
+from seqrl.bench.suite import SUITES
 
 SUITE_SOURCE = '''
 import json
@@ -28,7 +31,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from seqrl.bench.runner import RunRecord, Suite, register_suite
+from seqrl.bench.suite import RunRecord, Suite, register_suite
 
 CALLS = []      # indices of the jobs run in this process
 INTERRUPT_AT = None  # a job index at which run_job raises KeyboardInterrupt (in-process Ctrl-C)
@@ -136,7 +139,8 @@ def test_non_finite_metrics_are_null_and_every_file_is_strict_json(suite_module,
     assert results == payload
     assert [r["metrics"]["odd"] for r in results["runs"]] == [None] * 8  # NaN and inf alike
     assert results["grid"] == {"suite": "reltest", "quick": False, "seeds": None, "algos": ["a", "b"], "grid": {},
-                               "settings": {}, "algorithm_settings": {}}
+                               "settings": {}, "algorithm_settings": {}, "data_sha256": {},
+                               "seqrl_version": seqrl.__version__}
     assert results["plots"] == ["reltest_plot.png", "reltest_curves.json"]
     lines = (tmp_path / "o" / "runs.jsonl").read_text().splitlines()
     header, *entries = [strict_loads(line) for line in lines]
@@ -144,21 +148,22 @@ def test_non_finite_metrics_are_null_and_every_file_is_strict_json(suite_module,
     assert len(entries) == 4 and all(e["kind"] == "job" and len(e["records"]) == 2 for e in entries)
     assert entries[0]["records"][0]["metrics"]["odd"] == {"$float": "nan"}  # lossless, for --resume
     assert [e["job"]["index"] for e in entries] == [0, 1, 2, 3] and len(entries[0]["curves"]) == 2
-    assert not list((tmp_path / "o").glob(".*"))  # no temporary file left
+    assert [p.name for p in (tmp_path / "o").glob(".*")] == [".seqrl.lock"]  # no temporary file left
 
 
 def test_a_failed_write_keeps_the_previous_results(suite_module, tmp_path, monkeypatch):
-    from seqrl.bench import runner
+    from seqrl import files
+    from seqrl.bench.suite import RunRecord
 
     out = tmp_path / "o"
-    old = [runner.RunRecord("a", 0, {}, {"score": 1.0})]
+    old = [RunRecord("a", 0, {}, {"score": 1.0})]
     write_results("reltest", "cpu", "t0", old, out)
     before = (out / "results.json").read_text()
 
     def boom(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr(runner.os, "replace", boom)
+    monkeypatch.setattr(files.os, "replace", boom)
     with pytest.raises(OSError, match="disk full"):
         write_results("reltest", "cpu", "t1", old * 2, out)
     assert (out / "results.json").read_text() == before
@@ -246,7 +251,7 @@ def test_a_fresh_run_leaves_no_stale_plots(suite_module, tmp_path):
     (out / "results.json").write_text(json.dumps({"suite": "reltest", "runs": [], "plots": ["custom.svg"]}))
     (out / "custom.svg").write_text("old")
     bench(out, seeds=[0], grid={"sizes": ["5"]})
-    names = sorted(p.name for p in out.iterdir())
+    names = sorted(p.name for p in out.iterdir() if p.name != ".seqrl.lock")
     assert names == ["notes.txt", "reltest_curves.json", "reltest_plot.png", "results.csv", "results.json",
                      "runs.jsonl"]
     assert (out / "reltest_curves.json").read_text() != "old"

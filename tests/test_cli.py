@@ -162,7 +162,7 @@ def test_bench_seq2seq_scratch_monitor_picks_the_returned_checkpoint(tmp_path, m
 
 def test_algorithm_settings_reach_only_their_algorithm():
     """``--set interpolation.reward=hamming`` configures interpolation alone; unknown names fail early."""
-    from seqrl.bench.runner import BenchOptions, split_algorithm_settings
+    from seqrl.bench.suite import BenchOptions, split_algorithm_settings
 
     available = ["interpolation", "raml", "gdcpp"]
     plain, per = split_algorithm_settings({"interpolation.reward": "hamming", "gdcpp.clip_grad_norm": 1.0,
@@ -228,7 +228,8 @@ def test_merge_results_joins_runs_and_keeps_the_chosen_algorithms(tmp_path):
     """benchmarks/merge_results.py: one table over runs split by seed, ``--algos`` drops the other rows."""
     from pathlib import Path
 
-    from seqrl.bench.runner import RunRecord, write_results
+    from seqrl.bench.store import write_results
+    from seqrl.bench.suite import RunRecord
 
     metrics = {m: 1.0 for m in ("bleu", "rouge1", "rouge2", "rougeL", "exposure_drop", "wall_s")}
     for seed in (0, 1):

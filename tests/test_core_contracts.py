@@ -8,7 +8,8 @@ import torch
 
 from seqrl import exact
 from seqrl.algorithms import ALGORITHMS, MLE, ParamGroup, make_algorithm
-from seqrl.bench.runner import RunRecord, bootstrap_interval, paired_differences, paired_table
+from seqrl.bench.stats import bootstrap_interval, paired_differences, paired_table
+from seqrl.bench.suite import RunRecord
 from seqrl.policies import make_policy
 from seqrl.rewards import REWARDS, BaseReward, Reward
 from seqrl.training import EarlyStopping, FitConfig, FitState, default_evaluate, fit
@@ -260,7 +261,7 @@ def test_ctrl_c_saves_and_resume_continues_bit_identically(binary_vocab, tmp_pat
     assert result.history == expected.history
     for a, b in zip(whole.parameters(), resumed.parameters()):
         assert torch.equal(a, b)
-    with pytest.raises(ValueError, match="other settings"):
+    with pytest.raises(ValueError, match=r"other training-loop settings \(loop.lr: 0.01 there, 0.5 here\)"):
         fit(new(), data, valid=data, config=FitConfig(**{**vars(config), "lr": 0.5}),
             resume_from=tmp_path / "state.pt")
     with pytest.raises(FileNotFoundError, match="no training state"):

@@ -7,7 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from seqrl.bench.runner import RunRecord, write_results
+from seqrl.bench.store import write_results
+from seqrl.bench.suite import RunRecord
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "critic_paired.py"
 

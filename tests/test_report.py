@@ -17,8 +17,9 @@ from matplotlib.collections import PolyCollection  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from seqrl.bench.report import seed_band  # noqa: E402
-from seqrl.bench.runner import RunRecord, run_suite  # noqa: E402
+from seqrl.bench.runner import run_suite  # noqa: E402
 from seqrl.bench.seq2seq import Seq2SeqSuite  # noqa: E402
+from seqrl.bench.suite import RunRecord  # noqa: E402
 from seqrl.cli import main  # noqa: E402
 
 TINY = dict(hidden_size=8, num_layers=1, max_epochs=3, test_size=100, snis_samples=500, log_z_samples=1000,

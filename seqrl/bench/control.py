@@ -48,7 +48,8 @@ from ..training import Callback, FitConfig, fit
 from ..types import SequenceBatch, Vocab
 from ..utils import seed_everything
 from .pretrained import LMConfig, load_or_train_lm
-from .runner import BenchOptions, RunRecord, Suite, format_table, override_settings, paired_table, register_suite
+from .stats import format_table, paired_table
+from .suite import BenchOptions, RunRecord, Suite, override_settings, register_suite
 
 TaskKind = Literal["pointwise", "distributional", "hybrid"]
 
@@ -457,7 +458,7 @@ class ControlSuite(Suite):
         """a(x), from the cache or trained once (kept in memory for the other jobs)."""
         key = (st.lm_config().key(), str(options.device))
         if key not in self._lm:
-            self._lm[key] = load_or_train_lm(st.lm_config(), device=options.device, progress=options.progress,
+            self._lm[key] = load_or_train_lm(st.lm_config(), device=options.device, progress=options.bars,
                                              echo=print if options.progress else None)
         return self._lm[key]
 
@@ -535,7 +536,7 @@ class ControlSuite(Suite):
         fit_config = FitConfig(max_steps=steps, max_epochs=None, batch_size=batch_size, lr=st.lr,
                                clip_grad_norm=st.clip_grad_norm, eval_every=eval_every, patience=None,
                                restore_best=False, evaluate_at_start=True, device=str(device), seed=seed,
-                               progress=options.progress)
+                               progress=options.bars)
         fit_config = replace(fit_config, **{**cls.fit_overrides, **fit_kwargs})
         fit(algorithm, fit_data if cls.uses_data else None, evaluate=evaluate, monitor="kl_p_pi", mode="min",
             callbacks=[curve], config=fit_config)

@@ -1,7 +1,7 @@
 """Where a benchmark grid's jobs run: in this process (the default), in local worker processes
 (``seqrl bench … --workers N``) or as Ray tasks on a Ray cluster (``--ray [ADDRESS]``).
 
-A grid is a set of independent jobs (:meth:`~seqrl.bench.runner.Suite.jobs`). Every executor runs the
+A grid is a set of independent jobs (:meth:`~seqrl.bench.suite.Suite.jobs`). Every executor runs the
 pending ones through the same :class:`JobRunner` and hands each :class:`JobOutcome` (records and curves)
 back to :func:`~seqrl.bench.runner.run_suite` as it finishes; there it is appended to ``runs.jsonl`` and
 ``results.json`` is rewritten with the finished jobs in grid order, so the files, ``--resume`` and the
@@ -30,9 +30,10 @@ from typing import Any
 
 import torch
 
+from ..interrupts import ignore_stop_signals
 from ..tracking import log_runs, safe_name
 from ..utils import describe_device, resolve_device
-from .runner import SUITES, BenchOptions, RunRecord, Suite
+from .suite import SUITES, BenchOptions, RunRecord, Suite
 
 RAY_HINT = "--ray needs Ray: pip install 'seqrl[ray]'"
 
@@ -125,6 +126,7 @@ class InProcessExecutor(Executor):
 
 
 def _start_worker(threads: int) -> None:
+    ignore_stop_signals()  # the driver stops its workers (a signal to the whole group must not break the pool)
     torch.set_num_threads(threads)
 
 
@@ -156,8 +158,20 @@ class WorkerExecutor(Executor):
             futures = [pool.submit(_run_in_worker, runner, job) for job in jobs]
             yield from _as_finished(concurrent.futures.as_completed(futures), _worker_result,
                                     lambda: [f.cancel() for f in futures])
+        except BaseException:
+            _kill_workers(pool)  # Ctrl-C/SIGTERM or a failure: the jobs under way are not waited for
+            raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _kill_workers(pool: concurrent.futures.ProcessPoolExecutor) -> None:
+    """SIGKILL the pool's processes (they ignore stop signals; an unfinished job is simply not saved)."""
+    for process in list(getattr(pool, "_processes", {}).values()):
+        try:
+            process.kill()
+        except (OSError, AttributeError):
+            pass
 
 
 def _worker_result(future: concurrent.futures.Future) -> JobOutcome:

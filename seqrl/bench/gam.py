@@ -32,7 +32,8 @@ from ..metrics import cross_entropy, motif_frequency, sample_in_chunks, sequence
 from ..policies import AutoregressivePolicy, make_policy
 from ..training import Callback, FitConfig, fit
 from ..utils import seed_everything
-from .runner import BenchOptions, RunRecord, Suite, format_table, override_settings, register_suite
+from .stats import format_table
+from .suite import BenchOptions, RunRecord, Suite, override_settings, register_suite
 
 MOTIFS = ("1000101000101", "1011100111001", "10001011111000")
 FEATURES = ("1001111", "Mv1001111")
@@ -251,7 +252,7 @@ class GamSuite(Suite):
         task = MotifTask(job["motif"], st.length, train_size=job["dataset_size"], test_size=st.test_size, seed=seed)
         test = task.split("test")
         started = time.perf_counter()
-        r, r_fit = train_r(task, st, seed, device, options.progress)
+        r, r_fit = train_r(task, st, seed, device, options.bars)
         gen = torch.Generator(device=device).manual_seed(seed)
         base = {
             "ce_r": cross_entropy(r, test),
@@ -296,7 +297,7 @@ class GamSuite(Suite):
             curve = KLCurve()
             algo_kwargs, fit_kwargs = options.for_algorithm(algo)
             policy, algorithm = training2(algo, task, r, gam, st, device=device, seed=seed, evaluate=evaluate,
-                                          callbacks=[curve], progress=options.progress, algo_kwargs=algo_kwargs,
+                                          callbacks=[curve], progress=options.bars, algo_kwargs=algo_kwargs,
                                           fit_kwargs=fit_kwargs)
             summary = algorithm.summary()
             self.curves.append({"algorithm": algo, "seed": seed, **params, "features": mask, "points": curve.points})

@@ -12,19 +12,19 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from ..algorithms import make_algorithm
+from ..checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from ..envs.grammar import Grammar, grammar_fingerprint
+from ..files import CodeInFileError
 from ..policies import make_policy
 from ..policies.base import AutoregressivePolicy
-from ..training import FitConfig, fit, load_checkpoint, save_checkpoint
+from ..training import FitConfig, fit
 from ..utils import resolve_device, seed_everything
 
 CACHE_FORMAT = 1
@@ -105,8 +105,7 @@ def train_lm(config: LMConfig, *, device: str | torch.device = "cpu", progress: 
 
 def _read(path: Path, config: LMConfig, device: str | torch.device) -> AutoregressivePolicy:
     """The cached a(x) at ``path``, or an exception saying why it cannot be used."""
-    raw: Any = torch.load(path, map_location="cpu", weights_only=False)
-    extra = raw.get("extra", {}) if isinstance(raw, dict) else {}
+    extra = read_checkpoint(path).get("extra", {})
     if extra.get("cache_key") != config.key():
         raise ValueError(f"its key {str(extra.get('cache_key'))[:16]} is not this config's {config.key()[:16]}")
     return load_checkpoint(path, device=str(device))
@@ -124,6 +123,8 @@ def load_or_train_lm(config: LMConfig | None = None, *, device: str | torch.devi
     if path.is_file():
         try:
             policy = _read(path, config, device)
+        except CodeInFileError:
+            raise  # not a damaged cache but a planted file: say so, and leave it for the user to inspect
         except Exception as err:  # noqa: BLE001  (any unreadable file is rebuilt, never trusted)
             warnings.warn(f"cached language model {path} is unusable ({type(err).__name__}: {err}); retraining it",
                           stacklevel=2)
@@ -131,15 +132,8 @@ def load_or_train_lm(config: LMConfig | None = None, *, device: str | torch.devi
         if echo is not None:
             echo(f"training the control suite's language model a(x) (cached as {path})")
         policy, info = train_lm(config, device=device, progress=progress)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
-        try:
-            save_checkpoint(tmp, policy, {"cache_key": config.key(), "config": asdict(config), **info})
-            os.replace(tmp, path)  # a kill mid-write leaves no half file under the real name
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        # atomic (seqrl.files): a kill mid-write leaves no half file under the real name
+        save_checkpoint(path, policy, {"cache_key": config.key(), "config": asdict(config), **info})
         policy = policy.to(resolve_device(str(device)))
     for p in policy.parameters():
         p.requires_grad_(False)

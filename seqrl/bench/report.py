@@ -13,18 +13,10 @@ from typing import Any
 
 import torch
 
-from .runner import (
-    SUITES,
-    BenchOptions,
-    ResultStore,
-    RunRecord,
-    Suite,
-    _untagged,
-    atomic_write_text,
-    job_key,
-    read_results,
-    write_plots,
-)
+from ..files import atomic_write_text
+from ..registry import names_only
+from .store import ResultStore, job_key, read_results, untagged, write_plots
+from .suite import SUITES, BenchOptions, RunRecord, Suite
 
 BAND_NOTE = "line: mean over seeds; band: min–max"
 
@@ -52,7 +44,7 @@ def seed_band(ax: Any, series: Sequence[Sequence[tuple[Any, Any]]], *, label: st
 
 
 def options_from_grid(grid: dict[str, Any]) -> BenchOptions:
-    """The BenchOptions of a run, from the "grid" its results.json records (:func:`~seqrl.bench.runner.bench_grid`)."""
+    """The BenchOptions of a run, from the "grid" its results.json records (:func:`~seqrl.bench.store.bench_grid`)."""
     return BenchOptions(quick=bool(grid.get("quick")), seeds=tuple(grid["seeds"]) if grid.get("seeds") else None,
                         algos=tuple(grid["algos"]) if grid.get("algos") else None, device=torch.device("cpu"),
                         progress=False, grid={k: tuple(v) for k, v in (grid.get("grid") or {}).items()},
@@ -78,7 +70,7 @@ def _curves(folder: Path, name: str, grid: Any, jobs: list[dict[str, Any]] | Non
         header, done = ResultStore(folder).read()
         if header is not None and header.get("grid") == grid and done:
             keys = [job_key(grid, job) for job in jobs]
-            return [c for key in keys if key in done for c in _untagged(done[key].get("curves") or [])]
+            return [c for key in keys if key in done for c in untagged(done[key].get("curves") or [])]
     path = folder / f"{name}_curves.json"
     if path.is_file():
         return json.loads(path.read_text())
@@ -89,17 +81,21 @@ def rebuild_report(folder: str | Path, *, out: str | Path | None = None,
                    echo: Callable[[str], None] = print) -> dict[str, Any]:
     """Print the suite's table and paired table for ``folder/results.json`` and write them to ``report.txt``,
     and redraw the suite's plots, in ``out`` (default: ``folder``). Return {"records", "text", "plots"}."""
-    folder = Path(folder)
+    with names_only():  # a name in the file picks a registered suite, reward or algorithm, never a module
+        return _rebuild(Path(folder), out, echo)
+
+
+def _rebuild(folder: Path, out: str | Path | None, echo: Callable[[str], None]) -> dict[str, Any]:
     path = folder / "results.json"
     if not path.is_file():
         raise FileNotFoundError(f"no results.json in {folder} (the output folder of `seqrl bench`)")
-    try:
-        payload = read_results(path)
-    except (ValueError, TypeError) as err:
-        raise ValueError(f"{path} is not a seqrl results file ({err})") from None
+    payload = read_results(path)
     name = payload.get("suite")
     if not isinstance(name, str):
         raise ValueError(f"{path} names no suite")
+    if name not in SUITES:
+        raise ValueError(f"{path} names suite {name!r}, which is not registered here (known: "
+                         f"{', '.join(SUITES.names())}); report reads registered suites only")
     suite = SUITES.get(name)()
     records: list[RunRecord] = payload["records"]
     if not records:
@@ -112,7 +108,7 @@ def rebuild_report(folder: str | Path, *, out: str | Path | None = None,
     echo(text)
     target = Path(out) if out is not None else folder
     target.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(target / "report.txt", text + "\n")
+    atomic_write_text(target / "report.txt", text + "\n", "report")
     plots = write_plots(suite, name, records, target)
     for plot in plots:
         echo(f"wrote {plot}")

@@ -39,7 +39,8 @@ from ..policies import make_policy
 from ..rewards import REWARDS, make_reward
 from ..training import FitConfig, FitResult, fit, reward_score
 from ..utils import seed_everything
-from .runner import BenchOptions, RunRecord, Suite, format_table, override_settings, register_suite
+from .stats import format_table
+from .suite import BenchOptions, RunRecord, Suite, override_settings, register_suite
 
 PROTOCOLS = ("finetune", "scratch")
 MONITORS: dict[str, Literal["min", "max"]] = {"valid_ce": "min", "valid_reward": "max", "valid_bleu": "max"}
@@ -191,7 +192,7 @@ class Seq2SeqSuite(Suite):
                     "valid_ce": cross_entropy(alg.policy, valid)}
 
         base_cfg = FitConfig(batch_size=st.batch_size, lr=st.lr, patience=st.patience, eval_every=eval_every,
-                             device=str(device), seed=seed, progress=options.progress)
+                             device=str(device), seed=seed, progress=options.bars)
         scratch_cfg = replace(base_cfg, max_epochs=st.mle_epochs)
         # Fine-tuning may not return a policy worse on validation than the one it started from.
         finetune_cfg = replace(base_cfg, max_epochs=st.finetune_epochs, lr=st.finetune_lr, evaluate_at_start=True)
