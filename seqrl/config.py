@@ -150,11 +150,17 @@ def parse_text(key: str, text: str, annotation: Any) -> Any:
                 candidates.append(json.loads(text))
             except json.JSONDecodeError:
                 pass
+    numeric_error: SettingError | None = None
     for value in candidates:
         try:
             return check_value(key, value, annotation)
-        except SettingError:
+        except SettingError as err:
+            if isinstance(value, (int, float)) and ("finite" in str(err) or "integer range" in str(err)):
+                numeric_error = numeric_error or SettingError(f"{key}: expected a finite number within range, "
+                                                              f"got {text!r}", key)
             continue
+    if numeric_error is not None:
+        raise numeric_error
     raise SettingError(f"{key}: expected {describe(annotation)}, got {text!r}", key)
 
 

@@ -28,9 +28,16 @@ class SpaceTooLargeError(ValueError):
     """The requested space has too many sequences to enumerate."""
 
 
-def space_size(num_symbols: int, max_len: int) -> int:
-    """|𝒴| = Σ_{k<max_len} S^k."""
-    return sum(num_symbols**k for k in range(max_len))
+def space_size(num_symbols: int, max_len: int, cap: int | None = None) -> int:
+    """|𝒴| = Σ_{k<max_len} S^k; with ``cap``, the sum stops as soon as it exceeds ``cap`` (and returns that
+    partial sum), so that asking about a space of 50 symbols and length 10^6 answers at once."""
+    total, term = 0, 1
+    for _ in range(max_len):
+        total += term
+        if cap is not None and total > cap:
+            return total
+        term *= num_symbols
+    return total
 
 
 def enumerate_sequences(vocab: Vocab, max_len: int, symbols: list[int] | None = None) -> SequenceBatch:
@@ -39,9 +46,11 @@ def enumerate_sequences(vocab: Vocab, max_len: int, symbols: list[int] | None = 
     symbols = list(vocab.symbol_ids if symbols is None else symbols)
     if max_len < 1:
         raise ValueError(f"max_len must be ≥ 1, got {max_len}")
-    size = space_size(len(symbols), max_len)
+    size = space_size(len(symbols), max_len, cap=MAX_SPACE)
     if size > MAX_SPACE:
-        raise SpaceTooLargeError(f"{size} sequences (|S|={len(symbols)}, max_len={max_len}); limit {MAX_SPACE}")
+        raise SpaceTooLargeError(f"the space of |S| = {len(symbols)} symbols and max_len = {max_len} holds more "
+                                 f"than {MAX_SPACE:,} sequences (of the order of {len(symbols)}^{max_len - 1}); "
+                                 f"the limit for exact enumeration is {MAX_SPACE:,}")
     rows = [
         list(prefix) + [vocab.eos] for k in range(max_len) for prefix in itertools.product(symbols, repeat=k)
     ]

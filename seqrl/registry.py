@@ -85,6 +85,42 @@ def _import_here_too(module_name: str) -> Any:
         return importlib.import_module(module_name)
 
 
+def plugin_exit(err: SystemExit, what: str) -> str:
+    """The message for a plug-in that called ``sys.exit``: a plug-in's exit is its failure, not the run's end."""
+    return f"{what} called sys.exit({err.code!r}); a plug-in must return values or raise an exception"
+
+
+_RANGES: dict[int, tuple[float, float]] = {}
+
+
+def record_range(obj: Any, values: Any) -> None:
+    """Remember the smallest and largest finite value a plug-in last returned, so that a loss or estimate
+    that overflows later can name the plug-in and the values that made it (:func:`range_note`)."""
+    import torch
+
+    finite = values[torch.isfinite(values)] if values.numel() else values
+    if finite.numel():
+        _RANGES[id(obj)] = (float(finite.min()), float(finite.max()))
+
+
+def range_note(obj: Any, label: str) -> str:
+    """``"; reward 'x' (plug-in m:f) last returned values in [lo, hi]"`` when ``obj`` recorded a range, else ''."""
+    seen = _RANGES.get(id(obj))
+    if seen is None:
+        return ""
+    source = plugin_source(obj)
+    origin = f" (plug-in {source})" if source is not None and source != getattr(obj, "name", None) else ""
+    return f"; {label} {getattr(obj, 'name', type(obj).__name__)!r}{origin} last returned values in " \
+           f"[{seen[0]:.4g}, {seen[1]:.4g}]"
+
+
+def plugin_notes(algorithm: Any) -> str:
+    """What an algorithm's plug-in reward or potential last returned (:func:`range_note`), for the message of a
+    loss or an estimate that overflowed."""
+    return "".join(range_note(obj, label) for label in ("reward", "potential")
+                   if (obj := getattr(algorithm, label, None)) is not None)
+
+
 def build_plugin(registry: Registry[Any], name: str, error: type[Exception], **kwargs: Any) -> Any:
     """``registry.get(name)(**kwargs)``: a factory outside seqrl that raises gets one ``error`` line naming it
     (``building reward 'x' (mymod:f) raised …``); seqrl's own factories raise their own errors."""

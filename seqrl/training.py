@@ -32,6 +32,7 @@ from .checkpoint import (
 from .config import validate_fields
 from .interrupts import Interrupted, InterruptFlag
 from .metrics import cross_entropy
+from .registry import plugin_notes
 from .types import BatchError, SequenceBatch, check_vocab
 from .utils import resolve_device, seed_everything
 
@@ -425,7 +426,8 @@ def fit(
             rollout = algorithm.collect(batch)
             loss, metrics = algorithm.loss(rollout)
             if not torch.isfinite(loss):
-                raise FloatingPointError(f"{algorithm.name}: loss became {float(loss.detach())} at step {state.step}")
+                raise FloatingPointError(f"{algorithm.name}: loss became {float(loss.detach())} at step {state.step}"
+                                         f"{plugin_notes(algorithm)}")
             for _, optimizer, _, _ in optimizers:
                 optimizer.zero_grad(set_to_none=True)
             _set_group_lrs(algorithm, optimizers, state.step, metrics)

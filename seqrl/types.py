@@ -210,6 +210,12 @@ class SequenceBatch:
         ctx = self.context.index(idx) if self.context is not None else None
         return SequenceBatch(tokens[:, :width], lengths, ctx)
 
+    def clone(self) -> SequenceBatch:
+        """A copy that shares no storage with this batch (what a plug-in gets, so that writing into it changes
+        nothing seqrl keeps)."""
+        ctx = self.context.clone() if self.context is not None else None
+        return SequenceBatch(self.tokens.clone(), self.lengths.clone(), ctx)
+
     def repeat_interleave(self, times: int) -> SequenceBatch:
         """Each row (and its context row) ``times`` times in place: rows 0,0,…,1,1,…"""
         if times == 1:

@@ -118,6 +118,10 @@ class Algorithm(nn.Module):
         self.config = config if config is not None else (config_cls() if config_cls else None)
         if config_cls is not None and not isinstance(self.config, config_cls):
             raise TypeError(f"{type(self).__name__} takes a {config_cls.__name__}, got {type(self.config).__name__}")
+        if self.config is not None:
+            from ..config import validate_fields
+
+            validate_fields(self.config, type(self).name)
 
     @classmethod
     def bench_kwargs(cls, context: RunContext) -> dict[str, Any]:

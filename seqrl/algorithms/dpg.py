@@ -22,6 +22,7 @@ from torch import Tensor
 from ..ebm.base import PotentialError
 from ..ebm.sampling import LogRatioFn, draw, estimate_divergences, potential_log_ratio
 from ..metrics import cross_entropy
+from ..registry import plugin_notes
 from ..types import SequenceBatch
 from .base import Algorithm, Requirements, RunContext, register_algorithm
 
@@ -176,6 +177,10 @@ class DPGBase(Algorithm):
             return DPGRollout(d.batch, d.log_q, d.log_ratio, None, before_support=True)
         log_z_before = self.log_z() if float(self.z_count) > 0 and self.config.z_from == "earlier" else None
         self.z_sum += d.log_ratio.double().exp().sum()
+        if not bool(torch.isfinite(self.z_sum)):
+            raise PotentialError(f"{self.name}: the running estimate Ẑ (the mean of P/q) overflowed: the largest "
+                                 f"log P/q of the batch is {float(d.log_ratio.max()):.4g}, beyond float64's e^709"
+                                 f"{plugin_notes(self)}; rescale the potential (log P by a constant)")
         self.z_count += d.log_ratio.numel()
         self.episodes += d.log_ratio.numel()
         return DPGRollout(d.batch, d.log_q, d.log_ratio, log_z_before)

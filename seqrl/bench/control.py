@@ -368,7 +368,11 @@ class ControlSettings:
     sweep_eval_every_samples: int = 6400
 
     def __post_init__(self) -> None:
-        check_ranges(self, at_least_zero=("grammar_seed", "target_seed"))
+        counts = ("corpus_size", "samples_per_step", "eval_samples", "self_bleu_samples", "pool_size", "lambda_samples",
+                  "variance_samples", "sweep_samples")
+        check_ranges(self, at_least_zero=("grammar_seed", "target_seed"),
+                     limits={**dict.fromkeys(counts, 10_000_000), "lm_hidden_size": 65_536,
+                             "lm_embedding_dim": 65_536})
         if self.self_bleu_samples < 2:
             raise ValueError(f"self_bleu_samples must be ≥ 2, got {self.self_bleu_samples}")
         unknown = sorted(set(self.tasks).union(self.sweep_tasks) - set(TASK_NAMES))

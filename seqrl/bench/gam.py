@@ -23,17 +23,21 @@ import torch
 
 from ..algorithms import ALGORITHMS, make_algorithm
 from ..algorithms.base import Algorithm, RunContext
-from ..config import check_ranges
+from ..config import check_ranges, check_size
 from ..ebm import GAMPotential, MotifFeatures, Training1Config, fit_lambda
 from ..ebm.sampling import LogZEstimate, ProposalDraw, base_log_ratio, draw, estimate_divergences, estimate_log_z
 from ..ebm.training1 import Training1Result, lam_summary
 from ..envs.motif import MotifTask
+from ..envs.tasks import MAX_LENGTH, MAX_SPLIT_TOKENS
 from ..metrics import cross_entropy, motif_frequency, sample_in_chunks, sequence_log_probs
-from ..policies import AutoregressivePolicy, make_policy
+from ..policies import MAX_LAYERS, MAX_WIDTH, AutoregressivePolicy, make_policy
 from ..training import Callback, FitConfig, fit
 from ..utils import seed_everything
 from .stats import format_table
 from .suite import BenchOptions, RunRecord, Suite, override_settings, register_suite
+
+MAX_SAMPLES = 10_000_000
+"""Most samples any one estimate or split of the suite draws (a batch of 10^7 sequences of 31 ids is 2.5 GiB)."""
 
 MOTIFS = ("1000101000101", "1011100111001", "10001011111000")
 FEATURES = ("1001111", "Mv1001111")
@@ -90,7 +94,11 @@ class GamSettings:
     """The Training-2 row that [DPG] Table 1 divides by (its π_dis, distillation)."""
 
     def __post_init__(self) -> None:
-        check_ranges(self, fractions=("dropout",))
+        samples = ("test_size", "motif_samples", "snis_samples", "log_z_samples", "distill_samples", "kl_samples",
+                   "episodes_per_step", "batch_size")
+        check_ranges(self, fractions=("dropout",),
+                     limits={**dict.fromkeys(samples, MAX_SAMPLES), "length": MAX_LENGTH, "hidden_size": MAX_WIDTH,
+                             "num_layers": MAX_LAYERS})
 
 
 QUICK_SETTINGS = GamSettings(hidden_size=64, max_epochs=60, snis_samples=20_000, snis_resample_every=None,
@@ -237,6 +245,11 @@ class GamSuite(Suite):
         motifs = tuple(grid.get("motifs", motifs))
         masks = tuple(grid.get("masks", masks))
         sizes = tuple(int(s) for s in grid.get("sizes", sizes))
+        for size in sizes:  # before anything is written: a size that cannot be drawn is a usage error
+            if size < 1:
+                raise ValueError(f"--sizes: |D| must be ≥ 1, got {size}")
+            width = self._settings.length + 2
+            check_size("--sizes: |D|", size, MAX_SPLIT_TOKENS // width, unit=" sequences", bytes_each=8 * width)
         seeds = options.seeds or seeds
         for motif in motifs:
             vocab = MotifTask(motif, train_size=1, test_size=1).vocab  # validates the motif

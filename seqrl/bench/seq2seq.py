@@ -35,7 +35,7 @@ from ..algorithms.base import RunContext
 from ..config import check_ranges
 from ..envs.tasks import TextPairTask, ToyTranslationTask
 from ..metrics import corpus_bleu, corpus_rouge, cross_entropy, exposure_bias
-from ..policies import make_policy
+from ..policies import MAX_WIDTH, make_policy
 from ..rewards import REWARDS, make_reward
 from ..training import FitConfig, FitResult, fit, reward_score
 from ..utils import seed_everything
@@ -102,7 +102,9 @@ class Seq2SeqSettings:
     only, so that ± std measures the algorithms, not the draw of the data."""
 
     def __post_init__(self) -> None:
-        check_ranges(self, at_least_zero=("data_seed", "zipf"), fractions=("noise", "dropout"))
+        check_ranges(self, at_least_zero=("data_seed", "zipf"), fractions=("noise", "dropout"),
+                     limits={"hidden_size": MAX_WIDTH, "embedding_dim": MAX_WIDTH, "beam_size": 1000,
+                             "lexicon_scale": 10_000})
 
 
 QUICK = Seq2SeqSettings(train_size=300, lexicon_scale=3, zipf=0.0, mle_epochs=30, finetune_epochs=3, patience=5)
@@ -153,9 +155,11 @@ class Seq2SeqSuite(Suite):
         return st
 
     def jobs(self, options: BenchOptions) -> list[dict[str, Any]]:
-        self.settings_for(options)
+        st = self.settings_for(options)
         seeds = options.seeds or (0, 1, 2)
         data = options.grid.get("data")
+        if data:  # read once now: a malformed file fails, naming its line, before anything is written
+            TextPairTask(data[0], seed=st.data_seed)
         return [{"seed": s, "data": data[0] if data else None} for s in seeds]
 
     def run_job(self, job: dict[str, Any], options: BenchOptions) -> list[RunRecord]:

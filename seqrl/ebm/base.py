@@ -14,7 +14,16 @@ from typing import Any, Protocol, cast, runtime_checkable
 import torch
 from torch import Tensor
 
-from ..registry import Registry, build_plugin, first_line, name_plugin, object_source, plugin_source
+from ..registry import (
+    Registry,
+    build_plugin,
+    first_line,
+    name_plugin,
+    object_source,
+    plugin_exit,
+    plugin_source,
+    record_range,
+)
 from ..types import SequenceBatch, Vocab
 
 
@@ -115,15 +124,23 @@ def checked_log_potential(potential: Potential, batch: SequenceBatch, *, require
     (when ``require_support``) a batch where every value is -inf (P = 0 on all of it: no importance
     weight can be formed and Z would be estimated as 0). The one place where potentials' outputs are
     checked; a plug-in that raises gets an error naming it."""
+    plugin = plugin_source(potential) is not None
     try:
-        values = potential.log_potential(batch)
+        # a plug-in gets a copy: writing into it changes nothing seqrl keeps
+        values = potential.log_potential(batch.clone() if plugin else batch)
     except PotentialError:
         raise
+    except SystemExit as err:
+        raise PotentialError(plugin_exit(err, _label(potential))) from None
     except Exception as err:
-        if plugin_source(potential) is None:  # seqrl's own potentials raise seqrl's own errors
+        if not plugin:  # seqrl's own potentials raise seqrl's own errors
             raise
         raise PotentialError(f"{_label(potential)}: log_potential raised {type(err).__name__}: "
                              f"{first_line(err)}") from err
+    if isinstance(values, Tensor) and (values.is_meta or values.device != batch.device):
+        where = "the meta device (no values)" if values.is_meta else f"device {values.device}"
+        raise PotentialError(f"{_label(potential)}: log_potential returned values on {where}, the batch is on "
+                             f"{batch.device}; return them on the batch's device")
     if not isinstance(values, Tensor):
         text = repr(values)
         text = text if len(text) <= 40 else text[:39] + "…"
@@ -142,6 +159,8 @@ def checked_log_potential(potential: Potential, batch: SequenceBatch, *, require
         raise PotentialError(f"{_label(potential)}: log_potential returned NaN or +inf at {int(bad.sum())} of "
                              f"{values.numel()} sequences (first at index {first}: {values[first].item()}); "
                              "expected finite values or -inf")
+    if plugin:
+        record_range(potential, values)
     if require_support and bool((values == -math.inf).all()):
         raise PotentialError(
             f"the potential is -inf (P = 0) on all {batch.batch_size} sequences of the batch: "

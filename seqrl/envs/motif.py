@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ..types import SequenceBatch, Vocab
-from .tasks import Task, register_task, split_generator
+from .tasks import Task, check_task_size, register_task, split_generator
 
 
 class MotifError(ValueError):
@@ -95,6 +95,8 @@ class MotifTask(Task):
         seed: int = 1234,
         max_len: int | None = None,
     ) -> None:
+        check_task_size("MotifTask", max_length=max(length, max_len or 0),
+                        sizes={"train_size": train_size, "test_size": test_size, "valid_size": valid_size or 0})
         check_motif(motif, length)
         for label, size in (("train_size", train_size), ("test_size", test_size)):
             if size < 1:

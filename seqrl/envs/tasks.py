@@ -18,6 +18,31 @@ from ..types import UNK, BatchError, SequenceBatch, Vocab, VocabError
 
 SPLITS = ("train", "valid", "test")
 
+MAX_SYMBOLS = 1_000_000
+"""Largest vocabulary a built-in task makes (each symbol is a row of every policy's embedding and output)."""
+MAX_LENGTH = 10_000
+"""Longest sequence a built-in task makes."""
+MAX_SPLIT_TOKENS = 100_000_000
+"""Most tokens (sequences × max length) in one split: 0.75 GiB as int64, before any policy sees it."""
+
+
+def check_task_size(owner: str, *, sizes: dict[str, int] | None = None, max_length: int | None = None,
+                    symbols: dict[str, int] | None = None) -> None:
+    """Refuse a task whose data would not fit, before anything is allocated: every split non-negative and at most
+    :data:`MAX_SPLIT_TOKENS` tokens, lengths ≤ :data:`MAX_LENGTH`, symbol counts ≤ :data:`MAX_SYMBOLS`; each
+    error names the setting and the figure."""
+    from ..config import check_size
+
+    for name, count in (symbols or {}).items():
+        check_size(f"{owner} {name}", count, MAX_SYMBOLS, unit=" symbols")
+    if max_length is not None:
+        check_size(f"{owner} max length", max_length, MAX_LENGTH, unit=" tokens")
+    for name, size in (sizes or {}).items():
+        if size < 0:
+            raise ValueError(f"{owner} {name} must be ≥ 0, got {size}")
+        width = (max_length or 1) + 1
+        check_size(f"{owner} {name}", size, MAX_SPLIT_TOKENS // width, unit=" sequences", bytes_each=8 * width)
+
 
 def split_generator(seed: int, split: str) -> torch.Generator:
     """A torch generator seeded from (seed, split): each split its own stream."""
@@ -117,6 +142,8 @@ class CopyTask(PairTask):
             raise ValueError(f"need 1 ≤ min_length ≤ max_length, got {min_length}, {max_length}")
         if num_symbols < 1:
             raise ValueError(f"num_symbols must be ≥ 1, got {num_symbols}")
+        check_task_size(type(self).__name__, symbols={"num_symbols": num_symbols}, max_length=max_length,
+                        sizes={"train_size": train_size, "valid_size": valid_size, "test_size": test_size})
         symbols = [f"s{i}" for i in range(num_symbols)]
         vocab = Vocab(symbols)
         sizes = {"train": train_size, "valid": valid_size, "test": test_size}
@@ -184,6 +211,11 @@ class ToyTranslationTask(PairTask):
             raise ValueError(f"zipf must be ≥ 0, got {zipf}")
         if not 1 <= min_target_length <= max_target_length:
             raise ValueError("need 1 ≤ min_target_length ≤ max_target_length")
+        if min(num_nouns, num_verbs, num_adjectives) < 1:
+            raise ValueError("num_nouns, num_verbs and num_adjectives must be ≥ 1")
+        check_task_size(type(self).__name__, max_length=2 * max_target_length,
+                        symbols={"num_nouns + num_verbs + num_adjectives": num_nouns + num_verbs + num_adjectives},
+                        sizes={"train_size": train_size, "valid_size": valid_size, "test_size": test_size})
         lex_rng = np.random.default_rng(lexicon_seed)
         classes = {
             "D": [f"d{i}" for i in range(3)],

@@ -37,6 +37,7 @@ def make_policy(
             torch.manual_seed(seed)
             return make_policy(name, vocab, max_len, source_vocab, **kwargs)
     cls = POLICIES.get(name)
+    check_policy_size(name, vocab, max_len, source_vocab, kwargs)
     if cls.is_conditional:
         # Conditional subclasses (e.g. Seq2SeqPolicy) add ``source_vocab`` to the base signature.
         conditional: Callable[..., AutoregressivePolicy] = cls
@@ -44,6 +45,40 @@ def make_policy(
     if source_vocab is not None:
         raise ValueError(f"policy {name!r} is unconditional; use 'seq2seq' for a task with a source side")
     return cls(vocab, max_len, **kwargs)
+
+
+MAX_PARAMETERS = 2_000_000_000
+"""Most parameters a built-in policy may have (8 GiB in float32): larger settings are refused before allocation."""
+MAX_WIDTH = 65_536
+"""Largest hidden size or embedding dimension of a built-in policy."""
+MAX_LAYERS = 256
+MAX_LEN = 100_000
+
+
+def check_policy_size(name: str, vocab: Vocab, max_len: int, source_vocab: Vocab | None,
+                      settings: dict) -> None:
+    """Refuse sizes that would not fit before any weight is allocated, naming the setting and the figure: widths
+    ≤ :data:`MAX_WIDTH`, layers ≤ :data:`MAX_LAYERS`, ``max_len`` ≤ :data:`MAX_LEN`, and the parameter count
+    (estimated as layers·4·h·(h + e) for the recurrent body plus the embeddings and the output layer) ≤
+    :data:`MAX_PARAMETERS`."""
+    from ..config import check_size
+
+    if isinstance(max_len, int) and not isinstance(max_len, bool):
+        check_size(f"policy {name} max_len", max_len, MAX_LEN, unit=" tokens")
+    dims = {k: v for k, v in settings.items() if k in ("hidden_size", "embedding_dim", "num_heads", "ffn_size")
+            and isinstance(v, int) and not isinstance(v, bool)}
+    for key, value in dims.items():
+        check_size(f"policy {name} {key}", value, MAX_WIDTH)
+    layers = settings.get("num_layers", 1)
+    if isinstance(layers, int) and not isinstance(layers, bool):
+        check_size(f"policy {name} num_layers", layers, MAX_LAYERS)
+    else:
+        layers = 1
+    h = max(dims.get("hidden_size", 1), 1)
+    e = dims.get("embedding_dim") or h
+    words = len(vocab) + (len(source_vocab) if source_vocab is not None else 0)
+    estimate = layers * 4 * h * (h + e) + words * (e + h)
+    check_size(f"policy {name}'s estimated parameter count", estimate, MAX_PARAMETERS, bytes_each=4)
 
 
 __all__ = [
@@ -59,5 +94,6 @@ __all__ = [
     "Seq2SeqPolicy",
     "StepInfo",
     "TransformerPolicy",
+    "check_policy_size",
     "make_policy",
 ]

@@ -17,7 +17,16 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..registry import Registry, build_plugin, first_line, name_plugin, object_source, plugin_source
+from ..registry import (
+    Registry,
+    build_plugin,
+    first_line,
+    name_plugin,
+    object_source,
+    plugin_exit,
+    plugin_source,
+    record_range,
+)
 from ..types import BatchError, SequenceBatch, Vocab
 from ..utils import check_finite
 
@@ -211,15 +220,23 @@ def compute_reward(reward: Reward, hyps: SequenceBatch, refs: SequenceBatch | No
     a :class:`RewardError` naming it and what it raised."""
     if refs is not None and refs.batch_size != hyps.batch_size:
         raise BatchError(f"{hyps.batch_size} hypotheses but {refs.batch_size} references")
+    plugin = plugin_source(reward) is not None
     try:
-        raw = reward(hyps, refs)
+        if plugin:  # copies: a plug-in that writes into its inputs changes nothing seqrl keeps
+            raw = reward(hyps.clone(), refs.clone() if refs is not None else None)
+        else:
+            raw = reward(hyps, refs)
     except RewardError:
         raise
+    except SystemExit as err:
+        raise RewardError(plugin_exit(err, f"reward {_named(reward)}{_origin(reward)}")) from None
     except Exception as err:
-        if plugin_source(reward) is None:  # seqrl's own rewards raise seqrl's own errors, unchanged
+        if not plugin:  # seqrl's own rewards raise seqrl's own errors, unchanged
             raise
         raise RewardError(f"reward {_named(reward)} raised {type(err).__name__}: {first_line(err)}"
                           f"{_origin(reward)}") from err
+    if isinstance(raw, Tensor) and raw.is_meta:
+        raise RewardError(f"reward {_named(reward)} returned a tensor on the meta device (no values){_origin(reward)}")
     values = _as_scores(raw, reward, hyps)
     if values.shape != (hyps.batch_size,):
         raise RewardError(
@@ -230,6 +247,8 @@ def compute_reward(reward: Reward, hyps: SequenceBatch, refs: SequenceBatch | No
         check_finite(values, f"reward {_named(reward)}", allow_neg_inf=getattr(reward, "allows_neg_inf", False))
     except ValueError as err:
         raise RewardError(f"{err}{_origin(reward)}") from None
+    if plugin:
+        record_range(reward, values)
     return values
 
 
