@@ -100,12 +100,13 @@ def main() -> None:
                 policy = new_policy(task, st).to(dev)
                 policy.load_state_dict(r.state_dict())
                 alg = make_algorithm(name, policy, potential=P, proposal=r, valid=task.split("valid"),
-                                     samples_per_step=args.batch, kl_samples=st.kl_samples, **overrides)
+                                     samples_per_step=args.batch, kl_samples=st.kl_samples, lr=lr,
+                                     clip_grad_norm=clip, check_every=args.eval_every, **overrides)
                 curve = Curve()
                 t0 = time.perf_counter()
                 fit(alg, None, callbacks=[curve],
-                    config=FitConfig(max_steps=args.steps, lr=lr, eval_every=args.eval_every, clip_grad_norm=clip,
-                                     restore_best=False, progress=False, device=args.device, seed=seed))
+                    config=FitConfig(max_steps=args.steps, eval_every=args.eval_every, progress=False,
+                                     device=args.device, seed=seed))
                 run = {"variant": variant, "lr": lr, "seed": seed, "kl_final": kl(policy),
                        "ce_test": cross_entropy(policy, test), "proposal_updates": alg.proposal_updates,
                        "episodes": alg.episodes, "wall_s": time.perf_counter() - t0, "curve": curve.points,

@@ -82,11 +82,12 @@ def main(argv: list[str] | None = None) -> list[Row]:
     rows = []
     for name, (description, target) in targets.items():
         policy = copy.deepcopy(initial)
-        algorithm = seqrl.make_algorithm(name, policy, reward="common_prefix", **settings[name])
+        algorithm = seqrl.make_algorithm(name, policy, reward="common_prefix", batch_size=16, lr=1e-2,
+                                         **settings[name])
         pi = exact.policy_distribution(policy, space)
         start = (float(exact.expectation(pi, R)), exact.kl(target, pi))
-        seqrl.fit(algorithm, references, config=seqrl.FitConfig(max_steps=steps, max_epochs=None, batch_size=16,
-                                                               lr=1e-2, seed=SEED, device="cpu", progress=False))
+        seqrl.fit(algorithm, references, config=seqrl.FitConfig(max_steps=steps, seed=SEED, device="cpu",
+                                                               progress=False))
         pi = exact.policy_distribution(policy, space)
         rows.append(Row(name, description, start[0], float(exact.expectation(pi, R)), start[1], exact.kl(target, pi)))
     print(f"reward 'common_prefix' against y* = '{REFERENCE}' (max R = {float(R.max()):g}), {steps} steps each")

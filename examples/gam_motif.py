@@ -7,7 +7,7 @@ The same pieces ``seqrl bench gam`` runs (seqrl/bench/gam.py), called one at a t
 3. Training-1: the GAM P_λ(x) = r(x)·exp(λ·φ(x)), λ fitted by SNIS so that E_{p_λ} φ = E_D φ (``fit_gam``);
 4. Training-2: P_λ turned into a policy π by distillation (rejection sampling + MLE), off-policy DPG
    ([DPG] Alg. 1) and GDC++ ([GDC++] Alg. 1), each starting from r, with the suite's settings
-   (``training2``: each algorithm's ``bench_kwargs`` and ``fit_overrides``, the suite's Training-2 ``FitConfig``).
+   (``training2``: the suite's Training-2 row, built by the one builder as every run is).
 
 It prints CE(T, ·) on the test set (nats per sequence; the lower bound is H(p_true) = log N(n, m)),
 the motif frequency of samples, the estimated KL(p_λ‖π) and [DPG] Table 1's ratios (``table1``).

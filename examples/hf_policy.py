@@ -84,17 +84,19 @@ def main(argv: list[str] | None = None) -> list[Row]:
 
     space = exact.enumerate_sequences(VOCAB, MAX_LEN)
     initial = tiny_gpt2()
-    config = seqrl.FitConfig(max_steps=steps, lr=1e-2, seed=SEED, device="cpu", progress=False)
+    config = seqrl.FitConfig(max_steps=steps, seed=SEED, device="cpu", progress=False)
     rows = []
 
     policy = copy.deepcopy(initial)
     p = exact.normalize(PreferA().log_potential(space))
     kl_start = exact.kl(p, exact.policy_distribution(policy, space))
-    seqrl.fit(seqrl.make_algorithm("dpg", policy, potential=PreferA(), samples_per_step=64), None, config=config)
+    dpg = seqrl.make_algorithm("dpg", policy, potential=PreferA(), samples_per_step=64, lr=1e-2)
+    seqrl.fit(dpg, None, config=config)
     rows.append(Row("dpg", "p = P/Z", "KL(p‖π)", kl_start, exact.kl(p, exact.policy_distribution(policy, space))))
 
     policy = copy.deepcopy(initial)
-    algorithm = seqrl.make_algorithm("kl_control", policy, reward=CountA(VOCAB), beta=BETA, samples_per_step=64)
+    algorithm = seqrl.make_algorithm("kl_control", policy, reward=CountA(VOCAB), beta=BETA, samples_per_step=64,
+                                     lr=1e-2)
     p_z = exact.normalize(algorithm.implied_potential().log_potential(space))  # a = π at the start
     kl_start = exact.kl(exact.policy_distribution(policy, space), p_z)
     seqrl.fit(algorithm, None, config=config)

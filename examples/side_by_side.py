@@ -11,7 +11,7 @@ EOS included). It offers what each algorithm asks for (``requires``):
   distillation; f-DPG).
 
 Every algorithm starts from the same random weights and is trained by ``seqrl.fit``; the table
-at the end gives its exact target (DESIGN.md, "The algorithms and their targets") and the exact
+at the end gives its exact target (the README's algorithm table, docs/algorithms/) and the exact
 KL between target and policy before and after training, computed over the whole space by
 ``seqrl.exact``. Where an algorithm optimizes the reverse direction (a reward maximizer with an
 entropy or KL term: its objective is −τ·KL(π‖target) + const) the column says KL(π‖t). An
@@ -29,14 +29,14 @@ import copy
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 import seqrl
 from seqrl import exact
-from seqrl.algorithms import ALGORITHMS, RunContext
+from seqrl.algorithms import ALGORITHMS, Offer, config_fields
 from seqrl.bench.stats import format_table
 from seqrl.critics import TabularCritic
 from seqrl.types import SequenceBatch, Vocab
@@ -216,7 +216,7 @@ UNIGRAM = torch.tensor([0.0, 0.0, 0.0, 0.5, 0.5], dtype=torch.float64)  # u over
 
 # Actor-critic on this task: an exact tabular critic, no target network or smoothing, the actor's lr as everyone's
 # and no MLE term (λ_mle = 0), so that the actor's fixed point is the (soft-)optimal policy.
-ACTOR_CRITIC = {"lambda_mle": 0.0, "beta": 1.0, "lambda_var": 0.0, "num_samples": 4, "actor_lr": 1e-2,
+ACTOR_CRITIC = {"lambda_mle": 0.0, "beta": 1.0, "lambda_var": 0.0, "num_samples": 4, "lr": 1e-2,
                 "critic_lr": 0.1, "joint_critic_lr": 0.1, "lr_decay_metric": None}
 
 
@@ -259,25 +259,22 @@ def training_batch(cls, toy: Toy) -> SequenceBatch | None:
     return toy.references if cls.requires.reward else toy.data
 
 
-def build(name: str, toy: Toy, steps: int) -> tuple[Any, SequenceBatch | None, SequenceBatch]:
-    """The algorithm on a copy of the initial policy, its training batch and its validation batch."""
+def build(name: str, toy: Toy, steps: int, lr: float) -> tuple[Any, SequenceBatch | None, SequenceBatch]:
+    """The algorithm on a copy of the initial policy, its training batch and its validation batch, built as
+    ``seqrl train`` and the suites build it: from what the run offers and the recipe's settings."""
     cls = ALGORITHMS.get(name)
     train = training_batch(cls, toy)
     valid = exact_samples_of_p(toy) if cls.requires.potential else toy.references if cls.requires.reward else toy.data
-    needs: dict[str, Any] = {}
-    if cls.requires.reward:
-        # An algorithm that samples its own sequences has no references: it scores R(x) = hamming(x, y*), y* fixed.
-        needs["reward"] = toy.reward if cls.uses_data else FixedReference(VOCAB, toy.references.index([0]))
-    if cls.requires.potential:
-        needs.update(potential=toy.potential, proposal=toy.initial)
-    if name in RECIPES:
-        kwargs = {**needs, **RECIPES[name].kwargs(toy, steps)}
-    else:  # registered after this script was written: its benchmark defaults are how it says what it needs
-        context = RunContext(vocab=VOCAB, max_len=MAX_LEN, train=train, valid=valid, reward="hamming",
-                             potential=toy.potential, proposal=toy.initial, steps_per_epoch=1, budget_steps=steps,
-                             samples_per_step=64, estimate_samples=500, draw_samples=1000)
-        kwargs = {**cls.bench_kwargs(context), **needs}
-    return seqrl.make_algorithm(name, copy.deepcopy(toy.initial), **kwargs), train, valid
+    # An algorithm that samples its own sequences has no references: it scores R(x) = hamming(x, y*), y* fixed.
+    reward = toy.reward if cls.uses_data else FixedReference(VOCAB, toy.references.index([0]))
+    offer = Offer(train=train, valid=valid, reward=reward if cls.requires.reward else None,
+                  potential=toy.potential if cls.requires.potential else None,
+                  proposal=toy.initial if cls.requires.potential else None, steps=steps)
+    common = {"lr": lr, "batch_size": 16, "check_every": max(10, steps // 10)}
+    known = config_fields(cls)
+    settings = {**{k: v for k, v in common.items() if k in known},
+                **(RECIPES[name].kwargs(toy, steps) if name in RECIPES else {})}
+    return seqrl.make_algorithm(name, copy.deepcopy(toy.initial), offer, **settings), train, valid
 
 
 @dataclass(frozen=True)
@@ -293,17 +290,14 @@ class Row:
 def run_one(name: str, toy: Toy, quick: bool) -> Row:
     recipe = RECIPES.get(name, Recipe())
     budget = recipe.quick_steps if quick else recipe.steps
-    algorithm, train, valid = build(name, toy, budget)
-    cls = type(algorithm)
+    algorithm, train, valid = build(name, toy, budget, recipe.lr)
     target = TARGETS[name](toy, algorithm) if name in TARGETS else None
     kl_start = target.kl(algorithm.policy, toy.space) if target else math.nan
-    config = seqrl.FitConfig(max_steps=budget, max_epochs=None, batch_size=16, lr=recipe.lr, seed=SEED,
-                             device="cpu", progress=False, restore_best=False, eval_every=max(10, budget // 10))
-    config = replace(config, **cls.fit_overrides)
+    config = seqrl.FitConfig(max_steps=budget, seed=SEED, device="cpu", progress=False)
     started = time.process_time()
-    # Evaluations (valid_ce, valid_reward) change nothing here but what an algorithm reacts to: interpolation's
-    # annealing, off-policy DPG's proposal swaps. No early stopping and no best-weight restore.
-    seqrl.fit(algorithm, train, valid=valid, config=config)
+    # The last weights are the result (no early stopping); what an algorithm schedules on validation (interpolation's
+    # annealing, off-policy DPG's proposal swaps, ERAC's lr decay) it checks itself every ``check_every`` steps.
+    seqrl.fit(algorithm, train, config=config)
     kl_end = target.kl(algorithm.policy, toy.space) if target else math.nan
     return Row(name, target.description if target else "—",
                ("KL(π‖t)" if target.reverse else "KL(t‖π)") if target else "—",

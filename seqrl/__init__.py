@@ -4,9 +4,8 @@ One policy interface, one reward protocol, one token-level environment API (gymn
 one training loop, exact enumeration for proofs, and one comparative benchmark.
 """
 
-__version__ = "0.1.0"
-
 from . import envs, proposals  # noqa: E402  (envs registers the gymnasium ids)
+from ._version import __version__  # noqa: F401  (seqrl.__version__)
 from .algorithms import ALGORITHMS, MLE, Algorithm, ERPOPoint, make_algorithm, register_algorithm  # noqa: E402
 from .checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from .ebm.base import (  # noqa: E402

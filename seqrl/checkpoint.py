@@ -68,7 +68,7 @@ def data_fingerprint(data: SequenceBatch | None) -> str | None:
 
 def run_inputs(algorithm: Any, train: SequenceBatch | None, loop: dict[str, Any]) -> dict[str, Any]:
     """The inputs a resumed run must share with the saved one (see the module docstring)."""
-    from . import __version__
+    from ._version import __version__
 
     policy = getattr(algorithm, "policy", None)
     return {

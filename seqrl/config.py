@@ -59,6 +59,39 @@ def _bounded_int(key: str, value: int) -> int:
     return value
 
 
+_NO_MATCH = object()
+"""What :func:`_fit_option` returns for a value that the option does not take."""
+
+
+def _fit_option(key: str, value: Any, option: Any) -> Any:
+    """``value`` as ``option`` (one alternative of an annotation) takes it, or :data:`_NO_MATCH`."""
+    if option is Any:
+        return value
+    if option is type(None):
+        return None if value is None else _NO_MATCH
+    if typing.get_origin(option) is typing.Literal:
+        matches = any(value == choice and type(value) is type(choice) for choice in typing.get_args(option))
+        return value if matches else _NO_MATCH
+    origin = typing.get_origin(option) or option
+    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if origin is float and is_number:
+        if isinstance(value, int):
+            _bounded_int(key, value)
+        return _finite_float(key, value)
+    if origin is int and is_number and isinstance(value, int):
+        return _bounded_int(key, value)
+    if origin in (str, bool) and type(value) is origin:
+        return value
+    if origin is tuple and isinstance(value, (list, tuple)):
+        return _check_items(key, tuple(value), typing.get_args(option))
+    if origin in (list, dict) and isinstance(value, origin):
+        return value
+    plain = (int, float, str, bool, tuple, list, dict)
+    if isinstance(origin, type) and origin not in plain and isinstance(value, origin):
+        return value
+    return _NO_MATCH
+
+
 def check_value(key: str, value: Any, annotation: Any) -> Any:
     """``value`` if it fits ``annotation`` (an int is accepted, and converted, where a float is
     expected); else a :class:`SettingError` naming ``key``, the value and what was expected.
@@ -69,32 +102,9 @@ def check_value(key: str, value: Any, annotation: Any) -> Any:
     if annotation is Any or annotation is inspect.Parameter.empty:
         return value
     for option in _options(annotation):
-        if option is Any:
-            return value
-        if option is type(None):
-            if value is None:
-                return None
-            continue
-        if typing.get_origin(option) is typing.Literal:
-            if any(value == choice and type(value) is type(choice) for choice in typing.get_args(option)):
-                return value
-            continue
-        origin = typing.get_origin(option) or option
-        if origin is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-            if isinstance(value, int):
-                _bounded_int(key, value)
-            return _finite_float(key, value)
-        if origin is int and isinstance(value, int) and not isinstance(value, bool):
-            return _bounded_int(key, value)
-        if origin in (str, bool) and type(value) is origin:
-            return value
-        if origin is tuple and isinstance(value, (list, tuple)):
-            return _check_items(key, tuple(value), typing.get_args(option))
-        if origin in (list, dict) and isinstance(value, origin):
-            return value
-        if isinstance(origin, type) and origin not in (int, float, str, bool, tuple, list, dict) and \
-                isinstance(value, origin):
-            return value
+        fitted = _fit_option(key, value, option)
+        if fitted is not _NO_MATCH:
+            return fitted
     raise SettingError(f"{key}: expected {describe(annotation)}, got {value!r}", key)
 
 
@@ -109,58 +119,51 @@ def _check_items(key: str, items: tuple[Any, ...], args: tuple[Any, ...]) -> tup
     return tuple(check_value(f"{key}[{i}]", item, arg) for i, (item, arg) in enumerate(zip(items, args)))
 
 
+def _read_as(text: str, option: Any) -> list[Any]:
+    """The values ``text`` may stand for under one alternative of an annotation (none, one, or, for a Literal,
+    the matching choice)."""
+    origin = typing.get_origin(option) or option
+    lowered = text.strip().lower()
+    if typing.get_origin(option) is typing.Literal:
+        return [choice for choice in typing.get_args(option) if str(choice) == text][:1]
+    if option is type(None):
+        return [None] if lowered in ("none", "null") else []
+    if origin is str:
+        return [text]
+    if origin is bool:
+        return [lowered == "true"] if lowered in ("true", "false") else []
+    readers: dict[Any, Callable[[str], Any]] = {int: int, float: float, tuple: json.loads, list: json.loads,
+                                                dict: json.loads}
+    reader = readers.get(origin)
+    if reader is None:
+        return []
+    try:
+        return [reader(text)]
+    except ValueError:  # json.JSONDecodeError is a ValueError
+        return []
+
+
 def parse_text(key: str, text: str, annotation: Any) -> Any:
     """The value ``text`` stands for, read as the annotation wants: a string field keeps the text as
     is; numbers, booleans (true/false), None (none/null) and lists (JSON) are parsed; a value that
-    fits no alternative is a :class:`SettingError` naming ``key``."""
-    options = _options(annotation)
+    fits no alternative is a :class:`SettingError` naming ``key`` (a number out of range says so)."""
     if annotation in (Any, inspect.Parameter.empty):
         try:
             return json.loads(text)
         except json.JSONDecodeError:
             return text
-    candidates: list[Any] = []
-    lowered = text.strip().lower()
-    for option in options:
-        if option is type(None) and lowered in ("none", "null"):
-            return None
-    for option in options:
-        origin = typing.get_origin(option) or option
-        if typing.get_origin(option) is typing.Literal:
-            for choice in typing.get_args(option):
-                if str(choice) == text:
-                    return choice
-            continue
-        if origin is str:
-            return text
-        if origin is bool and lowered in ("true", "false"):
-            return lowered == "true"
-        if origin is int:
-            try:
-                candidates.append(int(text))
-            except ValueError:
-                pass
-        if origin is float:
-            try:
-                candidates.append(float(text))
-            except ValueError:
-                pass
-        if origin in (tuple, list, dict):
-            try:
-                candidates.append(json.loads(text))
-            except json.JSONDecodeError:
-                pass
-    numeric_error: SettingError | None = None
+    options = sorted(_options(annotation), key=lambda o: o is not type(None))  # "none" means None first
+    candidates = [value for option in options for value in _read_as(text, option)]
+    out_of_range = False
     for value in candidates:
+        if value is None or isinstance(value, str) or typing.get_origin(annotation) is typing.Literal:
+            return value
         try:
             return check_value(key, value, annotation)
         except SettingError as err:
-            if isinstance(value, (int, float)) and ("finite" in str(err) or "integer range" in str(err)):
-                numeric_error = numeric_error or SettingError(f"{key}: expected a finite number within range, "
-                                                              f"got {text!r}", key)
-            continue
-    if numeric_error is not None:
-        raise numeric_error
+            out_of_range |= isinstance(value, (int, float)) and ("finite" in str(err) or "integer range" in str(err))
+    if out_of_range:
+        raise SettingError(f"{key}: expected a finite number within range, got {text!r}", key)
     raise SettingError(f"{key}: expected {describe(annotation)}, got {text!r}", key)
 
 
@@ -277,3 +280,26 @@ class Settings:
 
     def __post_init__(self) -> None:
         validate_fields(self)
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """The attribute docstrings of a dataclass's fields (the string literal right after each field, as seqrl
+    documents settings), over its base classes too; fields without one are left out."""
+    import ast
+    import textwrap
+
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if klass is object or not dataclasses.is_dataclass(klass):
+            continue
+        try:
+            tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
+        except (OSError, TypeError, SyntaxError):
+            continue
+        body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
+        for node, after in zip(body, body[1:]):
+            if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and \
+                    isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant) and \
+                    isinstance(after.value.value, str):
+                docs[node.target.id] = " ".join(after.value.value.split())
+    return docs

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import itertools
 import math
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -20,6 +19,7 @@ from torch import Tensor
 
 from .rewards.base import Reward, compute_reward
 from .types import SequenceBatch, Vocab
+from .utils import eval_mode
 
 MAX_SPACE = 2_000_000
 
@@ -67,17 +67,6 @@ def _repeat_context(context: SequenceBatch | None, n: int) -> SequenceBatch | No
 
 MASS_TOLERANCE = 1e-6
 """|Σ_x π(x) − 1| allowed by :func:`policy_log_probs` (float64 sum of the policy's log-probabilities)."""
-
-
-@contextmanager
-def eval_mode(policy):
-    """Run the policy as a distribution (dropout off), restoring its train/eval mode on exit."""
-    was_training = policy.training
-    policy.eval()
-    try:
-        yield policy
-    finally:
-        policy.train(was_training)
 
 
 def policy_log_probs(policy, space: SequenceBatch, context: SequenceBatch | None = None) -> Tensor:

@@ -125,10 +125,14 @@ def load_tensors(path: str | Path, what: str = "file") -> Any:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         reason = str(err).strip().splitlines()
-        detail = next((line for line in reason if "Unsupported global" in line or "GLOBAL" in line), "")
-        detail = f" ({detail.strip()})" if detail else ""
-        raise CodeInFileError(f"{path}: refused to load this {what}: it holds more than tensors and plain data "
-                              f"(a pickle that would run code){detail}") from None
+        if any("Unsupported global" in line for line in reason):  # a callable named: how a pickle runs code
+            detail = next((line for line in reason if "Unsupported global" in line or "GLOBAL" in line), "")
+            detail = f" ({detail.strip()})" if detail else ""
+            raise CodeInFileError(f"{path}: refused to load this {what}: it holds more than tensors and plain data "
+                                  f"(a pickle that would run code){detail}") from None
+        size = path.stat().st_size
+        raise UnsafeFileError(f"{path}: not a readable {what} ({size} bytes; corrupt or truncated: "
+                              f"{reason[0] if reason else 'unpickling failed'})") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as err:
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
         size = path.stat().st_size

@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .training import Callback, FitState
+from .callbacks import Callback, FitState
 
 METRICS_FILE = "metrics.csv"
 TENSORBOARD_HINT = "TensorBoard logging needs the tensorboard package: pip install 'seqrl[tensorboard]'"

@@ -1,15 +1,18 @@
-"""The one training loop: every algorithm is driven by :func:`fit`.
+"""The one training loop, :func:`fit`: it feeds data, evaluates, stops early, checkpoints and logs.
 
-Batches in (or none, for data-free algorithms), ``algorithm.collect`` → ``algorithm.loss``
-→ backward → clip → step, evaluation on validation with early stopping and best-weight
-restore, callbacks, a progress bar, checkpoints.
+Everything an algorithm does to learn (sampling, losses, optimizers, clipping, phases, schedules, target networks,
+proposal swaps) is in its :meth:`~seqrl.algorithms.Algorithm.update`; the loop calls it once per step with a
+minibatch (or ``None``, for an algorithm that draws its own samples) and never reaches inside.
+
+Evaluation runs every ``eval_every`` steps and always after the last step. What :func:`fit` leaves in the
+algorithm is explicit: the last weights (``keep="last"``, the default) or the best evaluated ones by the monitored
+metric (``keep="best"``: by default the reward on validation for algorithms that optimize one, validation CE
+otherwise); :class:`FitResult` says which, and from which step.
 """
 
 from __future__ import annotations
 
-import copy
 import math
-import signal
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -20,113 +23,128 @@ from typing import Any, Literal
 import torch
 from tqdm.auto import tqdm
 
+from .callbacks import Callback, FitState
 from .checkpoint import (
     load_checkpoint,  # noqa: F401  (re-exported: seqrl.training.load_checkpoint)
     load_training_state,
     rng_state,
     run_inputs,
-    save_checkpoint,  # noqa: F401  (re-exported)
+    save_checkpoint,
     save_training_state,
     set_rng_state,
 )
-from .config import validate_fields
+from .config import SettingError, validate_fields
 from .interrupts import Interrupted, InterruptFlag
-from .metrics import cross_entropy
+from .metrics import cross_entropy, reward_score
 from .registry import plugin_notes
+from .tracking import loggers_for
 from .types import BatchError, SequenceBatch, check_vocab
 from .utils import resolve_device, seed_everything
+
+DIRECTIONS: dict[str, Literal["min", "max"]] = {"valid_ce": "min", "valid_reward": "max", "valid_bleu": "max",
+                                                "kl_p_pi": "min"}
+"""The direction of the evaluation metrics seqrl's evaluations produce (others need ``FitConfig.mode``)."""
 
 
 @dataclass(frozen=True, kw_only=True)
 class FitConfig:
-    """Settings of the training loop (the DPG paper's values where it gives them)."""
+    """Settings of the loop only: how long, how often to evaluate, what to keep, where to write. How an algorithm
+    learns (lr, clipping, batch size) is in its own ``Config``."""
 
-    max_epochs: int | None = 100
-    """Passes over the training data (data-using algorithms)."""
+    max_epochs: int | None = None
+    """Passes over the training data (data algorithms). With neither this nor ``max_steps``: 100 epochs."""
     max_steps: int | None = None
-    """Optimizer steps; required for data-free algorithms."""
-    batch_size: int = 64
-    """Sequences per minibatch."""
-    lr: float = 1e-3
-    """Adam learning rate ([DPG] Sec. 4: 1e-3)."""
-    weight_decay: float = 0.0
-    clip_grad_norm: float | None = 1.0
-    """Max gradient norm ([DPG]: 0.25); None disables clipping."""
+    """Optimizer steps; required for algorithms that draw their own samples. Never capped by a default: the run
+    stops at whichever of ``max_steps`` and ``max_epochs`` the user gave comes first."""
     eval_every: int | None = None
-    """Steps between evaluations; default once per epoch (data) or every 100 steps (data-free)."""
+    """Steps between evaluations (default: one epoch, or 100 steps without data); one also runs after the last."""
+    monitor: str | None = None
+    """The evaluation metric that ranks evaluations (early stopping, ``keep="best"``); default: the algorithm's
+    own (``valid_reward`` for reward algorithms, else ``valid_ce``)."""
+    mode: Literal["min", "max"] | None = None
+    """Whether lower or higher ``monitor`` is better (default: known for seqrl's metrics)."""
     patience: int | None = None
-    """Evaluations without improvement before stopping ([DPG]: 8); None never stops early."""
-    restore_best: bool = True
-    """Reload the best evaluated weights at the end."""
+    """Ranked evaluations without improvement before stopping ([DPG]: 8); None never stops early."""
+    keep: Literal["last", "best"] = "last"
+    """The weights fit leaves in the algorithm: the last step's, or the best ranked evaluation's."""
     evaluate_at_start: bool = False
-    """Also evaluate the initial weights (step 0), so that fine-tuning with ``restore_best``
-    never returns a policy worse on the monitor than the one it started from."""
+    """Also evaluate the initial weights (step 0): with ``keep="best"``, fine-tuning then never returns a policy
+    worse on the monitor than the one it started from."""
     device: str = "auto"
     seed: int = 0
     progress: bool | Literal["lines"] = True
     """True: a tqdm progress bar; ``"lines"``: one plain line per evaluation on stderr (a log that is not a
     terminal: it shows the run is alive without a bar's carriage returns); False: nothing."""
+    log_every: int = 1
+    """Steps between logged steps: the step's metrics leave the device (one host sync), are checked for a
+    non-finite loss and go to ``on_step_end`` callbacks and ``metrics.csv``. Raise it on a GPU."""
     checkpoint: str | None = None
-    """Path to save the final (best) policy to."""
+    """Path to save the final policy (the one ``keep`` chose) to."""
     state_path: str | None = None
     """Path of the full training state (weights, optimizers, RNGs, early stopping, data position,
-    history), written atomically every ``state_every`` steps and on Ctrl-C; ``fit(resume_from=…)``
+    history), written atomically every ``state_every`` steps and on Ctrl-C or SIGTERM; ``fit(resume_from=…)``
     continues from it bit-identically."""
     state_every: int | None = None
     """Steps between training-state saves (default: at every evaluation)."""
     log_dir: str | None = None
-    """Folder of ``metrics.csv``: one row per step (loss, every reported metric, evaluation metrics on
+    """Folder of ``metrics.csv``: one row per logged step (loss, every reported metric, evaluation metrics on
     the steps evaluated); see :mod:`seqrl.tracking`."""
     tensorboard_dir: str | None = None
     """Folder of TensorBoard events of the same scalars (needs ``seqrl[tensorboard]``)."""
 
     def __post_init__(self) -> None:
-        _check_config(self)
-
-
-@dataclass
-class FitState:
-    """What callbacks see; setting ``stop = True`` ends training after the current step."""
-
-    step: int = 0
-    epoch: int = 0
-    metrics: dict[str, float] = field(default_factory=dict)
-    history: list[dict[str, float]] = field(default_factory=list)
-    stop: bool = False
+        validate_fields(self, "FitConfig")
+        for name in ("max_epochs", "max_steps", "eval_every", "patience", "state_every", "log_every"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise SettingError(f"FitConfig.{name} must be ≥ 1, got {value}", name)
 
 
 @dataclass
 class FitResult:
+    """What :func:`fit` did: its evaluations, and which weights it left in the algorithm."""
+
     history: list[dict[str, float]]
-    best: float
-    """The monitored metric at the best evaluation (NaN when nothing was evaluated)."""
-    best_step: int
     steps: int
+    epochs: int
     wall_s: float
+    monitor: str | None
+    """The metric that ranked the evaluations (None when nothing was evaluated)."""
+    mode: str | None
+    best: float
+    """The monitored metric at the best ranked evaluation (NaN when nothing was ranked)."""
+    best_step: int
+    kept: Literal["last", "best"]
+    kept_step: int
+    """The step whose weights the algorithm holds now."""
+    final: dict[str, float] = field(default_factory=dict)
+    """The last evaluation's metrics (after the last step)."""
+
+    def describe(self) -> str:
+        """One line: which weights were kept and why."""
+        if self.kept == "best":
+            return f"kept the best weights by {self.monitor} ({self.mode}): step {self.kept_step}, {self.best:.6g}"
+        return f"kept the last weights (step {self.kept_step})"
 
 
-class Callback:
-    """Override any of these; each gets the algorithm and the live :class:`FitState`."""
+class TrainingInterrupted(Interrupted):
+    """Ctrl-C or SIGTERM during :func:`fit`; ``saved`` is the training-state file written first (or None)."""
 
-    def on_step_end(self, algorithm, state: FitState) -> None: ...
+    def __init__(self, step: int, saved: Path | None, signum: int = 2) -> None:
+        where = f"; state saved to {saved} (resume with resume_from=…)" if saved else ""
+        what = "interrupted" if signum == 2 else "terminated"
+        super().__init__(f"training {what} at step {step}{where}", signum)
+        self.step, self.saved = step, saved
 
-    def on_evaluation(self, algorithm, state: FitState) -> None: ...
 
-    def on_fit_end(self, algorithm, state: FitState) -> None: ...
+# --- the loop's parts ---------------------------------------------------------------------------------------------
+class Ranking(Callback):
+    """Ranks evaluations by ``monitor``: remembers the best (its weights when ``keep_best``), stops after
+    ``patience`` ranked evaluations without improvement. Evaluations made while ``algorithm.monitor_ready()`` is
+    False (a phase that trains only a critic) are not ranked."""
 
-
-class EarlyStopping(Callback):
-    """Tracks the best value of ``monitor``; stops after ``patience`` evaluations without
-    improvement (None: never) and, with ``restore_best``, reloads the best weights at the end.
-    Evaluations made while the algorithm's ``monitor_ready()`` is False are not ranked."""
-
-    def __init__(self, monitor: str = "valid_ce", mode: Literal["min", "max"] = "min", patience: int | None = None,
-                 restore_best: bool = True) -> None:
-        if mode not in ("min", "max"):
-            raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
-        if patience is not None and patience < 1:
-            raise ValueError(f"patience must be ≥ 1 or None, got {patience}")
-        self.monitor, self.mode, self.patience, self.restore_best = monitor, mode, patience, restore_best
+    def __init__(self, monitor: str, mode: Literal["min", "max"], patience: int | None, keep_best: bool) -> None:
+        self.monitor, self.mode, self.patience, self.keep_best = monitor, mode, patience, keep_best
         self.sign = 1.0 if mode == "min" else -1.0
         self.best_value = math.inf  # sign-adjusted: lower is better
         self.best_step = 0
@@ -137,29 +155,24 @@ class EarlyStopping(Callback):
     def best(self) -> float:
         return self.sign * self.best_value if self.best_value < math.inf else math.nan
 
-    def on_evaluation(self, algorithm, state: FitState) -> None:
+    def on_evaluation(self, algorithm: Any, state: FitState) -> None:
         if self.monitor not in state.metrics:
             raise KeyError(f"monitor {self.monitor!r} not among evaluation metrics {sorted(state.metrics)}")
-        ready = getattr(algorithm, "monitor_ready", None)
-        if ready is not None and not ready():
+        if not algorithm.monitor_ready():
             return  # the monitored policy has not been trained since the last ranked evaluation
         raw = state.metrics[self.monitor]
         if not math.isfinite(raw):
             raise FloatingPointError(f"evaluation returned {self.monitor} = {raw} at step {state.step}: "
-                                     "early stopping cannot rank it")
+                                     "it cannot be ranked")
         value = self.sign * raw
         if value < self.best_value:
             self.best_value, self.best_step, self.evals_since_best = value, state.step, 0
-            if self.restore_best:
+            if self.keep_best:
                 self.best_weights = {k: v.detach().cpu().clone() for k, v in algorithm.state_dict().items()}
         else:
             self.evals_since_best += 1
             if self.patience is not None and self.evals_since_best >= self.patience:
                 state.stop = True
-
-    def on_fit_end(self, algorithm, state: FitState) -> None:
-        if self.best_weights is not None:
-            algorithm.load_state_dict(self.best_weights)
 
     def state_dict(self) -> dict[str, Any]:
         return {"best_value": self.best_value, "best_step": self.best_step, "evals_since_best": self.evals_since_best,
@@ -170,33 +183,39 @@ class EarlyStopping(Callback):
         self.evals_since_best, self.best_weights = state["evals_since_best"], state["best_weights"]
 
 
-class TrainingInterrupted(Interrupted):
-    """Ctrl-C or SIGTERM during :func:`fit`; ``saved`` is the training-state file written first (or None)."""
+class DataStream:
+    """Shuffled minibatches, epoch after epoch, from a generator seeded by the run; its position (the generator at
+    the epoch's start and the batches done in it) is saved with the training state, so a resumed run continues
+    the very same sequence of batches. Algorithms without data get ``None`` forever."""
 
-    def __init__(self, step: int, saved: Path | None, signum: int = signal.SIGINT) -> None:
-        where = f"; state saved to {saved} (resume with resume_from=…)" if saved else ""
-        what = "interrupted" if signum == signal.SIGINT else "terminated"
-        super().__init__(f"training {what} at step {step}{where}", signum)
-        self.step, self.saved = step, saved
+    def __init__(self, data: SequenceBatch | None, batch_size: int | None, generator: torch.Generator) -> None:
+        self.data, self.batch_size, self.generator = data, batch_size, generator
+        self.position: dict[str, Any] = {"epoch_rng": generator.get_state(), "batch": 0, "epoch": 0}
 
+    @property
+    def steps_per_epoch(self) -> int | None:
+        if self.data is None or not self.batch_size:
+            return None
+        return math.ceil(self.data.batch_size / self.batch_size)
 
-def _plain(value: Any) -> bool:
-    """Whether ``value`` is data (numbers, strings, tensors and containers of them), not an object."""
-    if value is None or isinstance(value, (bool, int, float, str, torch.Tensor)):
-        return True
-    if isinstance(value, (list, tuple)):
-        return all(_plain(v) for v in value)
-    if isinstance(value, dict):
-        return all(isinstance(k, str) and _plain(v) for k, v in value.items())
-    return False
+    def restore(self, position: dict[str, Any]) -> None:
+        self.position.update(position)
+        self.generator.set_state(self.position["epoch_rng"])
 
-
-def algorithm_attributes(algorithm) -> dict[str, Any]:
-    """The algorithm's plain attributes outside its state_dict (schedules, counters, λ, snapshots)."""
-    return {k: copy.deepcopy(v) for k, v in vars(algorithm).items() if k not in _MODULE_INTERNALS and _plain(v)}
-
-
-_MODULE_INTERNALS = set(vars(torch.nn.Module())) | {"training"}
+    def __iter__(self) -> Iterator[SequenceBatch | None]:
+        if self.data is None or not self.batch_size:
+            while True:
+                yield None
+        skip = self.position["batch"]  # a resumed run skips the batches its epoch already used
+        while True:
+            self.position["epoch_rng"] = self.generator.get_state()
+            order = torch.randperm(self.data.batch_size, generator=self.generator)
+            for i, start in enumerate(range(0, self.data.batch_size, self.batch_size)):
+                if i >= skip:
+                    self.position["batch"] = i + 1
+                    yield self.data.index(order[start : start + self.batch_size].to(self.data.device))
+            skip, self.position["batch"] = 0, 0
+            self.position["epoch"] += 1
 
 
 def minibatches(data: SequenceBatch, batch_size: int, generator: torch.Generator) -> Iterator[SequenceBatch]:
@@ -211,296 +230,204 @@ def default_evaluate(valid: SequenceBatch) -> Callable[[Any], dict[str, float]]:
     reward of the greedy decodes against the validation references (the reward's corpus score
     where it has one, e.g. corpus BLEU; else the mean of its sentence scores)."""
 
-    def evaluate(algorithm) -> dict[str, float]:
-        policy = algorithm.policy
-        scores = {"valid_ce": cross_entropy(policy, valid)}
+    def evaluate(algorithm: Any) -> dict[str, float]:
+        scores = {"valid_ce": cross_entropy(algorithm.policy, valid)}
         reward = getattr(algorithm, "reward", None)
         if reward is not None:
-            scores["valid_reward"] = reward_score(reward, policy, valid)
+            scores["valid_reward"] = reward_score(reward, algorithm.policy, valid)
         return scores
 
     return evaluate
 
 
-@torch.no_grad()
-def reward_score(reward, policy, data: SequenceBatch) -> float:
-    """The reward of ``policy``'s greedy decodes against ``data``'s references (one decode per
-    source; an unconditional policy's mode against every reference)."""
-    from .rewards.base import compute_reward
+class Progress(Callback):
+    """A tqdm bar (``progress=True``), one plain line per evaluation on stderr (``"lines"``), or nothing."""
 
-    data = data.to(policy.device)
-    count = 1 if data.context is not None else data.batch_size
-    hyps = policy.greedy(count, data.context).batch.with_context(None)
-    refs = data.with_context(None)
-    corpus = getattr(reward, "corpus_score", None)
-    if corpus is not None:
-        return float(corpus(hyps, refs))
-    return float(compute_reward(reward, hyps, refs).mean())
+    def __init__(self, mode: bool | str, name: str, total: int, initial: int, monitor: str | None) -> None:
+        self.mode, self.name, self.total, self.monitor = mode, name, total, monitor
+        self.started = time.perf_counter()
+        self.bar = tqdm(total=total, initial=initial, disable=mode is not True, desc=name, leave=False,
+                        dynamic_ncols=True)
 
+    def step(self) -> None:
+        self.bar.update(1)
 
-def _optimizers(algorithm, config: FitConfig) -> list[tuple[str, torch.optim.Optimizer, list, float | None]]:
-    """One Adam per parameter group of the algorithm, with its clipping threshold."""
-    out: list[tuple[str, torch.optim.Optimizer, list, float | None]] = []
-    names = set()
-    for group in algorithm.param_groups():
-        if group.name in names:
-            raise ValueError(f"{algorithm.name}: parameter group {group.name!r} appears twice")
-        names.add(group.name)
-        params = [p for p in group.params if p.requires_grad]
-        if not params:
-            continue
-        lr = config.lr if group.lr is None else group.lr
-        decay = config.weight_decay if group.weight_decay is None else group.weight_decay
-        clip = config.clip_grad_norm if group.clip_grad_norm == "fit" else group.clip_grad_norm
-        out.append((group.name, torch.optim.Adam(params, lr=lr, weight_decay=decay), params, clip))
-    if not out:
-        raise ValueError(f"algorithm {algorithm.name!r} has no trainable parameters")
-    return out
+    def on_evaluation(self, algorithm: Any, state: FitState) -> None:
+        if self.monitor in state.metrics:
+            self.bar.set_postfix({self.monitor: f"{state.metrics[self.monitor]:.4g}"})
+        if self.mode == "lines":
+            shown = ", ".join(f"{k}={v:.4g}" for k, v in state.history[-1].items() if k != "step")
+            print(f"{self.name}: step {state.step}/{self.total} (epoch {state.epoch}) {shown} at "
+                  f"{time.perf_counter() - self.started:.0f} s", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        self.bar.close()
 
 
-def _set_group_lrs(algorithm, optimizers, step: int, metrics: dict[str, float]) -> None:
-    """Write ``algorithm.group_lr(step)`` into the named groups' Adams (and ``lr_<group>`` into ``metrics``)."""
-    hook = getattr(algorithm, "group_lr", None)
-    rates = hook(step) if hook is not None else {}
-    if not rates:
-        return
-    by_name = {name: optimizer for name, optimizer, _, _ in optimizers}
-    for name, lr in rates.items():
-        if name not in by_name:
-            if name in {g.name for g in algorithm.param_groups()}:
-                continue  # a group with no trainable parameters has no optimizer
-            raise ValueError(f"{algorithm.name}.group_lr names an unknown parameter group {name!r}; "
-                             f"known: {sorted(by_name)}")
-        if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr >= 0):
-            raise ValueError(f"{algorithm.name}.group_lr gave group {name!r} the learning rate {lr!r} (need ≥ 0)")
-        for group in by_name[name].param_groups:
-            group["lr"] = float(lr)
-        metrics[f"lr_{name}"] = float(lr)
+@dataclass
+class _Run:
+    """One fit's moving parts, set up by :func:`_prepare`."""
+
+    algorithm: Any
+    config: FitConfig
+    stream: DataStream
+    total: int
+    eval_every: int
+    evaluate: Callable[[Any], dict[str, float]] | None
+    ranking: Ranking | None
+    callbacks: list[Callback]
+    inputs: dict[str, Any]
+    state: FitState = field(default_factory=FitState)
+
+    def save(self) -> Path | None:
+        if self.config.state_path is None:
+            return None
+        state = self.state
+        return save_training_state(Path(self.config.state_path), {
+            "inputs": self.inputs, "algorithm": self.algorithm.training_state(),
+            "ranking": self.ranking.state_dict() if self.ranking is not None else None,
+            "loop": {"step": state.step, "epoch": state.epoch, "history": state.history, "metrics": state.metrics},
+            "position": self.stream.position, "rng": rng_state()})
+
+    def restore(self, saved: dict[str, Any]) -> None:
+        self.algorithm.load_training_state(saved["algorithm"])
+        if self.ranking is not None and saved["ranking"] is not None:
+            self.ranking.load_state_dict(saved["ranking"])
+        loop = saved["loop"]
+        self.state.step, self.state.epoch = loop["step"], loop["epoch"]
+        self.state.history, self.state.metrics = loop["history"], loop["metrics"]
+        self.stream.restore(saved["position"])
+        set_rng_state(saved["rng"])
+
+    def evaluation(self) -> None:
+        state = self.state
+        if self.evaluate is None:
+            return
+        self.algorithm.eval()
+        scores = {k: float(v) for k, v in self.evaluate(self.algorithm).items()}
+        self.algorithm.train()
+        state.metrics = {**state.metrics, "step": state.step, **scores}
+        state.history.append(dict(state.metrics))  # the step's training metrics too (curves read critic losses)
+        for cb in self.callbacks:
+            cb.on_evaluation(self.algorithm, state)
+
+    def log_step(self, metrics: dict[str, Any]) -> None:
+        numbers = {k: float(v) for k, v in metrics.items()}  # the step's only host sync
+        if not math.isfinite(numbers.get("loss", 0.0)):
+            raise FloatingPointError(f"{self.algorithm.name}: loss became {numbers['loss']} at step "
+                                     f"{self.state.step}{plugin_notes(self.algorithm)}")
+        self.state.metrics = {"step": self.state.step, **numbers}
+        for cb in self.callbacks:
+            cb.on_step_end(self.algorithm, self.state)
+
+    def finish(self, wall_s: float) -> FitResult:
+        ranking, state, algorithm = self.ranking, self.state, self.algorithm
+        kept_step, kept = state.step, self.config.keep
+        if kept == "best" and ranking is not None and ranking.best_weights is not None:
+            algorithm.load_state_dict(ranking.best_weights)
+            kept_step = ranking.best_step
+        for cb in self.callbacks:
+            cb.on_fit_end(algorithm, state)
+        if self.config.checkpoint:
+            save_checkpoint(self.config.checkpoint, algorithm.policy,
+                            {"algorithm": algorithm.name, "kept": kept, "kept_step": kept_step})
+        return FitResult(state.history, state.step, state.epoch, wall_s, ranking.monitor if ranking else None,
+                         ranking.mode if ranking else None, ranking.best if ranking else math.nan,
+                         ranking.best_step if ranking else 0, kept, kept_step,
+                         dict(state.history[-1]) if state.history else {})
 
 
-def _check_config(config: FitConfig) -> None:
-    validate_fields(config, "FitConfig")
-    for name in ("max_epochs", "max_steps", "batch_size", "eval_every"):
-        value = getattr(config, name)
-        if value is not None and value < 1:
-            raise ValueError(f"FitConfig.{name} must be ≥ 1, got {value}")
-    if config.clip_grad_norm is not None and not config.clip_grad_norm > 0:
-        raise ValueError(f"FitConfig.clip_grad_norm must be > 0 or None, got {config.clip_grad_norm}")
-    if config.state_every is not None and config.state_every < 1:
-        raise ValueError(f"FitConfig.state_every must be ≥ 1 or None, got {config.state_every}")
-    if not config.lr >= 0:
-        raise ValueError(f"FitConfig.lr must be ≥ 0, got {config.lr}")
-    if config.patience is not None and config.patience < 1:
-        raise ValueError(f"FitConfig.patience must be ≥ 1 or None, got {config.patience}")
+def _budget(algorithm: Any, config: FitConfig, stream: DataStream) -> int:
+    """The steps the run gets: ``max_steps``, else ``max_epochs`` (100 by default) passes over the data; both
+    given: whichever ends first."""
+    per_epoch = stream.steps_per_epoch
+    if per_epoch is None:
+        if config.max_steps is None:
+            raise ValueError(f"algorithm {algorithm.name!r} samples its own data: set max_steps")
+        return config.max_steps
+    epochs = config.max_epochs if config.max_epochs is not None else (None if config.max_steps else 100)
+    by_epochs = per_epoch * epochs if epochs is not None else None
+    return min(x for x in (config.max_steps, by_epochs) if x is not None)
 
 
-def fit(
-    algorithm,
-    train: SequenceBatch | None = None,
-    *,
-    valid: SequenceBatch | None = None,
-    config: FitConfig | None = None,
-    evaluate: Callable[[Any], dict[str, float]] | None = None,
-    monitor: str = "valid_ce",
-    mode: Literal["min", "max"] = "min",
-    callbacks: Sequence[Callback] = (),
-    resume_from: str | Path | None = None,
-) -> FitResult:
-    """Train ``algorithm`` in place; return its history.
-
-    ``algorithm.setup(train)`` runs first and gives the data to train on. ``evaluate(algorithm) →
-    {metric: value}`` runs every ``eval_every`` steps (default: :func:`default_evaluate` on
-    ``valid``); ``monitor`` picks the metric for early stopping and best-weight restore
-    (an :class:`EarlyStopping` callback), minimised or maximised per ``mode``; it skips evaluations made
-    while ``algorithm.monitor_ready()`` is False. Each parameter group of ``algorithm.param_groups()`` gets
-    its own Adam and gradient clipping; before every step ``algorithm.group_lr(step)`` may set groups'
-    learning rates (recorded as ``lr_<group>`` in the step's metrics).
-
-    With ``config.state_path`` the whole training state is saved periodically and on Ctrl-C (which then
-    raises :class:`TrainingInterrupted`); ``resume_from=`` that file continues the run bit-identically
-    (same config and data; user callbacks keep no state across the resume).
-    """
-    config = config or FitConfig()
-    early = EarlyStopping(monitor, mode, config.patience, config.restore_best)
-    needed = tuple(getattr(getattr(algorithm, "requires", None), "monitors", ()))
-    if needed and evaluate is None and valid is None:
-        raise ValueError(f"algorithm {algorithm.name!r} reacts to the evaluation metrics {list(needed)}: "
-                         "pass valid=<batch> or evaluate=<function returning them>")
-    if resume_from is not None and not Path(resume_from).is_file():
-        raise FileNotFoundError(f"resume_from: no training state at {resume_from}")
+def _prepare(algorithm: Any, train: SequenceBatch | None, valid: SequenceBatch | None, config: FitConfig,
+             evaluate: Callable[[Any], dict[str, float]] | None, callbacks: Sequence[Callback]) -> _Run:
+    """Device, seed, data (the algorithm's ``setup``), budget, evaluation, ranking and loggers, all checked."""
     device = resolve_device(config.device)
     generator = seed_everything(config.seed)
-    algorithm.to(device)
-    algorithm.train()
-    if train is not None:
-        train = train.to(device)
-    train = algorithm.setup(train)
-    check_vocab(getattr(algorithm, "policy", None), train, "the training data")
-    check_vocab(getattr(algorithm, "policy", None), valid, "the validation data")
-    uses_data = algorithm.uses_data
-    if uses_data and (train is None or train.batch_size == 0):
+    algorithm.to(device).train()
+    train = algorithm.setup(train.to(device) if train is not None else None)
+    check_vocab(algorithm.policy, train, "the training data")
+    check_vocab(algorithm.policy, valid, "the validation data")
+    if algorithm.uses_data and (train is None or train.batch_size == 0):
         raise BatchError(f"algorithm {algorithm.name!r} trains on data: pass a non-empty training batch")
-    if not uses_data and config.max_steps is None:
-        raise ValueError(f"algorithm {algorithm.name!r} samples its own data: set max_steps")
-    if config.max_steps is None and config.max_epochs is None:
-        raise ValueError("set max_steps or max_epochs")
-    if train is not None:
-        train = train.to(device)
-    inputs = run_inputs(algorithm, train, {k: getattr(config, k) for k in _LOOP_KEYS})
-    saved = load_training_state(resume_from, inputs) if resume_from is not None else None
-    if evaluate is None and valid is not None:
-        evaluate = default_evaluate(valid.to(device))
-    optimizers = _optimizers(algorithm, config)
-    steps_per_epoch = math.ceil(train.batch_size / config.batch_size) if uses_data and train is not None else None
-    eval_every = config.eval_every or steps_per_epoch or 100
-    total = config.max_steps
-    if total is None and steps_per_epoch is not None and config.max_epochs is not None:
-        total = steps_per_epoch * config.max_epochs
-    elif total is not None and steps_per_epoch is not None and config.max_epochs is not None:
-        total = min(total, steps_per_epoch * config.max_epochs)
-    state = FitState()
-    position: dict[str, Any] = {"epoch_rng": generator.get_state(), "batch": 0}
-    """Where the data stream is: the shuffling generator at the epoch's start and batches done in it."""
-    if saved is not None:
-        _restore(saved, algorithm, optimizers, early, state, position)
-        generator.set_state(position["epoch_rng"])
-    all_callbacks: list[Callback] = [early, *callbacks] if evaluate is not None else list(callbacks)
-    from .tracking import loggers_for  # here, not at the top: tracking imports this module
+    stream = DataStream(train.to(device) if train is not None and algorithm.uses_data else None,
+                        algorithm.batch_size, generator)
+    total = _budget(algorithm, config, stream)
+    evaluate = evaluate or (default_evaluate(valid.to(device)) if valid is not None else None)
+    if config.keep == "best" and evaluate is None:
+        raise ValueError("keep='best' ranks evaluations: pass valid=<batch> or evaluate=<function>")
+    ranking = None
+    if evaluate is not None:
+        monitor = config.monitor or algorithm.monitor[0]
+        mode = config.mode or DIRECTIONS.get(monitor) or (algorithm.monitor[1] if monitor == algorithm.monitor[0]
+                                                          else None)
+        if mode is None:
+            raise ValueError(f"monitor {monitor!r}: say whether lower or higher is better (FitConfig.mode)")
+        ranking = Ranking(monitor, mode, config.patience, config.keep == "best")
+    inputs = run_inputs(algorithm, train, {"seed": config.seed, "eval_every": config.eval_every})
+    return _Run(algorithm, config, stream, total, config.eval_every or stream.steps_per_epoch or 100, evaluate,
+                ranking, [*([ranking] if ranking else []), *callbacks], inputs)
 
-    all_callbacks += loggers_for(config, algorithm.name, resumed_at=state.step if saved is not None else None)
-    started = time.perf_counter()
-    bar = tqdm(total=total, initial=state.step, disable=config.progress is not True, desc=algorithm.name,
-               leave=False, dynamic_ncols=True)
 
-    def batches() -> Iterator[SequenceBatch | None]:
-        skip = position["batch"]  # a resumed run skips the batches its epoch already used
-        while True:
-            if uses_data:
-                assert train is not None
-                position["epoch_rng"] = generator.get_state()
-                for i, batch in enumerate(minibatches(train, config.batch_size, generator)):
-                    if i >= skip:
-                        position["batch"] = i + 1
-                        yield batch
-                skip, position["batch"] = 0, 0
-                state.epoch += 1
-            else:
-                yield None
+def fit(algorithm: Any, train: SequenceBatch | None = None, *, valid: SequenceBatch | None = None,
+        config: FitConfig | None = None, evaluate: Callable[[Any], dict[str, float]] | None = None,
+        callbacks: Sequence[Callback] = (), resume_from: str | Path | None = None) -> FitResult:
+    """Train ``algorithm`` in place for ``config``'s budget and return what happened (:class:`FitResult`).
 
-    def save_state() -> Path | None:
-        if config.state_path is None:
-            return None
-        return save_training_state(Path(config.state_path),
-                                   _training_payload(algorithm, inputs, optimizers, early, state, position))
-
-    def evaluation() -> None:
-        assert evaluate is not None
-        algorithm.eval()
-        scores = evaluate(algorithm)
-        algorithm.train()
-        missing = [m for m in needed if m not in scores]
-        if missing:
-            raise KeyError(f"algorithm {algorithm.name!r} reacts to {missing}, which the evaluation does not "
-                           f"produce (it gives {sorted(scores)})")
-        state.metrics.update(scores)
-        state.history.append(dict(state.metrics))
-        algorithm.on_evaluation(state.step, scores)
-        if monitor in scores:
-            bar.set_postfix({monitor: f"{scores[monitor]:.4g}"})
-        if config.progress == "lines":
-            shown = ", ".join(f"{k}={v:.4g}" for k, v in scores.items() if isinstance(v, (int, float)))
-            print(f"{algorithm.name}: step {state.step}/{total if total is not None else '?'} "
-                  f"(epoch {state.epoch}) {shown} at {time.perf_counter() - started:.0f} s", file=sys.stderr,
-                  flush=True)
-        for cb in all_callbacks:
-            cb.on_evaluation(algorithm, state)
-
+    Each step is ``algorithm.update(batch)``. ``evaluate(algorithm) → {metric: value}`` (default: validation CE,
+    and the reward for reward algorithms, on ``valid``) runs every ``eval_every`` steps and after the last one.
+    With ``config.state_path`` the training state is saved at every evaluation and on Ctrl-C or SIGTERM (which
+    then raise :class:`TrainingInterrupted`); ``resume_from=`` continues such a run bit-identically, and refuses
+    a state made from other data, settings, policy or seqrl version."""
+    config = config or FitConfig()
+    if resume_from is not None and not Path(resume_from).is_file():
+        raise FileNotFoundError(f"resume_from: no training state at {resume_from}")
+    run = _prepare(algorithm, train, valid, config, evaluate, callbacks)
+    state, started = run.state, time.perf_counter()
+    if resume_from is not None:
+        run.restore(load_training_state(resume_from, run.inputs))
+    run.callbacks += loggers_for(config, algorithm.name, resumed_at=state.step if resume_from is not None else None)
+    progress = Progress(config.progress, algorithm.name, run.total, state.step,
+                        run.ranking.monitor if run.ranking else None)
+    run.callbacks.append(progress)
     interrupted = InterruptFlag()
     try:
-        if evaluate is not None and config.evaluate_at_start and saved is None:
-            state.metrics = {"step": 0}
-            evaluation()
-        for batch in batches():
-            if state.stop or (total is not None and state.step >= total):
+        if config.evaluate_at_start and resume_from is None:
+            run.evaluation()
+        for batch in run.stream:
+            if state.stop or state.step >= run.total:
                 break
-            rollout = algorithm.collect(batch)
-            loss, metrics = algorithm.loss(rollout)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"{algorithm.name}: loss became {float(loss.detach())} at step {state.step}"
-                                         f"{plugin_notes(algorithm)}")
-            for _, optimizer, _, _ in optimizers:
-                optimizer.zero_grad(set_to_none=True)
-            _set_group_lrs(algorithm, optimizers, state.step, metrics)
-            loss.backward()
-            for i, (group, optimizer, params, clip) in enumerate(optimizers):
-                if clip is not None:
-                    norm = float(torch.nn.utils.clip_grad_norm_(params, clip))
-                    metrics["grad_norm" if i == 0 else f"grad_norm_{group}"] = norm
-                optimizer.step()
-            state.step += 1
-            algorithm.on_step_end(state.step)
-            state.metrics = {"step": state.step, "loss": float(loss.detach()), **metrics}
-            for cb in all_callbacks:
-                cb.on_step_end(algorithm, state)
-            bar.update(1)
-            evaluated = state.step % eval_every == 0
+            metrics = algorithm.update(batch)
+            state.step, state.epoch = state.step + 1, run.stream.position["epoch"]
+            if state.step % config.log_every == 0 or state.step == run.total:
+                run.log_step(metrics)
+            progress.step()
+            evaluated = state.step % run.eval_every == 0 or state.step == run.total
             if evaluated:
-                if evaluate is not None:
-                    evaluation()
-                else:
-                    algorithm.on_evaluation(state.step, {})  # proposal swaps, schedules: even with no metric
-                    for cb in all_callbacks:
-                        cb.on_evaluation(algorithm, state)
+                run.evaluation()
             if interrupted.raised:
-                raise TrainingInterrupted(state.step, save_state(), interrupted.signum)
-            if config.state_every is not None and state.step % config.state_every == 0 or \
-                    config.state_every is None and evaluated:
-                save_state()
+                raise TrainingInterrupted(state.step, run.save(), interrupted.signum)
+            if (config.state_every and state.step % config.state_every == 0) or (not config.state_every and evaluated):
+                run.save()
+        if state.stop and (not state.history or state.history[-1]["step"] != state.step):
+            run.evaluation()  # stopped early between evaluations: the last step is evaluated too
     finally:
         interrupted.restore()
-        bar.close()
+        progress.close()
     algorithm.eval()
-    for cb in all_callbacks:
-        cb.on_fit_end(algorithm, state)
-    if config.checkpoint:
-        save_checkpoint(config.checkpoint, algorithm.policy, {"algorithm": algorithm.name, "fit": vars(config)})
-    best = early.best if state.history else math.nan
-    return FitResult(state.history, best, early.best_step, state.step, time.perf_counter() - started)
+    return run.finish(time.perf_counter() - started)
 
 
-_LOOP_KEYS = ("seed", "batch_size", "lr", "weight_decay", "clip_grad_norm", "eval_every")
-"""FitConfig fields a resumed run must share with the saved one (the budget may grow)."""
-
-
-def _training_payload(algorithm, inputs: dict[str, Any], optimizers, early: EarlyStopping, state: FitState,
-                      position: dict[str, Any]) -> dict[str, Any]:
-    """The whole training state, as data (see :mod:`seqrl.checkpoint`)."""
-    return {
-        "inputs": inputs,
-        "algorithm": {k: v.detach().cpu().clone() for k, v in algorithm.state_dict().items()},
-        "attributes": algorithm_attributes(algorithm),
-        "optimizers": [opt.state_dict() for _, opt, _, _ in optimizers],
-        "early_stopping": early.state_dict(),
-        "state": {"step": state.step, "epoch": state.epoch, "history": state.history, "metrics": state.metrics},
-        "position": position,
-        "rng": rng_state(),
-    }
-
-
-def _restore(saved: dict[str, Any], algorithm, optimizers, early: EarlyStopping, state: FitState,
-             position: dict[str, Any]) -> None:
-    algorithm.load_state_dict(saved["algorithm"])
-    for key, value in saved["attributes"].items():
-        setattr(algorithm, key, value)
-    if len(saved["optimizers"]) != len(optimizers):
-        raise ValueError("resume: the saved state has another number of parameter groups")
-    for (_, opt, _, _), opt_state in zip(optimizers, saved["optimizers"]):
-        opt.load_state_dict(opt_state)
-    early.load_state_dict(saved["early_stopping"])
-    s = saved["state"]
-    state.step, state.epoch, state.history, state.metrics = s["step"], s["epoch"], s["history"], s["metrics"]
-    position.update(saved["position"])
-    set_rng_state(saved["rng"])
-
-
-# --- checkpoints: seqrl.checkpoint (re-exported here) ---
+__all__ = ["Callback", "DataStream", "FitConfig", "FitResult", "FitState", "Ranking", "TrainingInterrupted",
+           "default_evaluate", "fit", "load_checkpoint", "minibatches", "save_checkpoint"]

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
 from torch import Tensor
+
+from .types import SequenceBatch
 
 
 class DeviceError(ValueError):
@@ -57,6 +61,30 @@ def seed_everything(seed: int) -> torch.Generator:
     if torch.cuda.is_available():
         torch.cuda.manual_seed_all(seed)
     return torch.Generator().manual_seed(seed)
+
+
+@contextmanager
+def eval_mode(module: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """Run a policy as a distribution (dropout off), restoring its train/eval mode on exit."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield module
+    finally:
+        module.train(was_training)
+
+
+def motif_presence(batch: SequenceBatch, motif_ids: Tensor) -> Tensor:
+    """[B] bool: the id string ``motif_ids`` occurs inside the symbols of each row (EOS excluded)."""
+    m = motif_ids.numel()
+    B, T = batch.tokens.shape
+    if T < m:
+        return torch.zeros(B, dtype=torch.bool, device=batch.device)
+    windows = batch.tokens.unfold(1, m, 1)  # (B, T-m+1, m)
+    hit = (windows == motif_ids.to(batch.device)).all(-1)
+    starts = torch.arange(T - m + 1, device=batch.device)[None]
+    inside = starts + m <= (batch.lengths - 1)[:, None]  # window ends before the EOS
+    return (hit & inside).any(1)
 
 
 def masked_sum(values_t: Tensor, mask_t: Tensor) -> Tensor:

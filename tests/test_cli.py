@@ -166,11 +166,11 @@ def test_algorithm_settings_reach_only_their_algorithm():
 
     available = ["interpolation", "raml", "gdcpp"]
     plain, per = split_algorithm_settings({"interpolation.reward": "hamming", "gdcpp.clip_grad_norm": 1.0,
-                                           "lr": 0.1}, available)
+                                           "gdcpp.patience": 3, "lr": 0.1}, available)
     assert plain == {"lr": 0.1}
     options = BenchOptions(algorithm_settings=per)
     assert options.for_algorithm("interpolation") == ({"reward": "hamming"}, {})
-    assert options.for_algorithm("gdcpp") == ({}, {"clip_grad_norm": 1.0})  # a FitConfig field
+    assert options.for_algorithm("gdcpp") == ({"clip_grad_norm": 1.0}, {"patience": 3})  # its config; FitConfig
     assert options.for_algorithm("raml") == ({}, {})
     with pytest.raises(KeyError, match="no algorithm 'ppo'"):
         split_algorithm_settings({"ppo.lr": 1.0}, available)
@@ -201,13 +201,15 @@ def test_a_registered_algorithm_runs_in_the_bench_by_registration_alone(tmp_path
             marker: int = 0
 
         @classmethod
-        def bench_kwargs(cls, context):
-            seen["budget"] = context.budget_steps
-            return {**super().bench_kwargs(context), "marker": 7}
+        def defaults_for(cls, policy, offer, given):
+            seen["budget"] = offer.budget(given.get("batch_size", cls.Config.batch_size))
+            return {"marker": 7}
 
         def __init__(self, policy, config=None, *, reward=None):
+            from seqrl.algorithms.base import resolve_reward
+
             super().__init__(policy, config)
-            self.reward = self.resolve_reward(reward)
+            self.reward = resolve_reward(reward, self.config.reward, policy.vocab)
             seen["reward"], seen["marker"] = self.reward.name, self.config.marker
 
     try:

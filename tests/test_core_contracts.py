@@ -1,5 +1,6 @@
-"""The core's contracts: parameter groups, the setup phase, early stopping as a callback, monitored
-metrics that must appear, rewards' optional attributes, paired comparisons in the bench tables."""
+"""The core's contracts: optimizer groups owned by the algorithm, the setup phase, the ranking of evaluations,
+validation an algorithm schedules on, rewards' optional attributes, paired comparisons in the bench tables,
+bit-identical resume."""
 
 import math
 
@@ -7,12 +8,12 @@ import pytest
 import torch
 
 from seqrl import exact
-from seqrl.algorithms import ALGORITHMS, MLE, ParamGroup, make_algorithm
+from seqrl.algorithms import ALGORITHMS, MLE, make_algorithm, mle_loss
 from seqrl.bench.stats import bootstrap_interval, paired_differences, paired_table
 from seqrl.bench.suite import RunRecord
 from seqrl.policies import make_policy
 from seqrl.rewards import REWARDS, BaseReward, Reward
-from seqrl.training import EarlyStopping, FitConfig, FitState, default_evaluate, fit
+from seqrl.training import FitConfig, FitState, Ranking, default_evaluate, fit
 
 FAST = dict(progress=False, device="cpu")
 
@@ -23,23 +24,21 @@ def _data(vocab, n=32):
 
 
 class TwoGroups(MLE):
-    """MLE plus a free scalar trained by its own group (lr 0, so it must not move; no clipping)."""
+    """MLE plus a free scalar trained by its own optimizer (lr 0, so it must not move; no clipping)."""
 
     def __init__(self, policy, config=None):
         super().__init__(policy, config)
         self.extra = torch.nn.Parameter(torch.tensor(1.0))
+        self.add_optimizer("extra", [self.extra], lr=0.0, clip=None)
 
-    def param_groups(self):
-        return [*super().param_groups(), ParamGroup("extra", [self.extra], lr=0.0, clip_grad_norm=None)]
-
-    def loss(self, rollout):
-        loss, metrics = super().loss(rollout)
-        return loss + 1e3 * self.extra ** 2, metrics
+    def update(self, batch):
+        loss = mle_loss(self.policy.token_log_probs(batch), batch.mask_t) + 1e3 * self.extra ** 2
+        return self.optimize(loss)
 
 
-def test_each_parameter_group_gets_its_own_optimizer_and_clipping(binary_vocab):
+def test_each_optimizer_group_has_its_own_lr_and_clipping(binary_vocab):
     policy = make_policy("lstm", binary_vocab, 3, hidden_size=8, dropout=0.0)
-    algo = TwoGroups(policy)
+    algo = TwoGroups(policy, MLE.Config(batch_size=8, lr=1e-2, clip_grad_norm=0.5))
     before = [p.detach().clone() for p in policy.parameters()]
     seen = []
 
@@ -51,30 +50,22 @@ def test_each_parameter_group_gets_its_own_optimizer_and_clipping(binary_vocab):
 
         def on_fit_end(self, algorithm, state): ...
 
-    fit(algo, _data(binary_vocab), config=FitConfig(max_steps=3, batch_size=8, lr=1e-2, clip_grad_norm=0.5, **FAST),
-        callbacks=[Record()])
-    assert float(algo.extra.detach()) == 1.0  # its group's lr 0 wins over FitConfig.lr, despite a gradient of 2000
-    assert any(not torch.equal(b, p) for b, p in zip(before, policy.parameters()))  # the policy group moved
+    fit(algo, _data(binary_vocab), config=FitConfig(max_steps=3, **FAST), callbacks=[Record()])
+    assert float(algo.extra.detach()) == 1.0  # its group's lr 0, despite a gradient of 2000
+    assert any(not torch.equal(b, p) for b, p in zip(before, policy.parameters()))  # the policy's group moved
     # The policy group is clipped (its norm is reported); the extra group never is (no grad_norm_extra).
     assert all("grad_norm" in m and "grad_norm_extra" not in m for m in seen)
 
 
 def test_duplicate_or_empty_groups_are_errors(binary_vocab):
     policy = make_policy("lstm", binary_vocab, 3, hidden_size=8)
-
-    class Twice(MLE):
-        def param_groups(self):
-            return [ParamGroup("policy", list(self.policy.parameters()))] * 2
-
-    with pytest.raises(ValueError, match="'policy' appears twice"):
-        fit(Twice(policy), _data(binary_vocab), config=FitConfig(max_steps=1, **FAST))
-
-    class Frozen(MLE):
-        def param_groups(self):
-            return [ParamGroup("policy", [])]
-
+    with pytest.raises(ValueError, match="group 'policy' made twice"):
+        MLE(policy).policy_optimizer()
+    frozen = make_policy("lstm", binary_vocab, 3, hidden_size=8)
+    for p in frozen.parameters():
+        p.requires_grad_(False)
     with pytest.raises(ValueError, match="no trainable parameters"):
-        fit(Frozen(policy), _data(binary_vocab), config=FitConfig(max_steps=1, **FAST))
+        MLE(frozen)
 
 
 def test_setup_gives_the_training_data(binary_vocab):
@@ -88,12 +79,12 @@ def test_setup_gives_the_training_data(binary_vocab):
             assert train is None
             return drawn
 
-        def collect(self, batch):
+        def training_batch(self, batch):
             sizes.append(batch.batch_size)
             return batch
 
     policy = make_policy("lstm", binary_vocab, 3, hidden_size=8)
-    result = fit(Drawing(policy), None, config=FitConfig(max_epochs=2, batch_size=5, **FAST))
+    result = fit(Drawing(policy, MLE.Config(batch_size=5)), None, config=FitConfig(max_epochs=2, **FAST))
     assert result.steps == 6 and sizes == [5, 5, 2, 5, 5, 2]
 
 
@@ -105,49 +96,45 @@ def test_distill_draws_inside_fit(binary_vocab):
     policy = make_policy("lstm", binary_vocab, 4, hidden_size=8)
     potential = MotifProcessPotential(binary_vocab, "11", 3)
     algo = make_algorithm("distill", policy, potential=potential, proposal=proposal, log_bound=math.log(1e4),
-                          num_samples=16)
-    result = fit(algo, None, config=FitConfig(max_epochs=1, batch_size=8, **FAST))
+                          num_samples=16, batch_size=8)
+    result = fit(algo, None, config=FitConfig(max_epochs=1, **FAST))
     assert result.steps == 2 and algo.summary()["episodes"] >= 16 and 0 < algo.summary()["acceptance_rate"] <= 1
 
 
-def test_early_stopping_callback_tracks_stops_and_restores(binary_vocab):
+def test_ranking_tracks_the_best_and_stops(binary_vocab):
     policy = make_policy("lstm", binary_vocab, 3, hidden_size=8)
     algo = make_algorithm("mle", policy)
-    stopper = EarlyStopping("score", "max", patience=2)
+    ranking = Ranking("score", "max", patience=2, keep_best=True)
     state = FitState()
     for step, value in enumerate([0.1, 0.3, 0.2, 0.25], start=1):
         state.step, state.metrics = step, {"score": value}
         if step == 2:
             kept = {k: v.clone() for k, v in algo.state_dict().items()}
-        stopper.on_evaluation(algo, state)
+        ranking.on_evaluation(algo, state)
         with torch.no_grad():
             for p in policy.parameters():
                 p.add_(1.0)
-    assert stopper.best == 0.3 and stopper.best_step == 2 and state.stop  # two evaluations without improvement
-    stopper.on_fit_end(algo, state)
-    assert all(torch.equal(v, kept[k]) for k, v in algo.state_dict().items())
+    assert ranking.best == 0.3 and ranking.best_step == 2 and state.stop  # two evaluations without improvement
+    assert ranking.best_weights is not None
+    assert all(torch.equal(v, kept[k]) for k, v in ranking.best_weights.items())
     state.metrics = {"score": math.nan}
     with pytest.raises(FloatingPointError, match="score = nan"):
-        stopper.on_evaluation(algo, state)
-    with pytest.raises(ValueError, match="mode must be"):
-        EarlyStopping("score", "up")  # type: ignore[arg-type]
+        ranking.on_evaluation(algo, state)
 
 
-def test_a_monitored_metric_that_never_appears_is_an_error(binary_vocab):
-    """Interpolation anneals on ``valid_reward``: with no validation at all, or an evaluation that does not
-    produce it, ``fit`` refuses instead of training with λ frozen."""
-    vocab_policy = make_policy("lstm", binary_vocab, 4, hidden_size=8)
-    algo = make_algorithm("interpolation", vocab_policy, reward="hamming")
+def test_interpolation_needs_the_validation_data_it_anneals_on(binary_vocab):
+    """Interpolation anneals on the validation reward, which it checks itself: without validation data it is
+    refused when it is built, not trained with λ frozen; with it, it checks every ``check_every`` steps."""
+    policy = make_policy("lstm", binary_vocab, 4, hidden_size=8)
     data = _data(binary_vocab)
-    with pytest.raises(ValueError, match=r"reacts to the evaluation metrics \['valid_reward'\]"):
-        fit(algo, data, config=FitConfig(max_steps=2, **FAST))
-    with pytest.raises(KeyError, match=r"reacts to \['valid_reward'\]"):
-        fit(algo, data, evaluate=lambda a: {"valid_ce": 1.0}, config=FitConfig(max_steps=2, eval_every=1, **FAST))
-    # The default evaluation gives it (the reward of greedy decodes), so `seqrl train interpolation` anneals.
+    with pytest.raises(ValueError, match="pass valid=<validation batch>"):
+        make_algorithm("interpolation", policy, reward="hamming")
+    algo = make_algorithm("interpolation", policy, reward="hamming", valid=data, check_every=1, batch_size=8)
+    fit(algo, data, config=FitConfig(max_steps=3, **FAST))
+    assert algo._snapshot is not None  # it checked (and kept θ for a possible revert)
+    # The default evaluation gives the reward too (the reward of greedy decodes).
     scores = default_evaluate(data)(algo)
     assert set(scores) == {"valid_ce", "valid_reward"} and math.isfinite(scores["valid_reward"])
-    result = fit(algo, data, valid=data, config=FitConfig(max_steps=2, eval_every=1, **FAST))
-    assert all("valid_reward" in h for h in result.history)
 
 
 def test_every_builtin_reward_has_the_protocol_attributes(binary_vocab):
@@ -241,12 +228,12 @@ def test_ctrl_c_saves_and_resume_continues_bit_identically(binary_vocab, tmp_pat
     data = _data(binary_vocab, 20)
     kwargs = {"reward": "hamming"} if name == "reinforce" else {}
 
-    def new():
+    def new(lr=1e-2):
         torch.manual_seed(3)
         policy = make_policy("lstm", binary_vocab, 3, hidden_size=8, dropout=0.3)
-        return make_algorithm(name, policy, **kwargs)
+        return make_algorithm(name, policy, batch_size=6, lr=lr, **kwargs)
 
-    config = FitConfig(max_epochs=4, batch_size=6, lr=1e-2, eval_every=3, patience=50, seed=11,
+    config = FitConfig(max_epochs=4, eval_every=3, patience=50, keep="best", seed=11,
                        state_path=str(tmp_path / "state.pt"), **FAST)
     whole = new()
     expected = fit(whole, data, valid=data, config=config)
@@ -261,8 +248,10 @@ def test_ctrl_c_saves_and_resume_continues_bit_identically(binary_vocab, tmp_pat
     assert result.history == expected.history
     for a, b in zip(whole.parameters(), resumed.parameters()):
         assert torch.equal(a, b)
-    with pytest.raises(ValueError, match=r"other training-loop settings \(loop.lr: 0.01 there, 0.5 here\)"):
-        fit(new(), data, valid=data, config=FitConfig(**{**vars(config), "lr": 0.5}),
+    with pytest.raises(ValueError, match=r"another config \(config.lr: 0.01 there, 0.5 here\)"):
+        fit(new(lr=0.5), data, valid=data, config=config, resume_from=tmp_path / "state.pt")
+    with pytest.raises(ValueError, match=r"other training-loop settings \(loop.seed: 11 there, 12 here\)"):
+        fit(new(), data, valid=data, config=FitConfig(**{**vars(config), "seed": 12}),
             resume_from=tmp_path / "state.pt")
     with pytest.raises(FileNotFoundError, match="no training state"):
         fit(new(), data, config=config, resume_from=tmp_path / "missing.pt")

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from seqrl import exact
-from seqrl.algorithms import AC, ERAC, RunContext, make_algorithm, soft_td_target
+from seqrl.algorithms import AC, ERAC, Offer, make_algorithm, soft_td_target
 from seqrl.critics import NetworkCritic, TabularCritic
 from seqrl.policies import make_policy
 from seqrl.rewards.base import compute_reward, make_reward
@@ -19,7 +19,7 @@ def _setup(vocab, name="erac", **config):
     policy = make_policy("lstm", vocab, L, hidden_size=8, num_layers=1, dropout=0.0)
     critic = TabularCritic(vocab, L)
     reward = make_reward("hamming", vocab)
-    algo = make_algorithm(name, policy, reward=reward, critic=critic, **config)
+    algo = make_algorithm(name, policy, reward=reward, critic=critic, lr_decay_metric=None, **config)
     ref = SequenceBatch.from_strings(["1 0"], vocab)
     return algo, policy, critic, reward, ref
 
@@ -43,13 +43,13 @@ def test_critic_of_a_fixed_actor_converges_to_the_exact_soft_q(binary_vocab, nam
     before = [p.detach().clone() for p in policy.parameters()]
     opt = torch.optim.SGD(critic.parameters(), lr=1.0)
     data = ref.repeat_interleave(128)
-    for step in range(100):
+    for _ in range(100):
         loss, _ = algo.loss(algo.collect(data))
         opt.zero_grad()
         loss.backward()
         assert all(p.grad is None for p in policy.parameters())  # actor fixed while the critic pretrains
         opt.step()
-        algo.on_step_end(step)
+        algo.target.update()
     table = exact.soft_q_values(reward, binary_vocab, L, tau, reference=ref, policy=policy)
     assert _max_error(critic, table) < 0.05
     assert all(torch.equal(a, b) for a, b in zip(before, policy.parameters()))
@@ -93,8 +93,8 @@ def test_ac_equals_erac_at_tau_zero(binary_vocab):
         for t in critic.table:
             t.normal_()
     reward = make_reward("hamming", binary_vocab)
-    ac = make_algorithm("ac", policy, reward=reward, critic=critic)
-    erac = make_algorithm("erac", policy, reward=reward, critic=critic, tau=0.0)
+    ac = make_algorithm("ac", policy, reward=reward, critic=critic, lr_decay_metric=None)
+    erac = make_algorithm("erac", policy, reward=reward, critic=critic, tau=0.0, lr_decay_metric=None)
     assert isinstance(ac, AC) and isinstance(ac, ERAC) and ac.config.tau == 0.0 and ERAC.Config().tau > 0
     assert {k: v for k, v in vars(ac.config).items()} == {k: v for k, v in vars(erac.config).items()}
     rollout = ac.collect(SequenceBatch.from_strings(["1 0", "0"], binary_vocab).repeat_interleave(4))
@@ -128,9 +128,10 @@ def test_future_entropy_switch_keeps_tau_in_the_actor_only(binary_vocab):
     critic = TabularCritic(binary_vocab, L, init=0.3)
     reward = make_reward("hamming", binary_vocab)
     batch = SequenceBatch.from_strings(["1 0"], binary_vocab).repeat_interleave(8)
-    plain = make_algorithm("erac", policy, reward=reward, critic=critic, tau=0.5, future_entropy=False)
-    ac = make_algorithm("ac", policy, reward=reward, critic=critic)
-    erac = make_algorithm("erac", policy, reward=reward, critic=critic, tau=0.5)
+    plain = make_algorithm("erac", policy, reward=reward, critic=critic, tau=0.5, future_entropy=False,
+                           lr_decay_metric=None)
+    ac = make_algorithm("ac", policy, reward=reward, critic=critic, lr_decay_metric=None)
+    erac = make_algorithm("erac", policy, reward=reward, critic=critic, tau=0.5, lr_decay_metric=None)
     rollout = plain.collect(batch)
     log_pi_t, q_t = policy.log_dists(rollout.samples), critic(rollout.samples)
     c_plain, _ = plain.critic_loss(rollout, log_pi_t, q_t)
@@ -142,27 +143,28 @@ def test_future_entropy_switch_keeps_tau_in_the_actor_only(binary_vocab):
     assert float(a_plain.detach()) == pytest.approx(float(a_erac.detach()))
 
 
-def test_phases_param_groups_and_fit(binary_vocab):
+def test_phases_optimizers_and_fit(binary_vocab):
     from seqrl.training import FitConfig, fit
 
     policy = make_policy("lstm", binary_vocab, L, hidden_size=8, num_layers=1, dropout=0.0)
-    with pytest.raises(ValueError, match=r"reacts to the evaluation metrics \['valid_reward'\]: pass valid="):
-        fit(make_algorithm("erac", policy, reward="hamming"), SequenceBatch.from_strings(["1"], binary_vocab),
-            config=FitConfig(max_steps=1, progress=False))  # the default lr decay watches validation
-    algo = make_algorithm("erac", policy, reward="hamming", critic_pretrain_steps=2, lr_decay_metric=None)
+    with pytest.raises(ValueError, match="decays its lr on valid_reward: pass valid=<validation batch>"):
+        make_algorithm("erac", policy, reward="hamming")  # the default lr decay watches validation
+    algo = make_algorithm("erac", policy, reward="hamming", critic_pretrain_steps=2, lr_decay_metric=None,
+                          batch_size=3)
     assert isinstance(algo.critic, NetworkCritic)  # default critic, a submodule: checkpoints and fit see it
     assert any(k.startswith("critic.") for k in algo.state_dict()) and any(k.startswith("target.") for k in
                                                                               algo.state_dict())
-    groups = {g.name: g for g in algo.param_groups()}
+    groups = algo.optimizer_groups()
     assert set(groups) == {"policy", "critic"}
-    assert groups["policy"].clip_grad_norm == groups["critic"].clip_grad_norm == 5.0  # App. B.4
-    assert groups["policy"].lr == 1e-4 and groups["critic"].lr == 1e-3  # Table 6
+    assert groups["policy"].clip == groups["critic"].clip == 5.0  # App. B.4
+    assert groups["policy"].optimizer.param_groups[0]["lr"] == 1e-4  # Table 6
+    assert groups["critic"].optimizer.param_groups[0]["lr"] == 1e-3
     train = SequenceBatch.from_strings(["1 0", "0 1 1", "1"], binary_vocab)
     critic0 = [p.detach().clone() for p in algo.critic.parameters()]
     target0 = [p.detach().clone() for p in algo.target.parameters()]
     actor0 = [p.detach().clone() for p in policy.parameters()]
-    fit(algo, train, config=FitConfig(max_steps=2, max_epochs=None, batch_size=3, progress=False, eval_every=100))
-    assert int(algo.steps_done) == 2 and not algo.pretraining_critic
+    fit(algo, train, config=FitConfig(max_steps=2, progress=False, eval_every=100))
+    assert algo.steps == 2 and not algo.pretraining_critic
     assert all(torch.equal(a, b) for a, b in zip(actor0, policy.parameters()))  # actor fixed in phase 2
     assert not all(torch.equal(a, b) for a, b in zip(critic0, algo.critic.parameters()))
     assert not all(torch.equal(a, b) for a, b in zip(target0, algo.target.parameters()))  # Polyak moved φ̄
@@ -170,15 +172,22 @@ def test_phases_param_groups_and_fit(binary_vocab):
     assert "actor_loss" in stats and math.isfinite(float(loss.detach()))  # phase 3: both
 
 
-def test_bench_kwargs_and_registration():
+def test_schedule_follows_what_the_run_offers_and_registration():
+    """Critic pretraining for one epoch, at most a quarter of the budget (App. B.3 in an equal budget), and a
+    validation check every epoch, from what the run offers; nothing derived without an offer."""
     vocab = Vocab(["0", "1"])
-    ctx = RunContext(vocab=vocab, max_len=L, reward="hamming", steps_per_epoch=10, budget_steps=100)
-    assert ERAC.bench_kwargs(ctx) == {"reward": "hamming", "critic_pretrain_steps": 10}
-    assert AC.bench_kwargs(RunContext(vocab=vocab, max_len=L, reward="bleu", steps_per_epoch=50,
-                                      budget_steps=40)) == {"reward": "bleu", "critic_pretrain_steps": 10}
+    train = SequenceBatch.from_strings(["1 0"] * 20, vocab)
+
+    def built(name, offer):
+        policy = make_policy("lstm", vocab, L, hidden_size=8, num_layers=1, dropout=0.0)
+        return make_algorithm(name, policy, offer, reward="hamming", batch_size=2, lr_decay_metric=None).config
+
+    config = built("erac", Offer(train=train, steps=100))
+    assert (config.critic_pretrain_steps, config.check_every) == (10, 10)
+    config = built("ac", Offer(train=train, steps=20))
+    assert (config.critic_pretrain_steps, config.check_every) == (5, 10)
+    assert built("erac", Offer()).critic_pretrain_steps == ERAC.Config().critic_pretrain_steps == 0
     assert ERAC.requires.reward and ERAC.name == "erac" and AC.name == "ac"
-    with pytest.raises(ValueError, match="needs a reward"):
-        ERAC.bench_kwargs(RunContext(vocab=vocab, max_len=L))
 
 
 def test_bench_ablation_runs_tables_3_and_4_rows(tmp_path, capsys):
@@ -227,31 +236,29 @@ def _lrs_used(algo):
 
 def test_table6_lr_schedule_and_decay_on_a_validation_plateau(binary_vocab, monkeypatch):
     """The rates the optimizers use: critic 1e-3 while it pretrains, then actor and critic 1e-4 (Table 6); each
-    joint-training evaluation worse than the best joint-training one halves the actor's (App. B.4), a tie does
-    not. Evaluations while the critic pretrains (the actor fixed) count neither for the decay nor for early
-    stopping's patience (scored 0.0 here, they would otherwise exhaust patience = 3 and trigger decays); the
-    starting actor's evaluation counts for early stopping only (scored 0.7 here, above every later one)."""
+    joint-training check worse than the best joint-training one halves the actor's (App. B.4), a tie does not.
+    Checks while the critic pretrains (the actor fixed) count for no decay, and the loop's evaluations then count
+    for no patience (scored 0.0 here, they would otherwise exhaust patience = 3 and trigger decays); the starting
+    actor's evaluation counts for early stopping only (scored 0.7 here, above every later one)."""
+    from seqrl.algorithms import erac as erac_module
     from seqrl.training import FitConfig, fit
 
     monkeypatch.setattr(torch.optim, "Adam", _RecordingAdam)
     monkeypatch.setattr(_RecordingAdam, "log", [])
     policy = make_policy("lstm", binary_vocab, L, hidden_size=8, num_layers=1, dropout=0.0)
     initial = [p.detach().clone() for p in policy.parameters()]
+    train = SequenceBatch.from_strings(["1 0", "0 1 1", "1"], binary_vocab)
     algo = make_algorithm("erac", policy, reward="hamming", critic=TabularCritic(binary_vocab, L),
-                          critic_pretrain_steps=3)
+                          critic_pretrain_steps=3, valid=train, check_every=1, batch_size=3)
     assert algo.config.lr_decay == 0.5 and algo.config.joint_critic_lr == 1e-4
     scripted = {0: 0.7, 1: 0.0, 2: 0.0, 3: 0.0, 4: 0.6, 5: 0.4, 6: 0.6, 7: 0.3, 8: 0.6}  # by steps taken
-
-    def evaluate(alg):
-        return {"valid_reward": scripted[int(alg.steps_done)]}
-
-    train = SequenceBatch.from_strings(["1 0", "0 1 1", "1"], binary_vocab)
-    result = fit(algo, train, evaluate=evaluate, monitor="valid_reward", mode="max",
-                 config=FitConfig(max_steps=20, max_epochs=None, batch_size=3, eval_every=1, patience=4,
-                                  evaluate_at_start=True, progress=False))
+    monkeypatch.setattr(erac_module, "reward_score", lambda reward, policy, data: scripted[algo.steps])
+    result = fit(algo, train, evaluate=lambda alg: {"valid_reward": scripted[alg.steps]},
+                 config=FitConfig(max_steps=20, eval_every=1, patience=4, evaluate_at_start=True, keep="best",
+                                  progress=False))
     # early stopping ranks 0.7 @0 (best), then 0.6 @4, 0.4 @5, 0.6 @6, 0.3 @7: four without improvement
-    assert result.steps == 7 and result.best_step == 0 and result.best == 0.7
-    assert all(torch.equal(a, b) for a, b in zip(initial, policy.parameters()))  # the start restored
+    assert result.steps == 7 and result.best_step == 0 and result.best == 0.7 and result.kept_step == 0
+    assert all(torch.equal(a, b) for a, b in zip(initial, policy.parameters()))  # the start kept
     # the decay ranks 0.6 @4 (best), 0.4 @5 (worse: ½), 0.6 @6 (tie), 0.3 @7 (worse: ¼, after the last step)
     assert _lrs_used(algo) == [(1e-4, 1e-3)] * 3 + [(1e-4, 1e-4)] * 2 + [(5e-5, 1e-4)] * 2
     assert algo.actor_lr_scale == 0.25 and algo.decay_best == 0.6
@@ -276,11 +283,11 @@ def test_resume_across_the_critic_pretraining_switch_is_bit_identical(binary_voc
     def new():
         torch.manual_seed(3)
         policy = make_policy("lstm", binary_vocab, L, hidden_size=8, num_layers=1, dropout=0.0)
-        return make_algorithm("erac", policy, reward="hamming", critic_pretrain_steps=3, beta=0.5, actor_lr=0.05,
-                              lr_decay_metric="valid_ce", lr_decay_mode="min")
+        return make_algorithm("erac", policy, reward="hamming", critic_pretrain_steps=3, beta=0.5, lr=0.05,
+                              lr_decay_metric="valid_ce", valid=train, check_every=1, batch_size=2)
 
-    config = FitConfig(max_steps=9, max_epochs=None, batch_size=2, eval_every=1, seed=7, progress=False,
-                       device="cpu", state_path=str(tmp_path / "state.pt"))
+    config = FitConfig(max_steps=9, eval_every=1, seed=7, progress=False, device="cpu",
+                       state_path=str(tmp_path / "state.pt"))
     whole = new()
     expected = fit(whole, train, valid=train, config=config)
     assert any(h["lr_policy"] < 0.05 for h in expected.history)  # the run decays: the test covers it
@@ -293,16 +300,3 @@ def test_resume_across_the_critic_pretraining_switch_is_bit_identical(binary_voc
     assert resumed.actor_lr_scale == whole.actor_lr_scale and resumed.decay_best == whole.decay_best
     for (name, a), b in zip(whole.state_dict().items(), resumed.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
-
-
-def test_group_lr_rejects_unknown_groups_and_bad_rates(binary_vocab):
-    from seqrl.training import FitConfig, fit
-
-    train = SequenceBatch.from_strings(["1 0"], binary_vocab)
-    for rates, message in [({"actor": 1e-3}, "unknown parameter group 'actor'; known: \\['critic', 'policy'\\]"),
-                           ({"critic": math.nan}, "gave group 'critic' the learning rate nan")]:
-        policy = make_policy("lstm", binary_vocab, L, hidden_size=8, num_layers=1, dropout=0.0)
-        algo = make_algorithm("erac", policy, reward="hamming", lr_decay_metric=None)
-        algo.group_lr = lambda step, rates=rates: rates  # type: ignore[method-assign]
-        with pytest.raises(ValueError, match=message):
-            fit(algo, train, config=FitConfig(max_steps=1, max_epochs=None, batch_size=1, progress=False))

@@ -145,10 +145,10 @@ def test_raml_drives_policy_to_exponentiated_payoff():
     target = torch.softmax(compute_reward(reward, space, repeat(ref, space.batch_size)).double() / tau, 0)
     policy = small_policy(max_len)
     raml = make_algorithm("raml", policy, reward=reward, beta=tau, num_samples=32, proposal="hamming",
-                          proposal_tau=tau)
+                          proposal_tau=tau, batch_size=16, lr=1e-2)
     data = repeat(ref, 16)
     kl_before = exact.kl(target, exact.policy_distribution(policy, space))
-    fit(raml, data, config=FitConfig(max_epochs=300, batch_size=16, lr=1e-2, **FAST))
+    fit(raml, data, config=FitConfig(max_epochs=300, **FAST))
     kl_after = exact.kl(target, exact.policy_distribution(policy, space))
     assert kl_before > 1.0 and kl_after < 0.05, (kl_before, kl_after)
 
@@ -268,7 +268,7 @@ def test_reference_limits_are_exactly_mle(name):
     batch, src = copy_batch()
     torch.manual_seed(0)
     policy = make_policy("seq2seq", V2, 6, source_vocab=src, hidden_size=8, embedding_dim=4, dropout=0.0)
-    kwargs = {"m_start": 6} if name == "mixer" else {"initial_weights": (0.0, 0.0, 1.0)}
+    kwargs = {"m_start": 6} if name == "mixer" else {"initial_weights": (0.0, 0.0, 1.0), "valid": batch}
     algo = make_algorithm(name, policy, reward="hamming", **kwargs)
     policy.zero_grad()
     algo.loss(algo.collect(batch))[0].backward()
@@ -284,15 +284,15 @@ def test_scheduled_sampling_decay_and_mixed_prefix():
     batch, src = copy_batch()
     policy = make_policy("seq2seq", V2, 6, source_vocab=src, hidden_size=8, embedding_dim=4, dropout=0.0)
     algo = make_algorithm("scheduled_sampling", policy, k=1.0)
-    algo.step = 0  # ε ≈ 0.5
+    algo.steps = 0  # ε ≈ 0.5
     rollout = algo.collect(batch)
     assert torch.equal(rollout.inputs.lengths, batch.lengths)
     last = rollout.inputs.tokens.gather(1, (batch.lengths - 1)[:, None]).squeeze(1)
     assert bool((last == V2.eos).all())
-    algo.step = 10**6  # ε → 0: all model tokens, but targets are still the references
+    algo.steps = 10**6  # ε → 0: all model tokens, but targets are still the references
     loss, metrics = algo.loss(algo.collect(batch))
     assert metrics["epsilon"] < 1e-6 and torch.isfinite(loss)
-    algo.step = -10**6  # ε → 1: teacher forcing, i.e. MLE
+    algo.steps = -10**6  # ε → 1: teacher forcing, i.e. MLE
     torch.testing.assert_close(algo.loss(algo.collect(batch))[0], mle_loss(policy.token_log_probs(batch),
                                                                            batch.mask_t))
 
@@ -313,8 +313,8 @@ def test_data_noising_drives_policy_to_noised_distribution():
     noised = unigram_noise(repeat(ref, 20000), unigram, gamma, V2.eos, torch.Generator().manual_seed(0))
     assert float((noised.tokens[:, 1] == 4).double().mean()) == pytest.approx(gamma * 0.75, abs=0.01)
     policy = small_policy(max_len)
-    algo = make_algorithm("data_noising", policy, gamma=gamma, unigram=unigram)
-    fit(algo, repeat(ref, 128), config=FitConfig(max_epochs=150, batch_size=128, lr=1e-2, **FAST))
+    algo = make_algorithm("data_noising", policy, gamma=gamma, unigram=unigram, batch_size=128, lr=1e-2)
+    fit(algo, repeat(ref, 128), config=FitConfig(max_epochs=150, **FAST))
     assert exact.kl(target, exact.policy_distribution(policy, space)) < 0.02
 
 
@@ -331,13 +331,13 @@ def test_interpolation_annealing_schedule():
 def test_interpolation_does_not_update_theta_on_a_drop():
     batch, src = copy_batch()
     policy = make_policy("seq2seq", V2, 6, source_vocab=src, hidden_size=8, embedding_dim=4)
-    algo = make_algorithm("interpolation", policy, reward="hamming")
-    algo.on_evaluation(1, {"valid_reward": 0.5})
+    algo = make_algorithm("interpolation", policy, reward="hamming", valid=batch)
+    algo.check_validation(0.5)
     before = {k: v.clone() for k, v in policy.state_dict().items()}
     with torch.no_grad():
         for p in policy.parameters():
             p.add_(1.0)
-    algo.on_evaluation(2, {"valid_reward": 0.4})  # a drop: anneal, and restore θ
+    algo.check_validation(0.4)  # a drop: anneal, and restore θ
     assert algo.weights == pytest.approx((0.1, 0.0, 0.9))
     assert all(torch.equal(before[k], v) for k, v in policy.state_dict().items())
 
@@ -347,15 +347,15 @@ def test_interpolation_anneals_on_a_decrease_from_the_previous_evaluation_not_th
     current λ, and the first evaluation after an annealing is accepted whatever its value."""
     batch, src = copy_batch()
     policy = make_policy("seq2seq", V2, 6, source_vocab=src, hidden_size=8, embedding_dim=4)
-    algo = make_algorithm("interpolation", policy, reward="hamming")
-    for step, value in enumerate((0.5, 0.4, 0.3, 0.35, 0.36), start=1):
-        algo.on_evaluation(step, {"valid_reward": value})
+    algo = make_algorithm("interpolation", policy, reward="hamming", valid=batch)
+    for value in (0.5, 0.4, 0.3, 0.35, 0.36):
+        algo.check_validation(value)
     # 0.4 < 0.5 anneals; 0.3 is accepted (first after annealing); 0.35 and 0.36 rise, though below 0.5.
     assert algo.drops == 1 and algo.weights == pytest.approx((0.1, 0.0, 0.9))
     accepted = {k: v.clone() for k, v in policy.state_dict().items()}
     with torch.no_grad():
         for p in policy.parameters():
             p.add_(1.0)
-    algo.on_evaluation(6, {"valid_reward": 0.34})  # below 0.36: anneal λ2 and return to 0.36's θ
+    algo.check_validation(0.34)  # below 0.36: anneal λ2 and return to 0.36's θ
     assert algo.drops == 2 and algo.weights == pytest.approx((0.1, 0.06, 0.84))
     assert all(torch.equal(accepted[k], v) for k, v in policy.state_dict().items())

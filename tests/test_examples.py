@@ -48,7 +48,7 @@ def test_side_by_side_moves_every_algorithm_toward_its_exact_target(capsys):
     assert sorted(rows) == sorted(ALGORITHMS.names())  # the registry is iterated: a new algorithm shows up
     assert "exact target" in capsys.readouterr().out
     with_target = {name for name, row in rows.items() if row.target != "—"}
-    # DESIGN.md ("The algorithms and their targets") gives each of these an exact target on this space.
+    # The README's algorithm table (docs/algorithms/) gives each of these an exact target on this space.
     assert {"mle", "data_noising", "raml", "erpo", "reinforce", "spg", "ac", "erac", "vaml", "dpg", "dpg_off",
             "gdcpp", "distill"} <= with_target
     assert {"mixer", "scheduled_sampling", "interpolation"}.isdisjoint(with_target)

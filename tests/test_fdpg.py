@@ -162,8 +162,8 @@ def test_fdpg_training_reduces_its_divergence(space, name):
     p = exact.normalize(P.log_potential(space)).double()
     before = float(divergence(name, exact.policy_distribution(policy, space), p))
     algo = make_algorithm("fdpg", policy, potential=P, proposal=a, divergence=name, samples_per_step=256,
-                          kl_samples=1000)
-    fit(algo, None, config=FitConfig(max_steps=40, lr=3e-2, eval_every=20, restore_best=False, **FAST))
+                          kl_samples=1000, lr=3e-2, check_every=20)
+    fit(algo, None, config=FitConfig(max_steps=40, **FAST))
     after = float(divergence(name, exact.policy_distribution(policy, space), p))
     assert after < before / 2, (before, after)
 

@@ -41,7 +41,7 @@ def setting():
     torch.manual_seed(0)
     task = MotifTask(MOTIF, N, train_size=60, valid_size=60, test_size=200, seed=0)
     r = make_policy("lstm", task.vocab, task.max_len, hidden_size=24, num_layers=1, dropout=0.0)
-    fit(make_algorithm("mle", r), task.split("train"), config=FitConfig(max_epochs=40, batch_size=60, lr=1e-2, **FAST))
+    fit(make_algorithm("mle", r, batch_size=60, lr=1e-2), task.split("train"), config=FitConfig(max_epochs=40, **FAST))
     r.eval()
     space = exact.enumerate_sequences(task.vocab, task.max_len)
     return task, r, space
@@ -132,12 +132,14 @@ def test_dpg_cuts_exact_kl_tenfold(setting, name):
     policy = make_policy("lstm", task.vocab, task.max_len, hidden_size=24, num_layers=1, dropout=0.0)
     policy.load_state_dict(r.state_dict())
     kl_r = exact_kl_p_pi(P, r, space)
-    algo = make_algorithm(name, policy, potential=P, proposal=r, valid=valid, samples_per_step=256, kl_samples=2000)
-    fit(algo, None, config=FitConfig(max_steps=400, lr=1e-2, eval_every=20, restore_best=False, **FAST))
+    algo = make_algorithm(name, policy, potential=P, proposal=r, valid=valid, samples_per_step=256, kl_samples=2000,
+                          lr=1e-2, clip_grad_norm=1.0, check_every=20)
+    fit(algo, None, config=FitConfig(max_steps=400, **FAST))
     kl_pi = exact_kl_p_pi(P, policy, space)
     assert kl_r > 0.3
     assert kl_pi < kl_r / 10, (kl_r, kl_pi)
-    assert algo.proposal_updates >= 1 and algo.episodes == 400 * 256
+    kl_checks = 400 // 20 if algo.config.proposal_update == "kl" else 0  # each draws kl_samples of q
+    assert algo.proposal_updates >= 1 and algo.episodes == 400 * 256 + kl_checks * 2000
 
 
 def exact_surrogate_gradient(policy, space, q_probs, advantages_fn):

@@ -41,8 +41,8 @@ def setting():
     rows = [" ".join(rng.choices("abcd", weights=[5, 4, 0.6, 3], k=rng.randint(1, MAX_LEN - 1))) for _ in range(1500)]
     torch.manual_seed(0)
     a = lstm(vocab)
-    fit(make_algorithm("mle", a), SequenceBatch.from_strings(rows, vocab),
-        config=FitConfig(max_epochs=8, batch_size=100, lr=1e-2, **FAST))
+    fit(make_algorithm("mle", a, batch_size=100, lr=1e-2), SequenceBatch.from_strings(rows, vocab),
+        config=FitConfig(max_epochs=8, **FAST))
     a.eval()
     space = exact.enumerate_sequences(vocab, MAX_LEN)
     P = ConstraintPotential(a, [Constraint("c", contains_c(vocab), 1.0)])
@@ -66,14 +66,12 @@ def test_proposal_moves_when_evaluation_runs_before_the_first_sample(setting, na
     policy = lstm(a.vocab)
     policy.load_state_dict(a.state_dict())
     algo = make_algorithm(name, policy, potential=P, proposal=a, samples_per_step=64, kl_samples=500,
-                          proposal_update="kl")
+                          proposal_update="kl", lr=1e-2, clip_grad_norm=None, check_every=10)
     kl_a = exact.kl(p, exact.policy_distribution(a, space))
-    algo.on_evaluation(0, {})  # before any sample: no Ẑ, no update, nothing cached from it
+    algo.maybe_update_proposal()  # before any sample: no Ẑ, no update, nothing cached from it
     assert algo.proposal_updates == 0
     fit(algo, None, evaluate=lambda alg: {"kl": exact.kl(p, exact.policy_distribution(alg.policy, space))},
-        monitor="kl", mode="min",
-        config=FitConfig(max_steps=60, lr=1e-2, eval_every=10, evaluate_at_start=True, restore_best=False,
-                         clip_grad_norm=None, **FAST))
+        config=FitConfig(max_steps=60, eval_every=10, evaluate_at_start=True, monitor="kl", mode="min", **FAST))
     kl_pi = exact.kl(p, exact.policy_distribution(policy, space))
     assert kl_pi < kl_a / 3, (kl_a, kl_pi)
     assert algo.proposal_updates >= 2, algo.proposal_updates

@@ -136,8 +136,8 @@ def test_dpg_trains_it_toward_a_potential(policy, space):
     potential = PreferA()
     target = exact.normalize(potential.log_potential(space))
     kl_before = exact.kl(target, exact.policy_distribution(policy, space))
-    algo = make_algorithm("dpg", policy, potential=potential, samples_per_step=64)
-    fit(algo, None, config=FitConfig(max_steps=100, lr=1e-2, progress=False, device="cpu"))
+    algo = make_algorithm("dpg", policy, potential=potential, samples_per_step=64, lr=1e-2)
+    fit(algo, None, config=FitConfig(max_steps=100, progress=False, device="cpu"))
     kl_after = exact.kl(target, exact.policy_distribution(policy, space))
     # Measured (seed 0): KL(p‖π) 1.05 → 0.017.
     assert kl_before > 0.5 and kl_after < 0.05, (kl_before, kl_after)
@@ -145,10 +145,10 @@ def test_dpg_trains_it_toward_a_potential(policy, space):
 
 def test_kl_control_trains_it_toward_its_implied_target(policy, space):
     reward = FunctionReward(lambda hyps: (hyps.tokens == A).sum(1).float(), "count_a", VOCAB)
-    algo = make_algorithm("kl_control", policy, reward=reward, beta=0.5, samples_per_step=64)
+    algo = make_algorithm("kl_control", policy, reward=reward, beta=0.5, samples_per_step=64, lr=1e-2)
     p_z = exact.normalize(algo.implied_potential().log_potential(space))  # ∝ a·exp(r/β), a = π at the start
     kl_before = exact.kl(exact.policy_distribution(policy, space), p_z)
-    fit(algo, None, config=FitConfig(max_steps=100, lr=1e-2, progress=False, device="cpu"))
+    fit(algo, None, config=FitConfig(max_steps=100, progress=False, device="cpu"))
     kl_after = exact.kl(exact.policy_distribution(policy, space), p_z)
     # Measured (seed 0): KL(π‖p_z) 1.71 → 0.010.
     assert kl_before > 0.5 and kl_after < 0.05, (kl_before, kl_after)

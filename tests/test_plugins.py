@@ -28,7 +28,7 @@ PLUGIN_MODULE = "seqrl_plugin_example"
 REGISTRIES = (REWARDS, POTENTIALS, TASKS)
 TINY = ["--steps", "2", "--batch-size", "8", "--policy-set", "hidden_size=8", "--policy-set", "num_layers=1",
         "--no-progress"]
-DPG_TINY = ["--set", "samples_per_step=16", "--set", "kl_samples=16"]
+DPG_TINY = ["--set", "kl_samples=16"]  # with TINY's --batch-size 8: 8 samples per step, dpg's one batch
 
 
 def install_offline(package: Path, site: Path) -> None:
@@ -309,12 +309,12 @@ def test_an_importing_module_that_fails_is_named(user_dir, capsys):
 
 
 @pytest.mark.parametrize("function, message", [
-    ("nan_potential", r"potential 'my_plugins:nan_potential': log_potential returned NaN or \+inf at 16 of 16"),
+    ("nan_potential", r"potential 'my_plugins:nan_potential': log_potential returned NaN or \+inf at 8 of 8"),
     ("raising_potential", r"potential 'my_plugins:raising_potential': log_potential raised KeyError: "
                           r"'lookup failed'"),
     ("list_potential", r"potential 'my_plugins:list_potential': log_potential returned list \[0.0"),
     ("short_potential", r"potential 'my_plugins:short_potential': log_potential returned shape \(1,\), "
-                        r"expected \(16,\)"),
+                        r"expected \(8,\)"),
 ])
 def test_bad_potential_plugins_exit_2_naming_them(user_dir, capsys, function, message):
     code, err = run_cli(["train", "dpg", "--env", "seqrl/Motif-v0", "--task-set", "motif=11", "--task-set", "length=4",

@@ -34,9 +34,8 @@ def test_default_raml_reaches_exponentiated_payoff_over_every_length(reward_name
     R = compute_reward(make_reward(reward_name, V2), space, repeat(ref, space.batch_size)).double()
     target = torch.softmax(R / tau, 0)
     policy = make_policy("lstm", V2, max_len, hidden_size=16, num_layers=1, dropout=0.0)
-    raml = make_algorithm("raml", policy, reward=reward_name, beta=tau)  # the default configuration otherwise
-    fit(raml, repeat(ref, 128), config=FitConfig(max_epochs=200, batch_size=128, lr=1e-2, progress=False,
-                                                 device="cpu"))
+    raml = make_algorithm("raml", policy, reward=reward_name, beta=tau, batch_size=128, lr=1e-2)  # else default
+    fit(raml, repeat(ref, 128), config=FitConfig(max_epochs=200, progress=False, device="cpu"))
     kl = exact.kl(target, exact.policy_distribution(policy, space))
     assert kl < 0.02, kl
 
@@ -77,7 +76,8 @@ def test_every_sampling_algorithm_runs_on_several_references(name, kwargs, condi
     policy, batch = _tiny(conditional)
     if name not in ("scheduled_sampling", "data_noising"):
         kwargs = {"reward": "hamming", **kwargs}
+    if name == "interpolation":
+        kwargs["valid"] = batch
     algo = make_algorithm(name, policy, **kwargs)
-    loss, _ = algo.loss(algo.collect(batch))
-    assert loss.dim() == 0 and torch.isfinite(loss)
-    loss.backward()
+    loss = algo.update(batch)["loss"]  # the whole step: sampling, loss, backward, clipping, Adam
+    assert isinstance(loss, torch.Tensor) and loss.dim() == 0 and torch.isfinite(loss) and algo.steps == 1

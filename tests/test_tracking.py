@@ -40,9 +40,10 @@ def train(folder, *, steps: int = 6, seen: Callback | None = None, resume_from=N
     data = space.index(torch.arange(space.batch_size).repeat(2))
     torch.manual_seed(0)
     policy = make_policy("lstm", vocab, 3, hidden_size=8)
-    cfg = FitConfig(max_steps=steps, max_epochs=None, batch_size=5, eval_every=2, evaluate_at_start=True,
+    cfg = FitConfig(max_steps=steps, eval_every=2, evaluate_at_start=True,
                     state_path=str(folder / "state.pt"), log_dir=str(folder), **FAST, **config)
-    return fit(make_algorithm("mle", policy), data, valid=space, config=cfg, callbacks=[seen] if seen else (),
+    return fit(make_algorithm("mle", policy, batch_size=5), data, valid=space, config=cfg,
+               callbacks=[seen] if seen else (),
                resume_from=resume_from)
 
 

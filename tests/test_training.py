@@ -42,7 +42,7 @@ def test_mle_drives_kl_to_data_distribution_below_001(binary_vocab):
     policy = make_policy("lstm", binary_vocab, max_len, hidden_size=32, num_layers=1, dropout=0.0)
     space = exact.enumerate_sequences(binary_vocab, max_len)
     kl_before = exact.kl(p_data, exact.policy_distribution(policy, space))
-    fit(make_algorithm("mle", policy), data, config=FitConfig(max_epochs=300, batch_size=400, lr=3e-2, **FAST))
+    fit(make_algorithm("mle", policy, batch_size=400, lr=3e-2), data, config=FitConfig(max_epochs=300, **FAST))
     kl_after = exact.kl(p_data, exact.policy_distribution(policy, space))
     assert kl_before > 0.3
     assert kl_after < 0.01
@@ -54,7 +54,7 @@ def test_same_seed_same_parameters(binary_vocab):
     def run(seed):
         torch.manual_seed(seed)
         policy = make_policy("lstm", binary_vocab, 4, hidden_size=8)
-        fit(make_algorithm("mle", policy), data, config=FitConfig(max_epochs=3, batch_size=16, seed=seed, **FAST))
+        fit(make_algorithm("mle", policy, batch_size=16), data, config=FitConfig(max_epochs=3, seed=seed, **FAST))
         return torch.cat([p.detach().flatten() for p in policy.parameters()])
 
     assert torch.equal(run(5), run(5))
@@ -72,18 +72,18 @@ def test_early_stopping_restores_best_and_callbacks_see_state(binary_vocab):
                 state.stop = True
 
     policy = make_policy("lstm", binary_vocab, 4, hidden_size=8)
-    result = fit(make_algorithm("mle", policy), data, valid=data,
-                 config=FitConfig(max_epochs=50, batch_size=32, **FAST), callbacks=[Record()])
-    assert result.steps == 6 and len(seen) == 3
+    result = fit(make_algorithm("mle", policy, batch_size=32), data, valid=data,
+                 config=FitConfig(max_epochs=50, keep="best", **FAST), callbacks=[Record()])
+    assert result.steps == 6 and len(seen) == 3 and result.kept == "best" and result.kept_step == result.best_step
     assert result.best == pytest.approx(min(seen))
     from seqrl.metrics import cross_entropy
 
     assert cross_entropy(policy, data) == pytest.approx(min(seen), rel=1e-5)  # best weights restored
 
 
-def test_callbacks_see_evaluation_points_without_metrics(binary_vocab):
-    """With no validation data, algorithms and callbacks still get their evaluation calls
-    (proposal updates, schedules, curves computed by the callback itself)."""
+def test_evaluations_run_every_eval_every_steps_and_after_the_last(binary_vocab):
+    """No silent rollback to an earlier evaluation: the last step is always evaluated, and with ``keep="last"``
+    (the default) the weights are the last step's: 5 steps with eval_every=4 are not the 4-step run."""
     data, _ = empirical_data(binary_vocab, 4, 64)
     steps = []
 
@@ -91,10 +91,17 @@ def test_callbacks_see_evaluation_points_without_metrics(binary_vocab):
         def on_evaluation(self, algorithm, state):
             steps.append(state.step)
 
-    policy = make_policy("lstm", binary_vocab, 4, hidden_size=8)
-    fit(make_algorithm("mle", policy), data,
-        config=FitConfig(max_steps=6, eval_every=2, batch_size=16, **FAST), callbacks=[Record()])
-    assert steps == [2, 4, 6]
+    def run(max_steps):
+        torch.manual_seed(0)
+        policy = make_policy("lstm", binary_vocab, 4, hidden_size=8)
+        result = fit(make_algorithm("mle", policy, batch_size=16), data, valid=data,
+                     config=FitConfig(max_steps=max_steps, eval_every=4, **FAST), callbacks=[Record()])
+        return result, [p.detach().clone() for p in policy.parameters()]
+
+    five, weights5 = run(5)
+    assert steps == [4, 5] and five.kept == "last" and five.kept_step == 5 and five.final["step"] == 5
+    _, weights4 = run(4)
+    assert any(not torch.equal(a, b) for a, b in zip(weights4, weights5))
 
 
 def test_evaluate_at_start_can_restore_the_initial_weights(binary_vocab):
@@ -111,8 +118,8 @@ def test_evaluate_at_start_can_restore_the_initial_weights(binary_vocab):
             calls.append(len(calls))
             return {"valid_ce": float(len(calls))}
 
-        result = fit(make_algorithm("mle", policy), data, evaluate=worsening,
-                     config=FitConfig(max_steps=4, eval_every=2, batch_size=16, evaluate_at_start=at_start, **FAST))
+        result = fit(make_algorithm("mle", policy, batch_size=16), data, evaluate=worsening,
+                     config=FitConfig(max_steps=4, eval_every=2, evaluate_at_start=at_start, keep="best", **FAST))
         same = all(torch.equal(a, b) for a, b in zip(initial, policy.parameters()))
         return result, same
 
@@ -126,8 +133,8 @@ def test_patience_stops_training(binary_vocab):
     data, _ = empirical_data(binary_vocab, 4, 64)
     policy = make_policy("lstm", binary_vocab, 4, hidden_size=8)
     # lr = 0: validation never improves after the first evaluation.
-    result = fit(make_algorithm("mle", policy), data, valid=data,
-                 config=FitConfig(max_epochs=100, batch_size=64, lr=0.0, patience=3, **FAST))
+    result = fit(make_algorithm("mle", policy, batch_size=64, lr=0.0), data, valid=data,
+                 config=FitConfig(max_epochs=100, patience=3, **FAST))
     assert result.steps == 4
 
 
@@ -174,8 +181,8 @@ def test_mle_learns_copy_task():
     torch.manual_seed(0)
     policy = make_policy("seq2seq", task.vocab, task.max_len, source_vocab=task.source_vocab,
                          hidden_size=64, embedding_dim=32)
-    fit(make_algorithm("mle", policy), task.split("train"), valid=task.split("valid"),
-        config=FitConfig(max_epochs=15, batch_size=32, lr=3e-3, **FAST))
+    fit(make_algorithm("mle", policy, batch_size=32, lr=3e-3), task.split("train"), valid=task.split("valid"),
+        config=FitConfig(max_epochs=15, **FAST))
     test = task.split("test")
     best, _ = policy.beam_search(test.context, beam_size=3)
     exact_match = sum(a == b for a, b in zip(best.to_strings(task.vocab), test.to_strings(task.vocab))) / 50

@@ -12,7 +12,7 @@ import torch
 
 from seqrl import exact
 from seqrl.algorithms import VAML, make_algorithm, soft_q_loss, soft_q_targets, vaml_loss, vaml_weights
-from seqrl.algorithms.base import RunContext
+from seqrl.algorithms.base import Offer
 from seqrl.critics import TabularCritic
 from seqrl.policies import make_policy
 from seqrl.rewards import compute_reward, make_reward
@@ -113,8 +113,8 @@ def test_soft_q_learning_on_the_whole_space_converges_to_q_r():
                 reward=reward, critic=critic)
     space = exact.enumerate_sequences(V2, MAX_LEN)
     rollout = algo.make_rollout(space, repeat(REF, space.batch_size), space.batch_size, phase="q")
-    (group,) = [g for g in algo.param_groups() if g.name == "critic"]
-    optimizer = torch.optim.Adam(group.params, lr=group.lr)
+    group = algo.optimizer_groups()["critic"]
+    optimizer = torch.optim.Adam(group.params, lr=algo.config.critic_lr)
     for _ in range(400):
         optimizer.zero_grad()
         loss, _ = algo.loss(rollout)
@@ -137,8 +137,8 @@ def test_phase1_through_fit_on_ngram_replacements_solves_the_visited_bellman_equ
     reward = make_reward("hamming", V2)
     critic = TabularCritic(V2, MAX_LEN)
     algo = make_algorithm("vaml", small_policy(), reward=reward, critic=critic, tau=tau, q_steps=10**6,
-                          critic_lr=0.1)
-    fit(algo, repeat(REF, 8), config=FitConfig(max_steps=400, max_epochs=None, batch_size=8, **FAST))
+                          critic_lr=0.1, batch_size=8)
+    fit(algo, repeat(REF, 8), config=FitConfig(max_steps=400, **FAST))
     target = exact.soft_q_values(reward, V2, MAX_LEN, tau, reference=REF).q
     learned = critic.masked_tables()
     symbols = torch.tensor(V2.symbol_ids)
@@ -162,9 +162,10 @@ def test_phase2_with_exact_q_drives_policy_to_exponentiated_payoff():
     space = exact.enumerate_sequences(V2, MAX_LEN)
     target = torch.softmax(compute_reward(reward, space, repeat(REF, space.batch_size)).double() / tau, 0)
     policy = small_policy()
-    algo = make_algorithm("vaml", policy, reward=reward, critic=exact_critic(table), tau=tau, kappa=1.0, q_steps=0)
+    algo = make_algorithm("vaml", policy, reward=reward, critic=exact_critic(table), tau=tau, kappa=1.0, q_steps=0,
+                          batch_size=16, lr=1e-2)
     kl_before = exact.kl(target, exact.policy_distribution(policy, space))
-    fit(algo, repeat(REF, 16), config=FitConfig(max_epochs=200, batch_size=16, lr=1e-2, **FAST))
+    fit(algo, repeat(REF, 16), config=FitConfig(max_epochs=200, **FAST))
     kl_after = exact.kl(target, exact.policy_distribution(policy, space))
     assert kl_before > 0.5 and kl_after < 0.02, (kl_before, kl_after)
 
@@ -172,31 +173,31 @@ def test_phase2_with_exact_q_drives_policy_to_exponentiated_payoff():
 def test_phases_train_the_critic_then_the_policy():
     torch.manual_seed(0)
     policy = small_policy()
-    algo = make_algorithm("vaml", policy, reward="hamming", q_steps=2)  # default NetworkCritic
+    algo = make_algorithm("vaml", policy, reward="hamming", q_steps=2, batch_size=4)  # default NetworkCritic
     assert "critic" in dict(algo.named_children())
 
     def snapshot(module):
         return [p.detach().clone() for p in module.parameters()]
 
     pol0, crit0 = snapshot(algo.policy), snapshot(algo.critic)
-    fit(algo, repeat(REF, 4), config=FitConfig(max_steps=2, batch_size=4, **FAST))
+    fit(algo, repeat(REF, 4), config=FitConfig(max_steps=2, **FAST))
     pol1, crit1 = snapshot(algo.policy), snapshot(algo.critic)
     assert all(torch.equal(a, b) for a, b in zip(pol0, pol1))
     assert not all(torch.equal(a, b) for a, b in zip(crit0, crit1))
     assert algo.phase == "policy"
-    fit(algo, repeat(REF, 4), config=FitConfig(max_steps=2, batch_size=4, **FAST))
+    fit(algo, repeat(REF, 4), config=FitConfig(max_steps=2, **FAST))
     assert all(torch.equal(a, b) for a, b in zip(crit1, snapshot(algo.critic)))
     assert not all(torch.equal(a, b) for a, b in zip(pol1, snapshot(algo.policy)))
 
 
-def test_config_defaults_and_bench_kwargs():
+def test_config_defaults_and_the_offered_budget():
     c = VAML.Config()
     assert (c.tau, c.kappa, c.num_samples, c.q_num_samples, c.critic_lr, c.critic_clip_grad_norm) == \
         (0.4, 0.2, 5, 5, 1e-3, 5.0)  # Table 5 (MT), App. B.4
-    kwargs = VAML.bench_kwargs(RunContext(vocab=V2, max_len=MAX_LEN, reward="hamming", budget_steps=100))
-    assert kwargs == {"reward": "hamming", "q_steps": 50}
-    groups = {g.name: g for g in make_algorithm("vaml", small_policy(), reward="hamming").param_groups()}
-    assert groups["critic"].lr == 1e-3 and groups["critic"].clip_grad_norm == 5.0 and groups["critic"].params
+    assert make_algorithm("vaml", small_policy(), Offer(steps=100), reward="hamming").config.q_steps == 50
+    assert make_algorithm("vaml", small_policy(), reward="hamming").config.q_steps == 1000  # no budget offered
+    groups = make_algorithm("vaml", small_policy(), reward="hamming").optimizer_groups()
+    assert groups["critic"].optimizer.param_groups[0]["lr"] == 1e-3 and groups["critic"].clip == 5.0
     with pytest.raises(ValueError, match="q_steps=0"):
         make_algorithm("vaml", small_policy(), reward="hamming", critic=exact_critic(
             exact.soft_q_values(make_reward("hamming", V2), V2, MAX_LEN, 0.4, reference=REF)))
@@ -210,11 +211,11 @@ def test_early_stopping_counts_from_phase_2():
     torch.manual_seed(0)
     q = 3
     policy = small_policy()
-    algo = make_algorithm("vaml", policy, reward="hamming", q_steps=q)
+    algo = make_algorithm("vaml", policy, reward="hamming", q_steps=q, batch_size=4)
     phase2 = {q + 1: 3.0, q + 2: 2.0, q + 3: 2.5, q + 4: 2.6}
 
     def evaluate(alg):
-        return {"valid_ce": 0.0 if alg.steps_done <= q else phase2[alg.steps_done]}
+        return {"valid_ce": 0.0 if alg.steps <= q else phase2[alg.steps]}
 
     kept = {}
 
@@ -223,7 +224,7 @@ def test_early_stopping_counts_from_phase_2():
             kept[state.step] = [p.detach().clone() for p in algorithm.policy.parameters()]
 
     result = fit(algo, repeat(REF, 4), evaluate=evaluate, callbacks=[Snapshot()],
-                 config=FitConfig(max_steps=50, batch_size=4, eval_every=1, patience=2, **FAST))
+                 config=FitConfig(max_steps=50, eval_every=1, patience=2, keep="best", monitor="valid_ce", **FAST))
     assert result.steps == q + 4 and result.best_step == q + 2 and result.best == 2.0
     assert [h["valid_ce"] for h in result.history[:q]] == [0.0] * q  # evaluated and recorded, not ranked
     assert all(torch.equal(a, b) for a, b in zip(kept[q + 2], policy.parameters()))  # phase 2's best restored
@@ -233,16 +234,16 @@ def test_early_stopping_counts_from_phase_2():
 def test_from_scratch_with_patience_one_reaches_phase_2():
     """With the real validation CE (constant through phase 1), patience = 1 used to end the run at step 2."""
     torch.manual_seed(0)
-    algo = make_algorithm("vaml", small_policy(), reward="hamming", q_steps=4)
+    algo = make_algorithm("vaml", small_policy(), reward="hamming", q_steps=4, batch_size=3)
     data = SequenceBatch.from_strings(["1 0 1", "0 1", "1 1"], V2)
-    result = fit(algo, data, valid=data, config=FitConfig(max_steps=12, batch_size=3, eval_every=1, patience=1,
+    result = fit(algo, data, valid=data, config=FitConfig(max_steps=12, eval_every=1, patience=1, monitor="valid_ce",
                                                           **FAST))
     assert result.steps >= 4 + 2 and result.best_step > 4
 
 
 def test_resume_across_the_phase_switch_is_bit_identical(tmp_path):
     """Interrupted in phase 1, resumed past the switch to phase 2: policy, critic, history and best step equal the
-    uninterrupted run's (data order, κ draws, n-gram replacements, both Adams, steps_done)."""
+    uninterrupted run's (data order, κ draws, n-gram replacements, both Adams, the step count)."""
     import os
     import signal
 
@@ -257,9 +258,9 @@ def test_resume_across_the_phase_switch_is_bit_identical(tmp_path):
 
     def new():
         torch.manual_seed(3)
-        return make_algorithm("vaml", small_policy(hidden=8), reward="hamming", q_steps=4)
+        return make_algorithm("vaml", small_policy(hidden=8), reward="hamming", q_steps=4, batch_size=2, lr=1e-2)
 
-    config = FitConfig(max_steps=9, batch_size=2, lr=1e-2, eval_every=2, patience=20, seed=5,
+    config = FitConfig(max_steps=9, eval_every=2, patience=20, seed=5,
                        state_path=str(tmp_path / "state.pt"), **FAST)
     whole = new()
     expected = fit(whole, data, valid=data, config=config)
@@ -272,6 +273,6 @@ def test_resume_across_the_phase_switch_is_bit_identical(tmp_path):
     resumed = new()
     result = fit(resumed, data, valid=data, config=config, resume_from=tmp_path / "state.pt")
     assert result.history == expected.history and result.best_step == expected.best_step
-    assert resumed.steps_done == whole.steps_done == 9
+    assert resumed.steps == whole.steps == 9
     for (name, a), b in zip(whole.state_dict().items(), resumed.state_dict().values(), strict=True):
         assert torch.equal(a, b), name

@@ -13,7 +13,7 @@ from torch import Tensor
 
 from ..proposals import unigram_distribution, unigram_noise
 from ..types import SequenceBatch
-from .base import ERPOPoint, RunContext, register_algorithm
+from .base import ERPOPoint, Offer, register_algorithm
 from .mle import MLE
 
 __all__ = ["DataNoising", "unigram_distribution", "unigram_noise"]  # the helpers live in seqrl.proposals
@@ -21,33 +21,38 @@ __all__ = ["DataNoising", "unigram_distribution", "unigram_noise"]  # the helper
 
 @register_algorithm("data_noising")
 class DataNoising(MLE):
+    """MLE on unigram-noised references (Eq. 9)."""
+
     erpo_point = ERPOPoint(reward="delta_unigram", alpha=0.0, beta=1.0)
-
-    @classmethod
-    def bench_kwargs(cls, context: RunContext) -> dict[str, Any]:
-        """u: the unigram distribution of the training targets (the run's own, fixed)."""
-        if context.train is None:
-            raise ValueError("data_noising needs the training data for its unigram distribution")
-        return {**super().bench_kwargs(context), "unigram": unigram_distribution(context.train, context.vocab)}
-
-    config: Config  # set by Algorithm.__init__
+    resumable = ("steps", "_counts")
 
     @dataclass(frozen=True, kw_only=True)
     class Config(MLE.Config):
         gamma: float = 0.1
         """Replacement probability γ of Eq. 9."""
 
-    def __init__(self, policy, config=None, *, unigram: Tensor | None = None) -> None:
+        def check(self) -> None:
+            super().check()
+            if not 0.0 <= self.gamma <= 1.0:
+                raise ValueError(f"gamma must be in [0, 1], got {self.gamma}")
+
+    config: Config
+
+    @classmethod
+    def defaults_for(cls, policy, offer: Offer, given: dict[str, Any]) -> dict[str, Any]:
+        """u: the unigram distribution of the run's training targets (fixed for the run)."""
+        return {} if offer.train is None else {"unigram": unigram_distribution(offer.train, policy.vocab)}
+
+    def __init__(self, policy, config: Config | None = None, *, unigram: Tensor | None = None) -> None:
         super().__init__(policy, config)
-        if not 0.0 <= self.config.gamma <= 1.0:
-            raise ValueError(f"gamma must be in [0, 1], got {self.config.gamma}")
         self.unigram = unigram
         self._counts = torch.zeros(len(policy.vocab), dtype=torch.float64)
 
-    def collect(self, batch: SequenceBatch | None) -> SequenceBatch:
-        assert batch is not None, "uses_data: fit feeds it training minibatches"
+    def training_batch(self, batch: SequenceBatch) -> SequenceBatch:
+        """The batch with each symbol replaced by a draw of u with probability γ (u: the run's unigram, or the
+        running estimate from the batches seen so far when none was given)."""
         unigram = self.unigram
-        if unigram is None:  # running estimate from the training batches seen so far
+        if unigram is None:
             self._counts += unigram_distribution(batch, self.policy.vocab) * batch.mask_t.sum().item()
             unigram = self._counts / self._counts.sum()
         return unigram_noise(batch, unigram, self.config.gamma, self.policy.vocab.eos)

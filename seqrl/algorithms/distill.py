@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from ..ebm.sampling import base_log_ratio, potential_log_ratio, rejection_sample
 from ..types import SequenceBatch
-from .base import Requirements, RunContext, register_algorithm
+from .base import Requirements, register_algorithm
 from .mle import MLE
 
 
@@ -16,26 +15,31 @@ class Distill(MLE):
     """MLE on ``num_samples`` exact samples of p drawn by rejection from ``proposal``.
 
     ``log_bound`` bounds log P(x) − log q(x); a GAM with proposal r gives its own
-    (:meth:`~seqrl.ebm.GAMPotential.log_ratio_bound`).
+    (:meth:`~seqrl.ebm.GAMPotential.log_ratio_bound`). The samples are drawn once, when training starts
+    (:meth:`setup`); the MLE steps then run over them in epochs.
     """
 
     requires = Requirements(potential=True, data=False)
     erpo_point = None  # MLE's point is for the data distribution; distillation matches the potential's p
-
-    @classmethod
-    def bench_kwargs(cls, context: RunContext) -> dict[str, Any]:
-        kwargs = super().bench_kwargs(context)
-        return kwargs if context.draw_samples is None else {**kwargs, "num_samples": context.draw_samples}
-
-    config: Config  # set by Algorithm.__init__
+    resumable = ("steps", "acceptance_rate", "proposed")
 
     @dataclass(frozen=True, kw_only=True)
     class Config(MLE.Config):
         num_samples: int = 20_000
         """Exact samples of p to train on ([DPG] code: 20k)."""
+        log_bound: float | None = None
+        """An upper bound of log P(x) − log q(x) for rejection sampling (None: the potential's own, a GAM over
+        the proposal: :meth:`~seqrl.ebm.GAMPotential.log_ratio_bound`)."""
 
-    def __init__(self, policy, config=None, *, potential=None, proposal=None, log_bound: float | None = None) -> None:
+        def check(self) -> None:
+            super().check()
+            self.positive("num_samples")
+
+    config: Config
+
+    def __init__(self, policy, config: Config | None = None, *, potential=None, proposal=None) -> None:
         super().__init__(policy, config)
+        log_bound = self.config.log_bound
         if potential is None or proposal is None:
             raise TypeError("distill needs potential=<potential> and proposal=<policy to reject from>")
         # Neither is a submodule of the algorithm: they are not trained, checkpointed or moved with it.

@@ -24,7 +24,8 @@ from ..ebm.sampling import LogRatioFn, draw, estimate_divergences, potential_log
 from ..metrics import cross_entropy
 from ..registry import plugin_notes
 from ..types import SequenceBatch
-from .base import Algorithm, Requirements, RunContext, register_algorithm
+from ..utils import eval_mode
+from .base import Algorithm, AlgorithmConfig, Requirements, register_algorithm
 
 
 def dpg_loss(logp_pi: Tensor, log_weight: Tensor, log_z: Tensor | float | None = None,
@@ -81,35 +82,25 @@ class DPGRollout:
 class DPGBase(Algorithm):
     """Shared by ``dpg``, ``dpg_off`` and ``gdcpp`` (only their configs differ) and ``fdpg`` (its own loss)."""
 
-    uses_data = False
     requires = Requirements(potential=True, data=False)
+    uses_data = False
+    resumable = ("steps", "episodes", "proposal_updates", "draws_without_support", "_proposal_score")
     z_sum: Tensor  # buffers (register_buffer in __init__), declared so that they type as tensors
     z_count: Tensor
 
-    @classmethod
-    def bench_kwargs(cls, context: RunContext) -> dict[str, Any]:
-        kwargs = {**super().bench_kwargs(context), "valid": context.valid}
-        if context.samples_per_step is not None:
-            kwargs["samples_per_step"] = context.samples_per_step
-        if context.estimate_samples is not None:
-            kwargs["kl_samples"] = context.estimate_samples
-        return kwargs
-
-    def summary(self) -> dict[str, float]:
-        return {**super().summary(), "proposal_updates": float(self.proposal_updates)}
-
-    config: Config  # set by Algorithm.__init__
-
     @dataclass(frozen=True, kw_only=True)
-    class Config:
+    class Config(AlgorithmConfig):
         samples_per_step: int = 500
-        """Episodes x ~ q per update ([DPG] code: batch 500)."""
+        """Episodes x ~ q per update ([DPG] code: batch 500): the algorithm's one batch size."""
         off_policy: bool = True
         """Sample from a frozen proposal q (True) or from π_θ itself at every step."""
         baseline: bool = False
         """Subtract Z·π_θ/q ([GDC++] Eq. 15)."""
         proposal_update: Literal["never", "valid_ce", "kl"] = "valid_ce"
         """When q ← π_θ: on better validation CE ([DPG] Alg. 1) or lower estimated KL(p‖π) ([GDC++] Alg. 1)."""
+        check_every: int = 100
+        """Steps between the checks that may swap q ← π_θ (the algorithm's own schedule, not the loop's logging:
+        suites set it to their evaluation interval)."""
         normalize_by_z: bool = True
         """Divide advantages by Ẑ, the running mean of the importance weights P/q, so that the
         update's scale does not depend on how P is normalized (the paper folds 1/Z into the lr).
@@ -124,14 +115,20 @@ class DPGBase(Algorithm):
         GAM grid at |D| = 500, dpg_off reached CE(T, π) 17.06 against 15.04, and unclipped gdcpp
         did not move from r)."""
         kl_samples: int = 2000
-        """Samples of π_θ and of q used to estimate KL(p‖·) for the 'kl' update rule."""
+        """Samples of q drawn at each 'kl' check to estimate KL(p‖π) and KL(p‖q) (counted as episodes)."""
         max_draws_without_support: int = 20
         """Batches in a row, from the start, with P = 0 on every sample before the run stops with an error
         (a potential that is -inf everywhere); until then such a batch is no step (a rare pointwise
         constraint, [GDC++] Sec. 4.1, may need a few batches before its first sample)."""
 
-    def __init__(self, policy, config=None, *, potential=None, proposal=None, valid: SequenceBatch | None = None,
-                 log_ratio: LogRatioFn | None = None) -> None:
+        def check(self) -> None:
+            super().check()
+            self.positive("samples_per_step", "check_every", "kl_samples", "max_draws_without_support")
+
+    config: Config
+
+    def __init__(self, policy, config: Config | None = None, *, potential=None, proposal=None,
+                 valid: SequenceBatch | None = None, log_ratio: LogRatioFn | None = None) -> None:
         super().__init__(policy, config)
         if potential is None or not hasattr(potential, "log_potential"):
             raise TypeError(f"{self.name} needs potential=<object with log_potential(batch)>")
@@ -151,6 +148,10 @@ class DPGBase(Algorithm):
         self.proposal_updates = 0
         self.draws_without_support = 0
         self._proposal_score: float | None = None
+        self.policy_optimizer()
+
+    def summary(self) -> dict[str, float]:
+        return {**super().summary(), "proposal_updates": float(self.proposal_updates)}
 
     # --- helpers ---------------------------------------------------------------------
     @property
@@ -161,9 +162,25 @@ class DPGBase(Algorithm):
         """Running estimate log Ẑ = log mean of every importance weight P/q seen so far."""
         return math.log(float(self.z_sum / self.z_count)) if float(self.z_sum) > 0 else 0.0
 
-    # --- the two verbs ---------------------------------------------------------------
-    def collect(self, batch: SequenceBatch | None) -> DPGRollout:
+    # --- the update ------------------------------------------------------------------
+    def update(self, batch: SequenceBatch | None = None) -> dict[str, Tensor | float]:
+        """x ~ q, Ẑ updated with P/q, one step on −(A/Ẑ)·log π(x) (Eq. 6, with the GDC++ baseline when set), then,
+        every ``check_every`` steps, q ← π_θ if π_θ is better by the configured rule."""
+        rollout = self.collect()
+        if rollout.before_support:  # P = 0 on every sample so far: no weight, no step (a rare constraint)
+            self.steps += 1
+            return {"episodes": float(self.episodes),
+                    "draws_without_support": float(self.draws_without_support)}
+        loss, metrics = self.loss(rollout)
+        metrics = {**metrics, **self.optimize(loss)}
+        if self.steps % self.config.check_every == 0:
+            self.maybe_update_proposal()
+        return metrics
+
+    def collect(self, batch: SequenceBatch | None = None) -> DPGRollout:
+        """A batch of q's samples with log q and log P/q; Ẑ's running sums and the episode count updated."""
         d = draw(self.sampler, self.config.samples_per_step, self._log_ratio)
+        self.episodes += d.log_ratio.numel()
         if bool((d.log_ratio == -math.inf).all()) and float(self.z_sum) == 0:
             self.draws_without_support += 1
             if self.draws_without_support >= self.config.max_draws_without_support:
@@ -172,7 +189,6 @@ class DPGBase(Algorithm):
                     f"{d.log_ratio.numel()} samples of the proposal drawn so far: no learning signal "
                     "(is P -inf everywhere, or its support too rare for max_draws_without_support?)"
                 )
-            self.episodes += d.log_ratio.numel()
             self.z_count += d.log_ratio.numel()  # their zero weights belong to Ẑ's mean
             return DPGRollout(d.batch, d.log_q, d.log_ratio, None, before_support=True)
         log_z_before = self.log_z() if float(self.z_count) > 0 and self.config.z_from == "earlier" else None
@@ -182,19 +198,10 @@ class DPGBase(Algorithm):
                                  f"log P/q of the batch is {float(d.log_ratio.max()):.4g}, beyond float64's e^709"
                                  f"{plugin_notes(self)}; rescale the potential (log P by a constant)")
         self.z_count += d.log_ratio.numel()
-        self.episodes += d.log_ratio.numel()
         return DPGRollout(d.batch, d.log_q, d.log_ratio, log_z_before)
 
-    def no_step(self, rollout: DPGRollout) -> tuple[Tensor, dict[str, float]] | None:
-        """A zero loss (with a graph, so the loop's backward runs) for a batch drawn before any support."""
-        if not rollout.before_support:
-            return None
-        zero = 0.0 * self.policy.sequence_log_prob(rollout.batch).sum()
-        return zero, {"episodes": float(self.episodes), "draws_without_support": float(self.draws_without_support)}
-
-    def loss(self, rollout: DPGRollout) -> tuple[Tensor, dict[str, float]]:
-        if (skipped := self.no_step(rollout)) is not None:
-            return skipped
+    def loss(self, rollout: DPGRollout) -> tuple[Tensor, dict[str, Tensor | float]]:
+        """The surrogate of :func:`dpg_loss` on the rollout, and its metrics."""
         logp_pi = self.policy.sequence_log_prob(rollout.batch)
         log_z = self.log_z() if rollout.log_z_before is None else rollout.log_z_before
         log_pi_over_q = None
@@ -207,7 +214,8 @@ class DPGBase(Algorithm):
             log_pi_over_q,
             log_normalizer=log_z if self.config.normalize_by_z else 0.0,
         )
-        return loss, {"log_z": log_z, "advantage_abs": float(adv.abs().mean()), "episodes": float(self.episodes)}
+        return loss, {"log_z": log_z, "advantage_abs": adv.abs().mean(),
+                      "episodes": float(self.episodes)}
 
     @torch.no_grad()
     def _eval_log_prob(self, batch: SequenceBatch, logp_train: Tensor) -> Tensor:
@@ -218,46 +226,41 @@ class DPGBase(Algorithm):
             isinstance(m, torch.nn.Dropout) and m.p > 0 for m in self.policy.modules()
         ):
             return logp_train.detach()
-        self.policy.eval()
-        try:
+        with eval_mode(self.policy):
             return self.policy.sequence_log_prob(batch)
-        finally:
-            self.policy.train()
 
     # --- proposal updates ------------------------------------------------------------
     @torch.no_grad()
     def estimate_kl(self, *models) -> list[float]:
         """KL(p‖m) for each model m by importance sampling from the current proposal q (which the running Ẑ
         also comes from), every model scored on the same samples of q with the same Ẑ: the difference of
-        two scores, mean_q (p/q)·log(m₂/m₁), then has the sign of the true difference whatever Ẑ's error."""
+        two scores, mean_q (p/q)·log(m₂/m₁), then has the sign of the true difference whatever Ẑ's error.
+        Its ``kl_samples`` draws count as episodes."""
         d = draw(self.sampler, self.config.kl_samples, potential_log_ratio(self.potential, require_support=False))
+        self.episodes += d.log_ratio.numel()
         scores = []
         for model in models:
-            was = model.training
-            model.eval()
-            log_model = model.sequence_log_prob(d.batch)
-            model.train(was)
+            with eval_mode(model):
+                log_model = model.sequence_log_prob(d.batch)
             scores.append(estimate_divergences(d.log_ratio + d.log_q, log_model, self.log_z(), d.log_q)["kl_p_pi"])
         return scores
 
-    def on_evaluation(self, step: int, metrics: dict[str, float]) -> None:
+    def maybe_update_proposal(self) -> None:
+        """q ← π_θ when π_θ is better: in validation CE ([DPG] Alg. 1) or in the estimated KL(p‖·) ([GDC++] Alg. 1)."""
         if self.proposal is None or self.config.proposal_update == "never":
             return
         if self.config.proposal_update == "valid_ce":
             assert self.valid is not None
             if self._proposal_score is None:
                 self._proposal_score = cross_entropy(self.proposal, self.valid)
-            score = metrics.get("valid_ce")
-            if score is None:
-                score = cross_entropy(self.policy, self.valid)
+            score = cross_entropy(self.policy, self.valid)
         else:
             # Rescored every time, on one draw: a score of q cached from an earlier Ẑ is not comparable (before the
             # first sample Ẑ is undefined, and log Ẑ = 0 there made KL(p‖q) ≈ 0 on a pointwise task, so q never moved).
             if float(self.z_sum) == 0:
                 return
             score, self._proposal_score = self.estimate_kl(self.policy, self.proposal)
-        metrics_update = score < self._proposal_score
-        if metrics_update:
+        if score < self._proposal_score:
             self.proposal.load_state_dict(self.policy.state_dict())
             self._proposal_score = score
             self.proposal_updates += 1
@@ -289,14 +292,14 @@ class DPGOff(DPGBase):
 class GDCPP(DPGBase):
     """KL-adaptive DPG with baseline ([GDC++] Alg. 1): A = P/q − Z·π_θ/q.
 
-    Benchmarks train it without gradient clipping (``fit_overrides``): clipping rescales the rare
-    steps whose batch holds a high-weight string down to the size of the steps that carry only the
-    baseline's zero-mean noise, and GDC++ then does not learn at |D| = 500 (docs/benchmarks.md, GDC++).
+    It trains without gradient clipping by default, wherever it is built (``seqrl train``, the suites, the API):
+    clipping rescales the rare steps whose batch holds a high-weight string down to the size of the steps that
+    carry only the baseline's zero-mean noise, and GDC++ then does not learn at |D| = 500 (docs/benchmarks.md).
     """
-
-    fit_overrides = {"clip_grad_norm": None}
 
     @dataclass(frozen=True, kw_only=True)
     class Config(DPGBase.Config):
         baseline: bool = True
         proposal_update: Literal["never", "valid_ce", "kl"] = "kl"
+        clip_grad_norm: float | None = None
+        """No clipping (see the class docstring: clipping undoes the baseline's effect at |D| = 500)."""

@@ -10,30 +10,30 @@ On the actor's own samples y ~ π_θ(· | x*), with r_t = ΔR(y_t | y_<t, y*) ([
 * target critic φ̄ ← β·φ + (1 − β)·φ̄ after every step (Alg. 3 l. 11); smoothing λ_var (Bahdanau et al., 2016).
 
 Phases (App. B.3): the actor is pretrained by MLE outside (the benchmark's pretraining or the user); for the
-first ``critic_pretrain_steps`` steps only the critic learns (actor fixed); then both. Actor and critic are
-separate :class:`~seqrl.algorithms.base.ParamGroup` s with their own Adam and clipping (5.0 each, App. B.4), and
-Table 6's learning rates per phase, set through :meth:`ERAC.group_lr`: critic 1e-3 while it pretrains, actor and
-critic 1e-4 in joint training, the actor's lr multiplied by ``lr_decay`` (0.5: "halved", App. B.4) after each
-joint-training evaluation worse on validation than the best joint-training one. While the critic pretrains, the actor
-(hence every validation score of it) is fixed: :meth:`ERAC.monitor_ready` keeps those evaluations out of early
-stopping and of the decay.
+first ``critic_pretrain_steps`` steps only the critic learns (actor fixed); then both. Actor and critic have their
+own Adam and clipping (5.0 each, App. B.4) and Table 6's learning rates per phase, all set in :meth:`ERAC.update`:
+critic 1e-3 while it pretrains, actor and critic 1e-4 in joint training, the actor's lr multiplied by ``lr_decay``
+(0.5: "halved", App. B.4) after each joint-training validation check worse than the best joint-training one. While
+the critic pretrains, the actor (hence every validation score of it) is fixed: :meth:`ERAC.monitor_ready` keeps
+those evaluations out of the loop's early stopping.
 Losses are summed over tokens and averaged over the samples of a batch.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
 from torch import Tensor
 
 from ..critics import Critic, NetworkCritic, TargetCritic, entropy_t, expected_q, gather_q, variance_penalty
+from ..metrics import cross_entropy, reward_score
 from ..proposals import samples_per_reference
 from ..rewards.base import token_rewards
 from ..types import SequenceBatch
-from .base import Algorithm, ParamGroup, Requirements, RunContext, register_algorithm
+from .base import Algorithm, DataConfig, Offer, Requirements, register_algorithm, resolve_reward
 
 
 def soft_td_target(reward_t: Tensor, log_pi_t: Tensor, q_bar_t: Tensor, lengths: Tensor, tau: float) -> Tensor:
@@ -67,17 +67,20 @@ class ERAC(Algorithm):
 
     ``critic=``: any :class:`~seqrl.critics.Critic` (tests pass a TabularCritic); default: a
     :class:`~seqrl.critics.NetworkCritic` sized from the policy (it reads y*; also x with
-    ``critic_reads_source``). With the default ``lr_decay_metric``, :func:`~seqrl.training.fit` needs
-    ``valid=`` (or an ``evaluate=`` giving ``valid_reward``); ``lr_decay_metric=None`` trains without.
+    ``critic_reads_source``). Its whole schedule is in :meth:`update`: the critic-pretraining phase, Table 6's
+    learning rates per phase, the target critic's Polyak average, and the actor's lr decay on the validation
+    reward, which it checks itself every ``check_every`` steps (``valid=`` is then required).
     """
 
-    requires = Requirements(reward=True)
-
-    config: Config  # set by Algorithm.__init__
-    steps_done: Tensor  # buffer: optimizer steps taken (the phase of App. B.3 survives checkpoints)
+    requires = Requirements(reward=True, validation=True)
+    resumable = ("steps", "actor_lr_scale", "decay_best")
 
     @dataclass(frozen=True, kw_only=True)
-    class Config:
+    class Config(DataConfig):
+        lr: float = 1e-4
+        """Actor's Adam lr in joint training, before any decay (Table 6: 1e-4)."""
+        clip_grad_norm: float | None = 5.0
+        """Actor's gradient-norm clip (App. B.4: 5.0; 1.0 for captioning)."""
         reward: str = "bleu"
         """The task metric R(y; y*) whose increments are the token rewards (Sec. 6: BLEU for MT)."""
         tau: float = 0.05
@@ -91,118 +94,140 @@ class ERAC(Algorithm):
         future_entropy: bool = True
         """False: τ = 0 in the critic's TD target while the actor keeps τ (Table 4, "w/o future entropy")."""
         critic_pretrain_steps: int = 0
-        """Steps during which only the critic learns, the actor fixed (App. B.3's second phase)."""
+        """Steps during which only the critic learns, the actor fixed (App. B.3's second phase; the builder sets
+        one epoch, at most a quarter of the budget, when the run offers data)."""
         num_samples: int = 1
         """Samples y ~ π per reference (Alg. 3 l. 4: one)."""
-        actor_lr: float = 1e-4
-        """Actor's Adam lr in joint training, before any decay (Table 6: 1e-4)."""
         critic_lr: float = 1e-3
         """Critic's Adam lr while it pretrains, the actor fixed (Table 6, "Pre-train Critic": 1e-3)."""
         joint_critic_lr: float = 1e-4
         """Critic's Adam lr in joint training (Table 6, "Joint Training": 1e-4; the authors' ``--crt_lr``)."""
+        critic_clip: float | None = 5.0
+        """Critic's gradient-norm clip (App. B.4)."""
         lr_decay: float = 0.5
-        """Factor on the actor's lr after each joint-training evaluation whose ``lr_decay_metric`` is worse than
+        """Factor on the actor's lr after each joint-training check whose ``lr_decay_metric`` is worse than
         the best so far (App. B.4: "the learning rate is halved when there is no improvement on the validation
         set"; which lr the paper does not say: the authors' ``train_erac.py`` anneals the actor's, by 0.9, on
         validation BLEU, a tie counting as an improvement). 1: no decay."""
-        lr_decay_metric: str | None = "valid_reward"
-        """Evaluation metric the decay watches (fit must then be given ``valid=`` or an ``evaluate=`` that
-        returns it); None: no decay. Critic pretraining keeps its lr (its validation TD error, which the
-        authors anneal on, is not among fit's evaluations)."""
-        lr_decay_mode: Literal["max", "min"] = "max"
-        """Whether higher (``max``, e.g. BLEU) or lower (``min``, e.g. ``valid_ce``) values of the metric are better."""
+        lr_decay_metric: Literal["valid_reward", "valid_ce"] | None = "valid_reward"
+        """What the decay watches on ``valid=``: the reward of greedy decodes (its corpus score, e.g. corpus
+        BLEU; higher is better) or the cross-entropy (lower is better); None: no decay."""
+        check_every: int = 50
+        """Steps between its validation checks (the builder sets one epoch when the run offers data)."""
         critic_reads_source: bool = False
         """The default critic also reads the source x of conditional tasks (Q_φ(y_<t, ·; x, y*)); False, the
         paper's: Q_φ(y_<t, ·; y*) (Alg. 3; the authors' critic encodes y* alone)."""
-        actor_clip: float | None = 5.0
-        """Actor's gradient-norm clip (App. B.4: 5.0; 1.0 for captioning)."""
-        critic_clip: float | None = 5.0
-        """Critic's gradient-norm clip (App. B.4)."""
 
-    def __init__(self, policy, config=None, *, reward=None, critic: Critic | None = None) -> None:
+        def check(self) -> None:
+            super().check()
+            self.at_least_zero("tau", "lambda_var", "lambda_mle", "critic_pretrain_steps", "critic_lr",
+                               "joint_critic_lr")
+            self.positive("num_samples", "check_every", "critic_clip")
+            if not 0 < self.beta <= 1:
+                raise ValueError(f"beta must be in (0, 1], got {self.beta}")
+            if not 0 < self.lr_decay <= 1:
+                raise ValueError(f"lr_decay must be in (0, 1], got {self.lr_decay}")
+
+    config: Config
+
+    @classmethod
+    def defaults_for(cls, policy, offer: Offer, given: dict[str, Any]) -> dict[str, Any]:
+        """Critic pretraining (App. B.3) for one epoch, at most a quarter of the run's budget; checks every epoch."""
+        if offer.train is None:
+            return {}
+        batch = given.get("batch_size", cls.Config.batch_size)
+        epoch = offer.steps_per_epoch(batch)
+        return {"critic_pretrain_steps": max(1, min(epoch, offer.budget(batch) // 4)), "check_every": epoch}
+
+    def __init__(self, policy, config: Config | None = None, *, reward=None, critic: Critic | None = None,
+                 valid: SequenceBatch | None = None) -> None:
         super().__init__(policy, config)
         cfg = self.config
-        if cfg.tau < 0:
-            raise ValueError(f"τ must be ≥ 0, got {cfg.tau}")
-        if cfg.num_samples < 1:
-            raise ValueError(f"num_samples must be ≥ 1, got {cfg.num_samples}")
-        if cfg.lambda_var < 0 or cfg.lambda_mle < 0 or cfg.critic_pretrain_steps < 0:
-            raise ValueError("lambda_var, lambda_mle and critic_pretrain_steps must be ≥ 0")
-        for name in ("actor_lr", "critic_lr", "joint_critic_lr"):
-            if not getattr(cfg, name) >= 0:
-                raise ValueError(f"{name} must be ≥ 0, got {getattr(cfg, name)}")
-        if not 0 < cfg.lr_decay <= 1:
-            raise ValueError(f"lr_decay must be in (0, 1], got {cfg.lr_decay}")
-        if cfg.lr_decay_mode not in ("max", "min"):
-            raise ValueError(f"lr_decay_mode must be 'max' or 'min', got {cfg.lr_decay_mode!r}")
-        self.reward = self.resolve_reward(reward)
+        if cfg.lr_decay_metric is not None and cfg.lr_decay < 1 and (valid is None or valid.batch_size == 0):
+            raise ValueError(f"{self.name} decays its lr on {cfg.lr_decay_metric}: pass valid=<validation batch> "
+                             "(or lr_decay_metric=None)")
+        self.reward = resolve_reward(reward, cfg.reward, policy.vocab)
+        self.valid = valid
         self.critic: Critic = critic if critic is not None else NetworkCritic.for_policy(
             policy, reads_source=cfg.critic_reads_source)
         self.target = TargetCritic(self.critic, cfg.beta)
-        self.register_buffer("steps_done", torch.zeros((), dtype=torch.long))
         self.actor_lr_scale = 1.0
-        """Product of the decays so far (a plain attribute: fit's training state saves it)."""
+        """Product of the decays so far."""
         self.decay_best = math.nan
-        """Best ``lr_decay_metric`` among the evaluations the decay has ranked (NaN: none yet)."""
-        if cfg.lr_decay_metric is not None and cfg.lr_decay < 1:  # fit checks that evaluations provide it
-            # per instance (the metric is a setting); the class's Requirements, which suites read, stay as declared
-            setattr(self, "requires", replace(type(self).requires, monitors=(cfg.lr_decay_metric,)))  # noqa: B010
-
-    @classmethod
-    def bench_kwargs(cls, context: RunContext) -> dict[str, Any]:
-        """Critic pretraining (App. B.3) for one epoch, at most a quarter of the run's budget."""
-        steps = max(1, min(context.steps_per_epoch, context.budget_steps // 4))
-        return {**super().bench_kwargs(context), "critic_pretrain_steps": steps}
-
-    def param_groups(self) -> list[ParamGroup]:
-        """Actor and critic, each with its own Adam and clipping (App. B.4); the lrs here are the first step's,
-        :meth:`group_lr` sets every step's (Table 6)."""
-        cfg = self.config
-        actor = [p for p in self.policy.parameters() if p.requires_grad]
-        critic = [p for p in self.critic.parameters() if p.requires_grad]
-        return [ParamGroup("policy", actor, lr=cfg.actor_lr, clip_grad_norm=cfg.actor_clip),
-                ParamGroup("critic", critic, lr=cfg.critic_lr, clip_grad_norm=cfg.critic_clip)]
+        """Best ``lr_decay_metric`` among the checks the decay has ranked (NaN: none yet)."""
+        self.add_optimizer("policy", policy.parameters(), lr=cfg.lr, clip=cfg.clip_grad_norm,
+                       weight_decay=cfg.weight_decay)
+        self.add_optimizer("critic", self.critic.parameters(), lr=cfg.critic_lr, clip=cfg.critic_clip)
 
     @property
     def pretraining_critic(self) -> bool:
         """Whether the actor is still fixed (App. B.3's critic pretraining)."""
-        return int(self.steps_done) < self.config.critic_pretrain_steps
-
-    def group_lr(self, step: int) -> dict[str, float]:
-        """Table 6's rates for the next step: critic ``critic_lr`` while it pretrains (the actor gets no
-        gradient then), else actor ``actor_lr``·(decays so far) and critic ``joint_critic_lr``."""
-        cfg = self.config
-        if self.pretraining_critic:
-            return {"policy": cfg.actor_lr, "critic": cfg.critic_lr}
-        return {"policy": cfg.actor_lr * self.actor_lr_scale, "critic": cfg.joint_critic_lr}
+        return self.steps < self.config.critic_pretrain_steps
 
     def monitor_ready(self) -> bool:
         """False while the critic pretrains after the start: the actor, all validation measures, is unchanged."""
-        done = int(self.steps_done)
-        return done == 0 or done > self.config.critic_pretrain_steps
+        return self.steps == 0 or self.steps > self.config.critic_pretrain_steps
 
-    def on_evaluation(self, step: int, metrics: dict[str, float]) -> None:
-        """The lr decay of App. B.4: a joint-training evaluation worse than the best joint-training one so far
-        multiplies the actor's lr by ``lr_decay`` (a tie is no worse; as in the authors' ``train_erac.py``, the
-        evaluation of the starting actor is not ranked, so the first joint-training one never decays)."""
+    def update(self, batch: SequenceBatch | None) -> dict[str, Tensor | float]:
+        """Table 6's lrs for the phase; y ~ π; the critic's soft TD step (and the actor's Eq. 20 step after
+        pretraining), each with its own Adam and clip; the Polyak update of Q̄; the lr decay check."""
+        assert batch is not None, "ERAC learns from references: fit feeds it minibatches"
+        cfg, pretraining = self.config, self.pretraining_critic
+        self.set_lr("policy", cfg.lr if pretraining else cfg.lr * self.actor_lr_scale)
+        self.set_lr("critic", cfg.critic_lr if pretraining else cfg.joint_critic_lr)
+        rollout = self.collect(batch)
+        loss, metrics = self.loss(rollout)
+        metrics.update({"lr_policy": self._lr("policy"), "lr_critic": self._lr("critic")})
+        metrics.update(self.optimize(loss))
+        self.target.update()  # Alg. 3 l. 11
+        if self.steps % cfg.check_every == 0:
+            self.check_validation()
+        return metrics
+
+    def loss(self, rollout: ERACRollout) -> tuple[Tensor, dict[str, Tensor | float]]:
+        """The critic's loss, plus the actor's once the critic's pretraining is over (the actor then gets no
+        gradient at all), and the step's metrics."""
+        y, pretraining = rollout.samples, self.pretraining_critic
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not pretraining):
+            log_pi_t = self.policy.log_dists(y)
+        q_t = self.critic(y, rollout.refs)
+        critic, _ = self.critic_loss(rollout, log_pi_t, q_t)
+        metrics: dict[str, Tensor | float] = {"reward": rollout.reward_t.sum(1).mean(), "critic_loss": critic.detach(),
+                                             "entropy": (entropy_t(log_pi_t.detach()) * y.mask_t).sum(1).mean()}
+        if pretraining:
+            return critic, metrics
+        actor = self.actor_loss(rollout, log_pi_t, q_t)
+        metrics["actor_loss"] = actor.detach()
+        return critic + actor, metrics
+
+    def _lr(self, group: str) -> float:
+        return float(self._optimizers[group].optimizer.param_groups[0]["lr"])
+
+    def check_validation(self) -> None:
+        """The lr decay of App. B.4: a joint-training check worse than the best joint-training one so far multiplies
+        the actor's lr by ``lr_decay`` (a tie is no worse; as in the authors' ``train_erac.py``, the starting actor
+        is not ranked, so the first joint-training check never decays)."""
         cfg = self.config
-        if cfg.lr_decay_metric is None or cfg.lr_decay == 1 or int(self.steps_done) <= cfg.critic_pretrain_steps:
+        if cfg.lr_decay_metric is None or cfg.lr_decay == 1 or self.steps <= cfg.critic_pretrain_steps:
             return
-        value = metrics[cfg.lr_decay_metric]
-        sign = 1.0 if cfg.lr_decay_mode == "max" else -1.0
+        assert self.valid is not None
+        if cfg.lr_decay_metric == "valid_reward":
+            value, sign = reward_score(self.reward, self.policy, self.valid), 1.0
+        else:
+            value, sign = cross_entropy(self.policy, self.valid), -1.0
         if math.isnan(self.decay_best) or sign * value >= sign * self.decay_best:
             self.decay_best = float(value)
         else:
             self.actor_lr_scale *= cfg.lr_decay
 
-    def collect(self, batch: SequenceBatch | None) -> ERACRollout:
-        assert batch is not None, "uses_data: fit feeds it training minibatches"
+    @torch.no_grad()
+    def collect(self, batch: SequenceBatch) -> ERACRollout:
+        """``num_samples`` y ~ π per reference, with the token rewards ΔR(y_t | y_<t, y*)."""
         num = self.config.num_samples
-        with torch.no_grad():
-            samples = samples_per_reference(self.policy, batch, num).batch
-            refs = batch.with_context(None).repeat_interleave(num).to(samples.device) \
-                if getattr(self.reward, "needs_reference", True) else None
-            reward_t = token_rewards(self.reward, samples.with_context(None), refs).to(samples.device).float()
+        samples = samples_per_reference(self.policy, batch, num).batch
+        refs = batch.with_context(None).repeat_interleave(num).to(samples.device) \
+            if getattr(self.reward, "needs_reference", True) else None
+        reward_t = token_rewards(self.reward, samples.with_context(None), refs).to(samples.device).float()
         return ERACRollout(samples, refs, reward_t, batch)
 
     def critic_loss(self, rollout: ERACRollout, log_pi_t: Tensor, q_t: Tensor) -> tuple[Tensor, Tensor]:
@@ -224,28 +249,6 @@ class ERAC(Algorithm):
         if cfg.lambda_mle > 0:
             loss = loss - cfg.lambda_mle * self.policy.sequence_log_prob(rollout.data).mean()
         return loss
-
-    def loss(self, rollout: ERACRollout) -> tuple[Tensor, dict[str, float]]:
-        y, pretraining = rollout.samples, self.pretraining_critic
-        if pretraining:
-            with torch.no_grad():
-                log_pi_t = self.policy.log_dists(y)
-        else:
-            log_pi_t = self.policy.log_dists(y)
-        q_t = self.critic(y, rollout.refs)
-        critic, q_hat_t = self.critic_loss(rollout, log_pi_t, q_t)
-        stats = {"reward": float(rollout.reward_t.sum(1).mean()), "critic_loss": float(critic.detach()),
-                 "entropy": float((entropy_t(log_pi_t.detach()) * y.mask_t).sum(1).mean())}
-        if pretraining:
-            return critic, stats
-        actor = self.actor_loss(rollout, log_pi_t, q_t)
-        stats["actor_loss"] = float(actor.detach())
-        return critic + actor, stats
-
-    def on_step_end(self, step: int) -> None:
-        """Polyak update of the target critic (Alg. 3 l. 11); count steps for the critic-pretraining phase."""
-        self.target.update()
-        self.steps_done += 1
 
 
 @register_algorithm("ac")

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 from torch import Tensor
@@ -33,7 +33,7 @@ from ..proposals import (
 )
 from ..rewards.base import compute_reward
 from ..types import SequenceBatch
-from .base import Algorithm, ERPOPoint, Requirements, RunContext, register_algorithm
+from .base import Algorithm, DataConfig, ERPOPoint, Requirements, register_algorithm, resolve_reward
 
 __all__ = ["ERPO", "RAML", "erpo_e_step", "erpo_loss", "erpo_token_e_step", "erpo_token_e_step_local",
            "erpo_weights", "raml_loss", "hamming_proposal", "ngram_replace"]
@@ -157,10 +157,8 @@ class _ERPOBase(Algorithm):
 
     requires = Requirements(reward=True, from_scratch=True)
 
-    config: Config  # set by Algorithm.__init__
-
     @dataclass(frozen=True, kw_only=True)
-    class Config:
+    class Config(DataConfig):
         reward: str = "bleu"
         """Registered reward R (any, including a user's)."""
         alpha: float = 0.0
@@ -184,18 +182,20 @@ class _ERPOBase(Algorithm):
         [VAML/ERAC] B.1: weights softmax(R/τ) over the candidates, as if they were drawn from q): its
         fixed point is π ∝ s_mix(y)·exp(R/τ) on the proposal's support, not q."""
 
-    def __init__(self, policy, config=None, *, reward=None) -> None:
+        def check(self) -> None:
+            super().check()
+            _check_point(self.alpha, self.beta)
+            self.positive("num_samples", "max_ngram", "proposal_tau")
+            if self.normalization == "leave_one_out" and (self.include_reference or self.num_samples < 2):
+                raise ValueError("leave_one_out normalization needs i.i.d. candidates: include_reference=False and "
+                                 "num_samples ≥ 2")
+
+    config: Config
+
+    def __init__(self, policy, config: Config | None = None, *, reward=None) -> None:
         super().__init__(policy, config)
-        c = self.config
-        _check_point(c.alpha, c.beta)
-        if c.num_samples < 1:
-            raise ValueError("num_samples must be ≥ 1")
-        if c.proposal not in ("stratified", "ngram", "hamming", "model"):
-            raise ValueError(f"unknown proposal {c.proposal!r}")
-        if c.normalization == "leave_one_out" and (c.include_reference or c.num_samples < 2):
-            raise ValueError("leave_one_out normalization needs i.i.d. candidates: include_reference=False and "
-                             "num_samples ≥ 2")
-        self.reward = self.resolve_reward(reward)
+        self.reward = resolve_reward(reward, self.config.reward, policy.vocab)
+        self.policy_optimizer()
 
     @property
     def point(self) -> ERPOPoint:
@@ -232,8 +232,22 @@ class _ERPOBase(Algorithm):
         with torch.no_grad():
             return self.policy.sequence_log_prob(candidates).double()
 
-    def collect(self, batch: SequenceBatch | None) -> ERPORollout:
-        assert batch is not None, "uses_data: fit feeds it training minibatches"
+    def update(self, batch: SequenceBatch | None) -> dict[str, Tensor | float]:
+        """M candidates per reference, their E-step weights (Eq. 2 over the candidates, divided by the proposal's
+        density), one M-step on −Σ w log p_θ."""
+        assert batch is not None, "ERPO's M-step learns from references: fit feeds it minibatches"
+        loss, metrics = self.loss(self.collect(batch))
+        return {**metrics, **self.optimize(loss)}
+
+    def loss(self, rollout: ERPORollout) -> tuple[Tensor, dict[str, Tensor | float]]:
+        """The M-step surrogate −Σ_i w_i log p_θ(y_i) on the rollout's candidates."""
+        logp = self.policy.sequence_log_prob(rollout.candidates).view(-1, rollout.num)
+        loss = erpo_loss(logp, rollout.weights.to(logp.device))
+        return loss, {"weight_max": rollout.weights.max(1).values.mean()}
+
+    @torch.no_grad()
+    def collect(self, batch: SequenceBatch) -> ERPORollout:
+        """The candidates (y* first when included, then proposal draws, reference-major) and their weights."""
         refs = batch.with_context(None)
         B, M, c = batch.batch_size, self.config.num_samples, self.config
         draws = M - 1 if c.include_reference else M
@@ -268,11 +282,6 @@ class _ERPOBase(Algorithm):
         weights = erpo_weights(log_p.to(R.device), R, c.alpha, c.beta, log_proposal, c.normalization)
         return ERPORollout(candidates, weights.float(), M)
 
-    def loss(self, rollout: ERPORollout) -> tuple[Tensor, dict[str, float]]:
-        logp = self.policy.sequence_log_prob(rollout.candidates).view(-1, rollout.num)
-        loss = erpo_loss(logp, rollout.weights.to(logp.device))
-        return loss, {"weight_max": float(rollout.weights.max(1).values.mean())}
-
 
 @register_algorithm("erpo")
 class ERPO(_ERPOBase):
@@ -294,14 +303,6 @@ class RAML(_ERPOBase):
     """
 
     erpo_point = ERPOPoint(reward="R", alpha=0.0, beta=0.4)
-
-    @classmethod
-    def bench_kwargs(cls, context: RunContext) -> dict[str, Any]:
-        """Benchmarks run the papers' recipe (y* plus n-gram replacements, softmax(R/τ) weights over the
-        candidates): over a translation vocabulary q ∝ exp(BLEU/τ) on the whole space is nearly uniform
-        over nonsense, which the exact default would faithfully learn."""
-        return {**super().bench_kwargs(context), "proposal": "ngram", "include_reference": True,
-                "normalization": "self", "density_correction": False}
 
     @dataclass(frozen=True, kw_only=True)
     class Config(_ERPOBase.Config):

@@ -35,8 +35,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..ebm.sampling import LogRatioFn
-from ..types import SequenceBatch
 from .base import register_algorithm
 from .dpg import DPGBase, DPGRollout
 from .reinforce import leave_one_out_mean
@@ -120,7 +118,6 @@ class FDPG(DPGBase):
     """
 
     in_default_bench = False  # its rows, one per divergence, are ``seqrl bench control``'s (not the GAM table's)
-    config: Config  # set by Algorithm.__init__
 
     @dataclass(frozen=True, kw_only=True)
     class Config(DPGBase.Config):
@@ -134,18 +131,17 @@ class FDPG(DPGBase):
         proposal_update: Literal["never", "valid_ce", "kl"] = "kl"
         """q ← π_θ when the estimated KL(p‖π_θ) < KL(p‖q) ([GDC++] Alg. 1)."""
 
-    def __init__(self, policy, config=None, *, potential=None, proposal=None, valid: SequenceBatch | None = None,
-                 log_ratio: LogRatioFn | None = None) -> None:
-        super().__init__(policy, config, potential=potential, proposal=proposal, valid=valid, log_ratio=log_ratio)
-        if self.config.divergence not in DIVERGENCES:
-            raise ValueError(f"fdpg: unknown divergence {self.config.divergence!r}; expected one of "
-                             f"{list(DIVERGENCES)}")
-        if not self.config.normalize_by_z:
-            raise ValueError("fdpg: normalize_by_z=False is not available: p = P/Ẑ enters f'(π/p) non-linearly")
+        def check(self) -> None:
+            super().check()
+            if self.divergence not in DIVERGENCES:
+                raise ValueError(f"fdpg: unknown divergence {self.divergence!r}; expected one of {list(DIVERGENCES)}")
+            if not self.normalize_by_z:
+                raise ValueError("fdpg: normalize_by_z=False is not available: p = P/Ẑ enters f'(π/p) non-linearly")
 
-    def loss(self, rollout: DPGRollout) -> tuple[Tensor, dict[str, float]]:
-        if (skipped := self.no_step(rollout)) is not None:
-            return skipped
+    config: Config
+
+    def loss(self, rollout: DPGRollout) -> tuple[Tensor, dict[str, Tensor | float]]:
+        """The f-DPG surrogate of :func:`fdpg_loss` on DPG's rollout (same q, Ẑ and proposal updates)."""
         logp_pi = self.policy.sequence_log_prob(rollout.batch)
         log_z = self.log_z() if rollout.log_z_before is None else rollout.log_z_before
         log_pi = self._eval_log_prob(rollout.batch, logp_pi)
@@ -154,4 +150,5 @@ class FDPG(DPGBase):
         if self.config.baseline:
             baseline = leave_one_out_mean(fdpg_weights(log_pi, log_p, rollout.log_q, self.config.divergence), 1)
         loss, weight = fdpg_loss(logp_pi, log_p, rollout.log_q, self.config.divergence, baseline, log_pi=log_pi)
-        return loss, {"log_z": log_z, "weight_abs": float(weight.abs().mean()), "episodes": float(self.episodes)}
+        return loss, {"log_z": log_z, "weight_abs": weight.abs().mean(),
+                      "episodes": float(self.episodes)}

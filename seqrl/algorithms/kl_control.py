@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 from torch import Tensor
@@ -21,7 +21,8 @@ from ..ebm.base import base_log_prob
 from ..policies.base import AutoregressivePolicy
 from ..rewards.base import compute_reward
 from ..types import SequenceBatch
-from .base import Algorithm, Requirements, RunContext, register_algorithm
+from ..utils import eval_mode
+from .base import Algorithm, AlgorithmConfig, Requirements, register_algorithm, resolve_reward
 from .reinforce import leave_one_out_mean
 
 
@@ -57,11 +58,12 @@ def kl_control_loss(logp: Tensor, reward: Tensor, log_base: Tensor, beta: float,
     return (per_sample if reduction == "none" else per_sample.mean()), kl_reward
 
 
-def kl_estimates(logp: Tensor, log_base: Tensor) -> dict[str, float]:
+def kl_estimates(logp: Tensor, log_base: Tensor) -> dict[str, Tensor | float]:
     """KL(π‖a) from x ~ π: k1 = mean log π/a (unbiased) and k3 = mean (a/π − 1) − log a/π
-    (unbiased, ≥ 0 per sample, lower variance when π ≈ a; Schulman, "Approximating KL divergence", 2020)."""
+    (unbiased, ≥ 0 per sample, lower variance when π ≈ a; Schulman, "Approximating KL divergence", 2020);
+    0-d float64 tensors."""
     log_ratio = (log_base - logp).detach().double()  # log a/π
-    return {"kl_k1": float((-log_ratio).mean()), "kl_k3": float((log_ratio.exp() - 1 - log_ratio).mean())}
+    return {"kl_k1": (-log_ratio).mean(), "kl_k3": (log_ratio.exp() - 1 - log_ratio).mean()}
 
 
 class KLControlPotential:
@@ -101,16 +103,16 @@ class KLControl(Algorithm):
     ``base`` (a) defaults to a frozen copy of the policy at construction (π starts at a, [GDC++] Alg. 1 line 1).
     Logged per step: ``reward`` (mean r), ``kl_reward`` (mean R^z), ``beta``, and KL(π‖a) as ``kl_k1`` and
     ``kl_k3`` (:func:`kl_estimates`): values only, outside the gradient, which is the exact score-function
-    gradient of E_π R^z.
+    gradient of E_π R^z. With ``target_kl``, β follows Ziegler's controller after every step.
     """
 
-    uses_data = False
     requires = Requirements(reward=True, data=False)
+    uses_data = False
     in_default_bench = False  # reference-free rewards only: ``seqrl bench control`` runs it, not seq2seq's BLEU tasks
-    config: Config  # set by Algorithm.__init__
+    resumable = ("steps", "beta", "episodes")
 
     @dataclass(frozen=True, kw_only=True)
-    class Config:
+    class Config(AlgorithmConfig):
         reward: str = "motif"
         """Registered reward r(x); it must score a sequence alone (no references: KL-control samples its own)."""
         beta: float = 0.1
@@ -130,7 +132,8 @@ class KLControl(Algorithm):
         """Subtract b, the leave-one-out mean of the other samples' R^z (the batch mean without the sample
         itself, so that b is independent of x and the estimate stays unbiased)."""
 
-        def __post_init__(self) -> None:
+        def check(self) -> None:
+            super().check()
             if not (math.isfinite(self.beta) and self.beta > 0):
                 raise ValueError(f"kl_control: beta must be a finite number > 0, got {self.beta}")
             if self.target_kl is not None and not (math.isfinite(self.target_kl) and self.target_kl > 0):
@@ -141,17 +144,12 @@ class KLControl(Algorithm):
             if self.samples_per_step < 1:
                 raise ValueError(f"kl_control: samples_per_step must be ≥ 1, got {self.samples_per_step}")
 
-    @classmethod
-    def bench_kwargs(cls, context: RunContext) -> dict[str, Any]:
-        kwargs = super().bench_kwargs(context)
-        if context.samples_per_step is not None:
-            kwargs["samples_per_step"] = context.samples_per_step
-        return kwargs
+    config: Config
 
-    def __init__(self, policy: AutoregressivePolicy, config=None, *, reward=None,
+    def __init__(self, policy: AutoregressivePolicy, config: Config | None = None, *, reward=None,
                  base: AutoregressivePolicy | None = None) -> None:
         super().__init__(policy, config)
-        self.reward = self.resolve_reward(reward)
+        self.reward = resolve_reward(reward, self.config.reward, policy.vocab)
         if getattr(self.reward, "needs_reference", True):
             raise ValueError(f"kl_control samples its own sequences, which have no references: it needs a reward "
                              f"that scores a sequence alone (needs_reference=False, e.g. 'motif'), got "
@@ -162,7 +160,7 @@ class KLControl(Algorithm):
             p.requires_grad_(False)
         self.beta = float(self.config.beta)
         self.episodes = 0
-        self._last_kl: float | None = None
+        self.policy_optimizer()
 
     def train(self, mode: bool = True) -> KLControl:
         super().train(mode)
@@ -173,39 +171,38 @@ class KLControl(Algorithm):
         """p_z ∝ a·exp(r/β) at the current β ([GDC++] Theorem 1), as a potential DPG can train toward."""
         return KLControlPotential(self.base, self.reward, self.beta)
 
-    def collect(self, batch: SequenceBatch | None) -> KLControlRollout:
-        with torch.no_grad():
-            was_training = self.policy.training
-            self.policy.eval()
-            try:
-                samples = self.policy.sample(self.config.samples_per_step)
-            finally:
-                self.policy.train(was_training)
-            reward = compute_reward(self.reward, samples.batch, None)
-            if not bool(torch.isfinite(reward).all()):
-                raise ValueError(f"kl_control: reward {getattr(self.reward, 'name', self.reward)!r} is not finite "
-                                 "on a sample; R^z = r − β log π/a needs finite rewards")
-            log_base = self.base.sequence_log_prob(samples.batch)
-        self.episodes += samples.batch.batch_size
-        return KLControlRollout(samples.batch, reward, log_base)
+    def update(self, batch: SequenceBatch | None = None) -> dict[str, Tensor | float]:
+        """x ~ π (as a distribution), one step on −(R^z − b)·log π(x), then Ziegler's β controller."""
+        loss, metrics = self.loss(self.collect())
+        metrics.update(self.optimize(loss))
+        self.adapt_beta(float(metrics["kl_k1"]))
+        return metrics
 
-    def loss(self, rollout: KLControlRollout) -> tuple[Tensor, dict[str, float]]:
+    @torch.no_grad()
+    def collect(self, batch: SequenceBatch | None = None) -> KLControlRollout:
+        """``samples_per_step`` x ~ π, their rewards r(x) and log a(x)."""
+        with eval_mode(self.policy):
+            samples = self.policy.sample(self.config.samples_per_step).batch
+        reward = compute_reward(self.reward, samples, None)
+        self.episodes += samples.batch_size
+        return KLControlRollout(samples, reward, self.base.sequence_log_prob(samples))
+
+    def loss(self, rollout: KLControlRollout) -> tuple[Tensor, dict[str, Tensor | float]]:
+        """The PG surrogate of :func:`kl_control_loss` with the leave-one-out baseline, and the logged values."""
         logp = self.policy.sequence_log_prob(rollout.batch)
         kl_reward = penalized_reward(logp, rollout.reward, rollout.log_base, self.beta)
         baseline = leave_one_out_mean(kl_reward, 1) if self.config.baseline else None
         loss, _ = kl_control_loss(logp, rollout.reward, rollout.log_base, self.beta, baseline)
-        kl = kl_estimates(logp, rollout.log_base)
-        self._last_kl = kl["kl_k1"]
-        return loss, {"reward": float(rollout.reward.mean()), "kl_reward": float(kl_reward.mean()),
-                      "beta": self.beta, **kl, "episodes": float(self.episodes)}
+        return loss, {"reward": rollout.reward.mean(), "kl_reward": kl_reward.mean(), "beta": self.beta,
+                      **kl_estimates(logp, rollout.log_base), "episodes": float(self.episodes)}
 
-    def on_step_end(self, step: int) -> None:
+    def adapt_beta(self, kl: float) -> None:
         """Ziegler's proportional controller: β ← β·(1 + K_β·clip(KL/KL_target − 1, ±0.2)), KL the batch's k1."""
-        if self.config.target_kl is None or self._last_kl is None:
+        c = self.config
+        if c.target_kl is None:
             return
-        error = min(max(self._last_kl / self.config.target_kl - 1.0, -self.config.kl_error_clip),
-                    self.config.kl_error_clip)
-        self.beta *= 1.0 + self.config.kl_gain * error
+        error = min(max(kl / c.target_kl - 1.0, -c.kl_error_clip), c.kl_error_clip)
+        self.beta *= 1.0 + c.kl_gain * error
 
     def summary(self) -> dict[str, float]:
         return {**super().summary(), "beta": self.beta}

@@ -10,7 +10,7 @@ from torch import Tensor
 
 from ..types import SequenceBatch
 from ..utils import masked_sum
-from .base import Algorithm, ERPOPoint, Requirements, register_algorithm
+from .base import Algorithm, DataConfig, ERPOPoint, Requirements, register_algorithm
 
 
 def mle_loss(logp_t: Tensor, mask_t: Tensor, normalize: Literal["sequence", "token"] = "sequence") -> Tensor:
@@ -32,17 +32,26 @@ class MLE(Algorithm):
     """Teacher-forced maximum likelihood on the training references."""
 
     requires = Requirements(from_scratch=True)
-
-    config: Config  # set by Algorithm.__init__
+    erpo_point: ClassVar[ERPOPoint | None] = ERPOPoint(reward="delta", alpha=0.0, beta=1.0)
 
     @dataclass(frozen=True, kw_only=True)
-    class Config:
+    class Config(DataConfig):
         normalize: Literal["sequence", "token"] = "sequence"
         """Average the negative log-likelihood per sequence (nats/sequence) or per token."""
 
-    erpo_point: ClassVar[ERPOPoint | None] = ERPOPoint(reward="delta", alpha=0.0, beta=1.0)
+    config: Config
 
-    def loss(self, rollout: SequenceBatch) -> tuple[Tensor, dict[str, float]]:
-        logp_t = self.policy.token_log_probs(rollout)
-        loss = mle_loss(logp_t, rollout.mask_t, self.config.normalize)
-        return loss, {"nll": float(loss.detach())}
+    def __init__(self, policy, config: Config | None = None) -> None:
+        super().__init__(policy, config)
+        self.policy_optimizer()
+
+    def update(self, batch: SequenceBatch | None) -> dict[str, Tensor | float]:
+        """One Adam step on −log π(y*) of the minibatch (Eq. 5)."""
+        assert batch is not None, "MLE learns from data: fit feeds it minibatches"
+        batch = self.training_batch(batch)
+        loss = mle_loss(self.policy.token_log_probs(batch), batch.mask_t, self.config.normalize)
+        return {"nll": loss.detach(), **self.optimize(loss)}
+
+    def training_batch(self, batch: SequenceBatch) -> SequenceBatch:
+        """The references the step maximizes the likelihood of (data noising replaces symbols here)."""
+        return batch

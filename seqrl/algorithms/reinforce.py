@@ -9,7 +9,7 @@ reward of the greedy decode for the same source (Rennie et al., 2017).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 from torch import Tensor
@@ -17,7 +17,7 @@ from torch import Tensor
 from ..proposals import samples_per_reference
 from ..rewards.base import compute_reward
 from ..types import SequenceBatch
-from .base import Algorithm, ERPOPoint, Requirements, RunContext, register_algorithm
+from .base import Algorithm, DataConfig, ERPOPoint, Requirements, register_algorithm, resolve_reward
 
 
 def reinforce_loss(logp: Tensor, reward: Tensor, baseline: Tensor | None = None,
@@ -61,41 +61,47 @@ class Reinforce(Algorithm):
     erpo_point = ERPOPoint(reward="log R", alpha=1.0, beta=0.0)
     requires = Requirements(reward=True)
 
-    @classmethod
-    def bench_kwargs(cls, context: RunContext) -> dict[str, Any]:
-        """The self-critical baseline (greedy decode's reward): one sample per source suffices."""
-        return {**super().bench_kwargs(context), "baseline": "self_critical"}
-
-    config: Config  # set by Algorithm.__init__
-
     @dataclass(frozen=True, kw_only=True)
-    class Config:
+    class Config(DataConfig):
         reward: str = "bleu"
         baseline: Literal["none", "mean", "self_critical"] = "mean"
         num_samples: int = 1
         """Samples per source (the leave-one-out mean uses the source's other samples when > 1)."""
 
-    def __init__(self, policy, config=None, *, reward=None) -> None:
+        def check(self) -> None:
+            super().check()
+            self.positive("num_samples")
+
+    config: Config
+
+    def __init__(self, policy, config: Config | None = None, *, reward=None) -> None:
         super().__init__(policy, config)
-        self.reward = self.resolve_reward(reward)
+        self.reward = resolve_reward(reward, self.config.reward, policy.vocab)
+        self.policy_optimizer()
 
-    def collect(self, batch: SequenceBatch | None) -> PGRollout:
-        assert batch is not None, "uses_data: fit feeds it training minibatches"
+    def update(self, batch: SequenceBatch | None) -> dict[str, Tensor | float]:
+        """Sample y ~ π per reference, score R(y; y*), one step on −(R − b)·log π(y) ([ERPO] Eq. 10–11)."""
+        assert batch is not None, "reinforce learns from references: fit feeds it minibatches"
+        loss, metrics = self.loss(self.collect(batch))
+        return {**metrics, **self.optimize(loss)}
+
+    @torch.no_grad()
+    def collect(self, batch: SequenceBatch) -> PGRollout:
+        """``num_samples`` y ~ π per reference, their rewards and the baseline."""
         num = self.config.num_samples
-        with torch.no_grad():
-            samples = samples_per_reference(self.policy, batch, num)
-            refs = batch.with_context(None).repeat_interleave(num).to(samples.batch.device) \
-                if getattr(self.reward, "needs_reference", True) else None
-            reward = compute_reward(self.reward, samples.batch.with_context(None), refs)
-            baseline = None
-            if self.config.baseline == "mean":
-                baseline = leave_one_out_mean(reward, num)
-            elif self.config.baseline == "self_critical":
-                greedy = samples_per_reference(self.policy, batch, num, mode="greedy")
-                baseline = compute_reward(self.reward, greedy.batch.with_context(None), refs)
-        return PGRollout(samples.batch, reward, baseline)
+        samples = samples_per_reference(self.policy, batch, num).batch
+        refs = batch.with_context(None).repeat_interleave(num).to(samples.device) \
+            if getattr(self.reward, "needs_reference", True) else None
+        reward = compute_reward(self.reward, samples.with_context(None), refs)
+        baseline = None
+        if self.config.baseline == "mean":
+            baseline = leave_one_out_mean(reward, num)
+        elif self.config.baseline == "self_critical":
+            greedy = samples_per_reference(self.policy, batch, num, mode="greedy").batch
+            baseline = compute_reward(self.reward, greedy.with_context(None), refs)
+        return PGRollout(samples, reward, baseline)
 
-    def loss(self, rollout: PGRollout) -> tuple[Tensor, dict[str, float]]:
-        logp = self.policy.sequence_log_prob(rollout.batch)
-        loss, adv = reinforce_loss(logp, rollout.reward, rollout.baseline)
-        return loss, {"reward": float(rollout.reward.mean()), "advantage_abs": float(adv.abs().mean())}
+    def loss(self, rollout: PGRollout) -> tuple[Tensor, dict[str, Tensor | float]]:
+        loss, advantage = reinforce_loss(self.policy.sequence_log_prob(rollout.batch), rollout.reward,
+                                         rollout.baseline)
+        return loss, {"reward": rollout.reward.mean(), "advantage_abs": advantage.abs().mean()}

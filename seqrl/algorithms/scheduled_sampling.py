@@ -18,7 +18,7 @@ from torch import Tensor
 from ..proposals import reference_override, samples_per_reference
 from ..types import SequenceBatch
 from ..utils import masked_sum
-from .base import Algorithm, Requirements, RunContext, register_algorithm
+from .base import Algorithm, DataConfig, Offer, Requirements, register_algorithm
 
 
 def inverse_sigmoid(step: int, k: float) -> float:
@@ -37,55 +37,65 @@ class ScheduledRollout:
 
 @register_algorithm("scheduled_sampling")
 class ScheduledSampling(Algorithm):
+    """Predict y*_t after prefixes that mix reference tokens (probability ε_i) with the model's own samples."""
+
     requires = Requirements(from_scratch=True)
 
-    @classmethod
-    def bench_kwargs(cls, context: RunContext) -> dict[str, Any]:
-        """From scratch the paper's k = 500 ([ERPO] C.2); fine-tuning: ε reaches 1/2 within the budget."""
-        k = 500.0 if context.from_scratch else max(1.0, context.budget_steps / 4)
-        return {**super().bench_kwargs(context), "k": k}
-
-    config: Config  # set by Algorithm.__init__
-
     @dataclass(frozen=True, kw_only=True)
-    class Config:
+    class Config(DataConfig):
         k: float = 500.0
         """Decay speed ([ERPO] C.2: 500 for translation)."""
 
-    def __init__(self, policy, config=None) -> None:
+        def check(self) -> None:
+            super().check()
+            if not self.k >= 1:
+                raise ValueError(f"k must be ≥ 1, got {self.k}")
+
+    config: Config
+
+    @classmethod
+    def defaults_for(cls, policy, offer: Offer, given: dict[str, Any]) -> dict[str, Any]:
+        """From scratch the paper's k = 500 ([ERPO] C.2); fine-tuning within a known budget: ε reaches 1/2 at a
+        quarter of it, so that the model's own prefixes weigh in before the run ends."""
+        if offer.from_scratch or (offer.steps is None and offer.epochs is None):
+            return {}
+        return {"k": max(1.0, offer.budget(given.get("batch_size", cls.Config.batch_size)) / 4)}
+
+    def __init__(self, policy, config: Config | None = None) -> None:
         super().__init__(policy, config)
-        self.step = 0
+        self.policy_optimizer()
 
     @property
     def epsilon(self) -> float:
-        return inverse_sigmoid(self.step, self.config.k)
+        """ε_i after i = ``steps`` updates."""
+        return inverse_sigmoid(self.steps, self.config.k)
 
-    def collect(self, batch: SequenceBatch | None) -> ScheduledRollout:
-        assert batch is not None, "uses_data: fit feeds it training minibatches"
+    def update(self, batch: SequenceBatch | None) -> dict[str, Tensor | float]:
+        """Mix the prefixes with probability ε of the reference token, then one step on −log π(y*_t | mixed)."""
+        assert batch is not None, "scheduled sampling learns from references: fit feeds it minibatches"
+        loss, metrics = self.loss(self.collect(batch))
+        return {**metrics, **self.optimize(loss)}
+
+    def loss(self, rollout: ScheduledRollout) -> tuple[Tensor, dict[str, Tensor | float]]:
+        """−Σ_t log π(y*_t | mixed prefix), per sequence, averaged."""
+        log_dists = self.policy.log_dists(rollout.inputs)  # conditioned on the mixed prefixes
+        targets = rollout.targets
+        logp_t = log_dists.gather(2, targets.tokens.unsqueeze(2)).squeeze(2)
+        return -masked_sum(logp_t, targets.mask_t).mean(), {"epsilon": self.epsilon}
+
+    @torch.no_grad()
+    def collect(self, batch: SequenceBatch) -> ScheduledRollout:
+        """The references' lengths, each token the reference's with probability ε, else the model's sample."""
+        epsilon = self.epsilon
         refs = batch.with_context(None)
-        eps = self.epsilon
         eos = self.policy.vocab.eos
 
         def use_reference(info) -> Tensor:
-            coin = torch.rand(info.proposed.shape, device=info.proposed.device) < eps
-            t = info.t
-            last = refs.lengths.to(info.proposed.device) - 1 == t
+            coin = torch.rand(info.proposed.shape, device=info.proposed.device) < epsilon
+            last = refs.lengths.to(info.proposed.device) - 1 == info.t
             # Keep the reference's length: its EOS at the end, no model EOS before it.
             return coin | last | (info.proposed == eos)
 
-        with torch.no_grad():
-            hook = reference_override(refs, use_reference)
-            samples = samples_per_reference(self.policy, batch, 1, override=hook)
+        samples = samples_per_reference(self.policy, batch, 1, override=reference_override(refs, use_reference))
         width = refs.tokens.shape[1]
-        mixed = SequenceBatch(samples.tokens[:, :width], refs.lengths, batch.context)
-        return ScheduledRollout(mixed, batch)
-
-    def loss(self, rollout: ScheduledRollout) -> tuple[Tensor, dict[str, float]]:
-        log_dists = self.policy.log_dists(rollout.inputs)  # conditioned on the mixed prefixes
-        targets = rollout.targets.tokens
-        logp_t = log_dists.gather(2, targets.unsqueeze(2)).squeeze(2)
-        loss = -masked_sum(logp_t, rollout.targets.mask_t).mean()
-        return loss, {"epsilon": self.epsilon}
-
-    def on_step_end(self, step: int) -> None:
-        self.step = step
+        return ScheduledRollout(SequenceBatch(samples.tokens[:, :width], refs.lengths, batch.context), batch)

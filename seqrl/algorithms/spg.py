@@ -13,7 +13,6 @@ self-normalized w ∝ p_θ(y)·exp(R(y))/s(y).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import Tensor
@@ -21,7 +20,7 @@ from torch import Tensor
 from ..proposals import MixtureRecorder, mixture_log_prob, samples_per_reference
 from ..rewards.base import compute_reward, make_reward
 from ..types import SequenceBatch
-from .base import Algorithm, ERPOPoint, Requirements, RunContext, register_algorithm
+from .base import Algorithm, DataConfig, ERPOPoint, Requirements, register_algorithm, resolve_reward
 from .erpo import erpo_loss
 
 __all__ = ["SPG", "spg_loss", "MixtureRecorder", "mixture_log_prob"]  # the last two live in seqrl.proposals
@@ -45,20 +44,13 @@ class SPGRollout:
 
 @register_algorithm("spg")
 class SPG(Algorithm):
+    """Softmax policy gradient: the M-step of q ∝ p_θ·e^R by importance sampling from a bang-bang proposal."""
+
     erpo_point = ERPOPoint(reward="R", alpha=1.0, beta=0.0)
     requires = Requirements(reward=True)
 
-    @classmethod
-    def bench_kwargs(cls, context: RunContext) -> dict[str, Any]:
-        """The proposal's guide needs ΔR of every candidate token at every step: hamming's is
-        vectorized, sentence BLEU's is not; the weights still use the run's reward."""
-        return {**super().bench_kwargs(context), "guide_reward": "hamming", "reward_temperature": 0.5,
-                "num_samples": 2}
-
-    config: Config  # set by Algorithm.__init__
-
     @dataclass(frozen=True, kw_only=True)
-    class Config:
+    class Config(DataConfig):
         reward: str = "bleu"
         num_samples: int = 4
         """M proposal samples per reference."""
@@ -70,33 +62,43 @@ class SPG(Algorithm):
         """Reward whose ΔR guides the proposal (default: ``reward``). The importance weights use
         ``reward`` whatever guides the proposal, so a cheap guide (hamming) keeps q unchanged."""
 
-    def __init__(self, policy, config=None, *, reward=None) -> None:
+        def check(self) -> None:
+            super().check()
+            self.positive("num_samples", "reward_temperature")
+            if not 0.0 < self.model_prob <= 1.0:
+                raise ValueError("model_prob must be in (0, 1]")
+
+    config: Config
+
+    def __init__(self, policy, config: Config | None = None, *, reward=None) -> None:
         super().__init__(policy, config)
-        if not 0.0 < self.config.model_prob <= 1.0:
-            raise ValueError("model_prob must be in (0, 1]")
-        self.reward = self.resolve_reward(reward)
+        self.reward = resolve_reward(reward, self.config.reward, policy.vocab)
         guide = self.config.guide_reward
         self.guide = make_reward(guide, policy.vocab) if guide is not None else self.reward
+        self.policy_optimizer()
 
     def recorder(self, refs: SequenceBatch) -> MixtureRecorder:
         p = self.config.model_prob
         return MixtureRecorder(self.guide, refs, self.policy.vocab, self.policy.max_len, (p, 1.0 - p, 0.0),
                                reward_temperature=self.config.reward_temperature)
 
-    def collect(self, batch: SequenceBatch | None) -> SPGRollout:
-        assert batch is not None, "uses_data: fit feeds it training minibatches"
-        M = self.config.num_samples
+    def update(self, batch: SequenceBatch | None) -> dict[str, Tensor | float]:
+        """M proposal samples per reference with their exact log s(y), weights ∝ p_θ·e^R/s, one M-step."""
+        assert batch is not None, "spg learns from references: fit feeds it minibatches"
+        loss, metrics = self.loss(self.collect(batch))
+        return {**metrics, **self.optimize(loss)}
+
+    @torch.no_grad()
+    def collect(self, batch: SequenceBatch) -> SPGRollout:
+        M, B = self.config.num_samples, batch.batch_size
         refs = batch.with_context(None).repeat_interleave(M)
         rec = self.recorder(refs)
-        with torch.no_grad():
-            samples = samples_per_reference(self.policy, batch, M, override=rec)
-            log_s = torch.stack(rec.log_s, 1).sum(1)
-            hyps = samples.batch.with_context(None)
-            R = compute_reward(self.reward, hyps, refs)
-            log_target = self.policy.sequence_log_prob(samples.batch) + R
-        B = batch.batch_size
-        return SPGRollout(samples.batch, log_target.view(B, M), log_s.view(B, M), M)
+        samples = samples_per_reference(self.policy, batch, M, override=rec).batch
+        log_s = torch.stack(rec.log_s, 1).sum(1)
+        R = compute_reward(self.reward, samples.with_context(None), refs)
+        log_target = self.policy.sequence_log_prob(samples) + R
+        return SPGRollout(samples, log_target.view(B, M), log_s.view(B, M), M)
 
-    def loss(self, rollout: SPGRollout) -> tuple[Tensor, dict[str, float]]:
+    def loss(self, rollout: SPGRollout) -> tuple[Tensor, dict[str, Tensor | float]]:
         logp = self.policy.sequence_log_prob(rollout.samples).view(-1, rollout.num)
         return spg_loss(logp, rollout.log_target, rollout.log_proposal), {}

@@ -26,7 +26,7 @@ from ..critics import Critic, NetworkCritic, allowed, gather_q
 from ..proposals import ngram_replace
 from ..rewards.base import compute_reward, token_rewards
 from ..types import SequenceBatch
-from .base import Algorithm, ERPOPoint, ParamGroup, Requirements, RunContext, register_algorithm
+from .base import Algorithm, DataConfig, ERPOPoint, Offer, Requirements, register_algorithm, resolve_reward
 
 __all__ = ["VAML", "soft_q_loss", "soft_q_targets", "soft_values", "vaml_loss", "vaml_weights"]
 
@@ -175,10 +175,8 @@ class VAML(Algorithm):
     requires = Requirements(reward=True)
     erpo_point = ERPOPoint(reward="R", alpha=0.0, beta=0.4)  # the policy's target is RAML's, P_R
 
-    config: Config  # set by Algorithm.__init__
-
     @dataclass(frozen=True, kw_only=True)
-    class Config:
+    class Config(DataConfig):
         reward: str = "bleu"
         """Registered reward R (Sec. 6.1: BLEU for translation)."""
         tau: float = 0.4
@@ -209,42 +207,52 @@ class VAML(Algorithm):
         """The default critic also reads the source x of conditional tasks (Q_φ(y_<t, ·; x, y*)); False, the
         paper's: Q_φ(y_<t, ·; y*) (Alg. 1; the authors' critic encodes y* alone)."""
 
-    def __init__(self, policy, config=None, *, reward=None, critic: Critic | None = None) -> None:
-        super().__init__(policy, config)
-        c = self.config
-        _check_tau(c.tau)
-        if not 0.0 <= c.kappa <= 1.0:
-            raise ValueError(f"κ must be in [0, 1], got {c.kappa}")
-        if c.num_samples < 1 or c.q_num_samples < 1 or c.max_ngram < 1 or c.q_steps < 0:
-            raise ValueError("num_samples, q_num_samples and max_ngram must be ≥ 1, q_steps ≥ 0")
-        self.reward = self.resolve_reward(reward)
-        self.critic = critic if critic is not None else NetworkCritic.for_policy(
-            policy, reads_source=c.critic_reads_source)
-        if c.q_steps > 0 and not any(p.requires_grad for p in self.critic.parameters()):
-            raise ValueError("phase 1 (q_steps > 0) trains the critic, and this one has no trainable parameters: "
-                             "set q_steps=0 to use it as a fixed Q")
-        self.steps_done = 0
-        """Optimizer steps taken (saved with fit's training state; decides the phase)."""
+        def check(self) -> None:
+            super().check()
+            _check_tau(self.tau)
+            if not 0.0 <= self.kappa <= 1.0:
+                raise ValueError(f"κ must be in [0, 1], got {self.kappa}")
+            self.positive("num_samples", "q_num_samples", "max_ngram", "critic_clip_grad_norm")
+            self.at_least_zero("q_steps", "critic_lr")
+
+    config: Config
 
     @classmethod
-    def bench_kwargs(cls, context: RunContext) -> dict[str, Any]:
-        """The suite's reward, and half the step budget for phase 1 (the paper trains it to convergence)."""
-        return {**super().bench_kwargs(context), "q_steps": max(1, context.budget_steps // 2)}
+    def defaults_for(cls, policy, offer: Offer, given: dict[str, Any]) -> dict[str, Any]:
+        """Half the run's step budget for phase 1, when the budget is known (the paper trains it to convergence)."""
+        if offer.steps is None and offer.epochs is None:
+            return {}
+        return {"q_steps": max(1, offer.budget(given.get("batch_size", cls.Config.batch_size)) // 2)}
+
+    def __init__(self, policy, config: Config | None = None, *, reward=None, critic: Critic | None = None) -> None:
+        super().__init__(policy, config)
+        c = self.config
+        self.reward = resolve_reward(reward, c.reward, policy.vocab)
+        self.critic = critic if critic is not None else NetworkCritic.for_policy(
+            policy, reads_source=c.critic_reads_source)
+        trainable = any(p.requires_grad for p in self.critic.parameters())
+        if c.q_steps > 0 and not trainable:
+            raise ValueError("phase 1 (q_steps > 0) trains the critic, and this one has no trainable parameters: "
+                             "set q_steps=0 to use it as a fixed Q")
+        self.policy_optimizer()
+        if trainable:
+            self.add_optimizer("critic", self.critic.parameters(), lr=c.critic_lr, clip=c.critic_clip_grad_norm)
 
     @property
     def phase(self) -> Literal["q", "policy"]:
         """The phase the next step trains."""
-        return "q" if self.steps_done < self.config.q_steps else "policy"
+        return "q" if self.steps < self.config.q_steps else "policy"
 
     def monitor_ready(self) -> bool:
         """False during phase 1 after the start: the policy is frozen, its scores repeat step 0's."""
-        return self.steps_done == 0 or self.steps_done > self.config.q_steps
+        return self.steps == 0 or self.steps > self.config.q_steps
 
-    def param_groups(self) -> list[ParamGroup]:
-        c = self.config
-        critic = [p for p in self.critic.parameters() if p.requires_grad]
-        return [*super().param_groups(), ParamGroup("critic", critic, lr=c.critic_lr,
-                                                    clip_grad_norm=c.critic_clip_grad_norm)]
+    def update(self, batch: SequenceBatch | None) -> dict[str, Tensor | float]:
+        """Phase 1 (the first ``q_steps``): one soft Q-learning step of the critic (Eq. 16, Alg. 1); phase 2: one step
+        of the policy's κ-mixed CE to softmax(Q_φ/τ) weighted by softmax(R/τ) (Alg. 2), Q_φ fixed."""
+        assert batch is not None, "VAML learns from references: fit feeds it minibatches"
+        loss, metrics = self.loss(self.collect(batch))
+        return {**metrics, **self.optimize(loss)}
 
     def make_rollout(self, samples: SequenceBatch, references: SequenceBatch, num: int,
                      phase: Literal["q", "policy"] | None = None) -> VAMLRollout:
@@ -267,7 +275,7 @@ class VAML(Algorithm):
 
     def collect(self, batch: SequenceBatch | None) -> VAMLRollout:
         """y* and M − 1 n-gram replacements per reference ([VAML/ERAC] Alg. 1–2, line 3)."""
-        assert batch is not None, "uses_data: fit feeds it training minibatches"
+        assert batch is not None, "VAML learns from references"
         phase = self.phase
         M = self.config.q_num_samples if phase == "q" else self.config.num_samples
         refs = batch.with_context(None)
@@ -282,13 +290,14 @@ class VAML(Algorithm):
         samples = SequenceBatch(tokens, torch.cat(lengths, 1).reshape(B * M), ctx)
         return self.make_rollout(samples, refs.repeat_interleave(M), M, phase)
 
-    def loss(self, rollout: VAMLRollout) -> tuple[Tensor, dict[str, float]]:
+    def loss(self, rollout: VAMLRollout) -> tuple[Tensor, dict[str, Tensor | float]]:
+        """Phase 1: the soft Q-learning loss of the critic; phase 2: the policy's VAML loss (Q_φ as constants)."""
         samples, refs = rollout.samples, rollout.references
         if rollout.phase == "q":
             q_t = self.critic(samples, refs)
             loss = soft_q_loss(q_t, samples.tokens.to(q_t.device), rollout.delta_r_t.to(q_t.device),
                                samples.mask_t.to(q_t.device), self.config.tau, self.config.residual_gradient)
-            return loss, {"q_loss": float(loss.detach())}
+            return loss, {"q_loss": loss.detach()}
         log_p_t = self.policy.log_dists(samples)
         with torch.no_grad():
             q_t = self.critic(samples, refs).to(log_p_t)
@@ -296,7 +305,4 @@ class VAML(Algorithm):
         z_t = rollout.z_t.to(dev) if isinstance(rollout.z_t, Tensor) else rollout.z_t
         loss = vaml_loss(log_p_t, q_t, samples.tokens.to(dev), samples.mask_t.to(dev), rollout.weights.to(dev),
                          self.config.tau, z_t)
-        return loss, {"vaml_loss": float(loss.detach())}
-
-    def on_step_end(self, step: int) -> None:
-        self.steps_done += 1
+        return loss, {"vaml_loss": loss.detach()}

@@ -21,7 +21,6 @@ from __future__ import annotations
 import concurrent.futures
 import importlib
 import multiprocessing
-import os
 import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -135,8 +134,9 @@ def _run_in_worker(runner: JobRunner, job: GridJob) -> JobOutcome:
 
 
 class WorkerExecutor(Executor):
-    """``workers`` local processes (``spawn``: no state inherited from the driver), each with
-    ``threads`` torch threads (default: the cores shared out, at least 1). A script that runs a grid on
+    """``workers`` local processes (``spawn``: no state inherited from the driver), each with ``threads`` torch
+    threads (default 1, as seqrl's commands: workers × threads beyond the cores only makes them wait). A script
+    that runs a grid on
     workers needs an ``if __name__ == "__main__":`` guard: spawn imports the script in every worker."""
 
     def __init__(self, workers: int, threads: int | None = None) -> None:
@@ -145,7 +145,7 @@ class WorkerExecutor(Executor):
         if threads is not None and (not isinstance(threads, int) or threads < 1):
             raise ValueError(f"threads per worker must be an integer ≥ 1, got {threads!r}")
         self.workers = workers
-        self.threads = threads or max(1, (os.cpu_count() or 1) // workers)
+        self.threads = threads or 1
 
     def run(self, runner: JobRunner, jobs: Sequence[GridJob], suite: Suite) -> Iterator[JobOutcome]:
         if not jobs:
@@ -279,7 +279,7 @@ def _ray_finished(ray: Any, refs: list[Any]) -> Iterator[Any]:
 
 
 def make_executor(workers: int | None = None, ray: bool = False, ray_address: str | None = None,
-                  cpus_per_run: float = 1.0, gpus_per_run: float = 0.0) -> Executor:
+                  cpus_per_run: float = 1.0, gpus_per_run: float = 0.0, threads: int | None = None) -> Executor:
     """The executor the CLI's ``--workers N`` / ``--ray [ADDRESS]`` / ``--gpus-per-run`` name."""
     if ray and workers is not None:
         raise ValueError("--workers and --ray exclude each other (Ray schedules its own workers)")
@@ -288,7 +288,7 @@ def make_executor(workers: int | None = None, ray: bool = False, ray_address: st
     if ray:
         return RayExecutor(ray_address, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run)
     if workers is not None and workers > 1:
-        return WorkerExecutor(workers)
+        return WorkerExecutor(workers, threads)
     return InProcessExecutor()
 
 

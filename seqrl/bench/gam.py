@@ -1,4 +1,4 @@
-"""The GAM binary-motif suite ([DPG] Sec. 4, Table 1; protocol in DESIGN.md).
+"""The GAM binary-motif suite ([DPG] Sec. 4, Table 1; the protocol is docs/benchmarks.md's).
 
 For each motif, seed and |D|: train the autoregressive model r on D by MLE with early
 stopping on V. For each feature mask: Training-1 fits λ by SNIS (proposal r); CE(T, p_λ) uses
@@ -10,9 +10,8 @@ frequency of 2000 samples, estimated KL(p_λ‖π) and TVD, episodes, wall time.
 
 from __future__ import annotations
 
-import json
+import copy
 import math
-import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -21,8 +20,7 @@ from typing import Any, Literal
 
 import torch
 
-from ..algorithms import ALGORITHMS, make_algorithm
-from ..algorithms.base import Algorithm, RunContext
+from ..algorithms import Algorithm, Offer, config_fields, make_algorithm, resolve_algorithm
 from ..config import check_ranges, check_size
 from ..ebm import GAMPotential, MotifFeatures, Training1Config, fit_lambda
 from ..ebm.sampling import LogZEstimate, ProposalDraw, base_log_ratio, draw, estimate_divergences, estimate_log_z
@@ -31,8 +29,10 @@ from ..envs.motif import MotifTask
 from ..envs.tasks import MAX_LENGTH, MAX_SPLIT_TOKENS
 from ..metrics import cross_entropy, motif_frequency, sample_in_chunks, sequence_log_probs
 from ..policies import MAX_LAYERS, MAX_WIDTH, AutoregressivePolicy, make_policy
-from ..training import Callback, FitConfig, fit
+from ..training import Callback, FitConfig, default_evaluate, fit
 from ..utils import seed_everything
+from .gam_report import plot_gam, table1
+from .rows import Row, run_row, suite_defaults
 from .stats import format_table
 from .suite import BenchOptions, RunRecord, Suite, override_settings, register_suite
 
@@ -106,15 +106,16 @@ QUICK_SETTINGS = GamSettings(hidden_size=64, max_epochs=60, snis_samples=20_000,
                              kl_samples=5000)
 
 
-def train_r(task: MotifTask, settings: GamSettings, seed: int, device: torch.device, progress: bool):
-    """r: LSTM trained by MLE on D with early stopping on V (CE), best weights kept."""
+def train_r(task: MotifTask, settings: GamSettings, seed: int, device: torch.device, progress: bool,
+            policy: AutoregressivePolicy | None = None):
+    """r: LSTM (or the ``policy`` given) trained by MLE on D with early stopping on V (CE), the best weights kept."""
     seed_everything(seed)
-    policy = new_policy(task, settings)
-    config = FitConfig(max_epochs=settings.max_epochs, batch_size=settings.batch_size, lr=settings.lr,
-                       clip_grad_norm=settings.clip_grad_norm, patience=settings.patience,
-                       device=str(device), seed=seed, progress=progress)
-    result = fit(make_algorithm("mle", policy), task.split("train"), valid=task.split("valid"), config=config)
-    return policy, result
+    policy = policy if policy is not None else new_policy(task, settings)
+    mle = make_algorithm("mle", policy, batch_size=settings.batch_size, lr=settings.lr,
+                         clip_grad_norm=settings.clip_grad_norm)
+    config = FitConfig(max_epochs=settings.max_epochs, patience=settings.patience, keep="best", device=str(device),
+                       seed=seed, progress=progress)
+    return policy, fit(mle, task.split("train"), valid=task.split("valid"), config=config)
 
 
 def new_policy(task: MotifTask, settings: GamSettings):
@@ -157,6 +158,23 @@ def fit_gam(task: MotifTask, r, mask: str, settings: GamSettings, seed: int,
     return FittedGAM(P, t1, pool, estimate_log_z(pool.log_ratio))
 
 
+def motif_target(task: MotifTask, policy: AutoregressivePolicy, *, trained: bool, seed: int, device: torch.device,
+                 progress: bool = False, mask: str = FEATURES[0],
+                 echo: Callable[[str], None] = print) -> tuple[GAMPotential, AutoregressivePolicy]:
+    """What ``seqrl train dpg --env seqrl/Motif-v0`` trains toward, as the suite does: r = ``policy`` trained by MLE
+    on D first (unless ``trained``, e.g. from ``--init``), then λ by Training-1 for ``mask``; returns (P_λ over a
+    frozen copy of r, that copy of r as the proposal). ``policy`` keeps r's weights: π starts at r."""
+    settings = GamSettings()
+    if not trained:
+        echo(f"training r by MLE on the task's {task.sizes['train']} sequences first (early stopping on validation "
+             "CE), as seqrl bench gam does")
+        train_r(task, settings, seed, device, progress, policy=policy)
+    r = copy.deepcopy(policy).eval()
+    echo(f"fitting λ (Training-1, features {mask}) for P_λ = r·exp(λ·φ)")
+    gam = fit_gam(task, r, mask, settings, seed, torch.Generator(device=r.device).manual_seed(seed + 1))
+    return gam.potential, r
+
+
 class KLCurve(Callback):
     """Records (episodes, estimated KL(p_λ‖π), validation CE) at every evaluation."""
 
@@ -168,38 +186,46 @@ class KLCurve(Callback):
                             if k in state.metrics})
 
 
-def training2(algo: str, task: MotifTask, r: AutoregressivePolicy, gam: FittedGAM, settings: GamSettings, *,
-              device: torch.device, seed: int, evaluate: Callable[[Any], dict[str, float]] | None = None,
-              callbacks: Sequence[Callback] = (), progress: bool = False, algo_kwargs: dict[str, Any] | None = None,
-              fit_kwargs: dict[str, Any] | None = None) -> tuple[AutoregressivePolicy, Algorithm]:
-    """Training-2 ([DPG] Sec. 3.2): a copy of r trained toward P_λ by ``algo`` as the suite runs it (the
-    algorithm's ``bench_kwargs`` and ``fit_overrides``, the suite's Training-2 :class:`FitConfig`; r is a
-    candidate of the early stopping, so π is never worse than r on validation CE). Returns (π, algorithm)."""
-    seed_everything(seed)
-    policy = new_policy(task, settings).to(device)
-    policy.load_state_dict(r.state_dict())
+def training2_row(algo: str, task: MotifTask, r: AutoregressivePolicy, gam: FittedGAM, settings: GamSettings, *,
+                  evaluate: Callable[[Any], dict[str, float]] | None = None, callbacks: Sequence[Callback] = ()
+                  ) -> Row:
+    """Training-2 ([DPG] Sec. 3.2) of a copy of r toward P_λ by ``algo``, as the suite runs it: the paper's
+    optimizer for distillation's MLE, ``dpg_lr`` and ``dpg_clip_grad_norm`` for the sampling algorithms (where the
+    algorithm keeps the common defaults: GDC++ trains unclipped), ``episodes_per_step`` samples per step, the
+    proposal checked at every evaluation, and r as a candidate of the early stopping (evaluated at the start), so
+    π is never worse than r on validation CE."""
+    cls = resolve_algorithm(algo)
     valid = task.split("valid")
-    cls = ALGORITHMS.get(algo)
-    context = RunContext(vocab=task.vocab, max_len=task.max_len, valid=valid, potential=gam.potential, proposal=r,
-                         samples_per_step=settings.episodes_per_step or settings.batch_size,
-                         estimate_samples=settings.kl_samples, draw_samples=settings.distill_samples,
-                         budget_steps=settings.dpg_steps)
-    algorithm = make_algorithm(algo, policy, **{**cls.bench_kwargs(context), **(algo_kwargs or {})})
-    # evaluate_at_start: r is a candidate of the early stopping, so Training-2 never
-    # returns a π with worse validation CE than the r it started from.
-    fit_config = FitConfig(batch_size=settings.batch_size, lr=settings.lr, clip_grad_norm=settings.clip_grad_norm,
-                           patience=settings.patience, device=str(device), seed=seed, progress=progress,
-                           evaluate_at_start=True)
+    fit_config = FitConfig(patience=settings.patience, keep="best", evaluate_at_start=True)
     if cls.uses_data:  # MLE on samples it draws (distillation): epochs, as r was trained
+        algo_settings = {"batch_size": settings.batch_size, "num_samples": settings.distill_samples,
+                         **suite_defaults(algo, lr=settings.lr, clip_grad_norm=settings.clip_grad_norm)}
         fit_config = replace(fit_config, max_epochs=settings.max_epochs)
     else:
-        fit_config = replace(fit_config, max_steps=settings.dpg_steps, eval_every=settings.eval_every,
-                             lr=settings.dpg_lr, clip_grad_norm=settings.dpg_clip_grad_norm)
-    fit_config = replace(fit_config, **{**cls.fit_overrides, **(fit_kwargs or {})})
-    if evaluate is None:
-        fit(algorithm, None, valid=valid, callbacks=list(callbacks), config=fit_config)
-    else:
-        fit(algorithm, None, evaluate=evaluate, callbacks=list(callbacks), config=fit_config)
+        algo_settings = {"samples_per_step": settings.episodes_per_step or settings.batch_size,
+                         "kl_samples": settings.kl_samples, "check_every": settings.eval_every,
+                         **suite_defaults(algo, lr=settings.dpg_lr, clip_grad_norm=settings.dpg_clip_grad_norm)}
+        fit_config = replace(fit_config, max_steps=settings.dpg_steps, eval_every=settings.eval_every)
+    known = config_fields(cls)
+    algo_settings = {k: v for k, v in algo_settings.items() if k in known}
+
+    def start() -> AutoregressivePolicy:
+        policy = new_policy(task, settings).to(r.device)
+        policy.load_state_dict(r.state_dict())
+        return policy
+
+    return Row(algo, start, Offer(valid=valid, potential=gam.potential, proposal=r), algo_settings, fit_config,
+               evaluate=evaluate or default_evaluate(valid), callbacks=callbacks)
+
+
+def training2(algo: str, task: MotifTask, r: AutoregressivePolicy, gam: FittedGAM, settings: GamSettings, *,
+              device: torch.device, seed: int, evaluate: Callable[[Any], dict[str, float]] | None = None,
+              callbacks: Sequence[Callback] = (), progress: bool = False,
+              options: BenchOptions | None = None) -> tuple[AutoregressivePolicy, Algorithm]:
+    """Training-2 of one algorithm (:func:`training2_row`) run by the suites' one row runner; returns (π, algorithm)."""
+    options = options or BenchOptions(device=device, progress=progress)
+    policy, algorithm, _ = run_row(training2_row(algo, task, r, gam, settings, evaluate=evaluate,
+                                                 callbacks=callbacks), options, seed)
     return policy, algorithm
 
 
@@ -209,7 +235,7 @@ class GamSuite(Suite):
     trains a policy toward a potential (``requires.potential``)."""
 
     name = "gam"
-    offers = frozenset({"potential"})
+    offers = frozenset({"potential", "validation"})
     settings_class = GamSettings
     grid_options = ("sizes", "motifs", "masks")
     comparison = ("ce_test", "min")
@@ -308,10 +334,8 @@ class GamSuite(Suite):
         for algo in algos:
             t0 = time.perf_counter()
             curve = KLCurve()
-            algo_kwargs, fit_kwargs = options.for_algorithm(algo)
             policy, algorithm = training2(algo, task, r, gam, st, device=device, seed=seed, evaluate=evaluate,
-                                          callbacks=[curve], progress=options.bars, algo_kwargs=algo_kwargs,
-                                          fit_kwargs=fit_kwargs)
+                                          callbacks=[curve], options=options)
             summary = algorithm.summary()
             self.curves.append({"algorithm": algo, "seed": seed, **params, "features": mask, "points": curve.points})
             samples = sample_in_chunks(policy, st.motif_samples, generator=gen)
@@ -340,134 +364,8 @@ class GamSuite(Suite):
         return "\n".join(out)
 
     def plot(self, records: list[RunRecord], out: Path) -> list[Path]:
-        """``gam_ce_vs_D.png``: CE(T, ·) and motif frequency against |D|, one panel pair per motif;
-        ``gam_kl_curves.png``: estimated KL(p_λ‖π) against episodes, one panel per |D|. Seeds are a mean
-        line with a min–max band."""
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        from .report import BAND_NOTE, seed_band
-
-        paths = []
-        motifs = list(dict.fromkeys(r.params["motif"] for r in records))
-        algos = list(dict.fromkeys(r.algorithm for r in records))
-        colors = {a: f"C{i % 10}" for i, a in enumerate(algos)}
-        masks = list(dict.fromkeys(r.params["features"] for r in records if r.params["features"] != "-"))
-        styles = ["-", "--", ":", "-."]
-        fig, axes = plt.subplots(2, len(motifs), figsize=(5.5 * len(motifs), 7.5), squeeze=False, sharex=True)
-        for col, motif in enumerate(motifs):
-            ce_ax, mf_ax = axes[0][col], axes[1][col]
-            rows = [r for r in records if r.params["motif"] == motif]
-            for algo in algos:
-                for mask in ["-"] if algo == self.reference else masks:
-                    runs = [r for r in rows if r.algorithm == algo and r.params["features"] == mask]
-                    if not runs:
-                        continue
-                    label = f"r ({algo})" if algo == self.reference else \
-                        (f"{algo} [{mask}]" if len(masks) > 1 else algo)
-                    style = styles[masks.index(mask) % len(styles)] if mask in masks else "-"
-                    for ax, key in ((ce_ax, "ce_test"), (mf_ax, "motif_freq")):
-                        series = [[(r.params["dataset_size"], r.metrics.get(key)) for r in runs if r.seed == seed]
-                                  for seed in dict.fromkeys(r.seed for r in runs)]
-                        seed_band(ax, series, label=label, color=colors[algo], linestyle=style, marker="o")
-            sizes = sorted({r.params["dataset_size"] for r in rows})
-            ce_ax.plot(sizes, [_mean([r.metrics["h_true"] for r in rows if r.params["dataset_size"] == d])
-                               for d in sizes], "k:", label="H(p_true)")
-            ce_ax.set_title(f"motif {motif}: test cross-entropy")
-            ce_ax.set_ylabel("CE(T, ·) (nats per sequence)")
-            mf_ax.set_title(f"motif {motif}: samples holding the motif")
-            mf_ax.set_ylabel("motif frequency (fraction of samples)")
-            mf_ax.set_xlabel("|D| (training sequences, log scale)")
-            mf_ax.set_ylim(-0.02, 1.02)
-            for ax in (ce_ax, mf_ax):
-                ax.set_xscale("log")
-                ax.set_xticks(sizes, [str(d) for d in sizes])  # the grid's |D| values, not powers of ten
-                ax.minorticks_off()
-                ax.grid(alpha=0.3)
-            ce_ax.legend(fontsize=7)
-        fig.suptitle(f"GAM motif task: Training-2 policies against r (cf. [DPG] Fig. 2)\n{BAND_NOTE}", fontsize=10)
-        fig.tight_layout()
-        paths.append(out / "gam_ce_vs_D.png")
-        fig.savefig(paths[-1], dpi=120)
-        plt.close(fig)
-        if self.curves:
-            (out / "gam_curves.json").write_text(json.dumps(self.curves, indent=1))
-            sizes = sorted({c["dataset_size"] for c in self.curves})
-            cols = min(3, len(sizes))
-            rows_n = -(-len(sizes) // cols)
-            fig, axes = plt.subplots(rows_n, cols, figsize=(5.5 * cols, 4.2 * rows_n), squeeze=False)
-            # Distillation draws its samples before training (its episodes never move): no curve against episodes.
-            drawn_upfront = {c["algorithm"] for c in self.curves if len({p.get("episodes") for p in c["points"]}) == 1
-                             and len(c["points"]) > 1}
-            groups = list(dict.fromkeys((c["algorithm"], c["features"]) for c in self.curves
-                                        if c["algorithm"] not in drawn_upfront))
-            curve_masks = list(dict.fromkeys(m for _, m in groups))
-            for i, size in enumerate(sizes):
-                ax = axes[i // cols][i % cols]
-                for algo, mask in groups:
-                    series = [[(p["episodes"], max(p["kl_p_pi"], 1e-4)) for p in c["points"]
-                               if "kl_p_pi" in p and "episodes" in p]
-                              for c in self.curves
-                              if c["dataset_size"] == size and (c["algorithm"], c["features"]) == (algo, mask)]
-                    label = f"{algo} [{mask}]" if len(curve_masks) > 1 else algo
-                    seed_band(ax, series, label=label, color=colors.get(algo),
-                              linestyle=styles[curve_masks.index(mask) % len(styles)])
-                ax.set_yscale("log")
-                ax.set_title(f"|D| = {size}")
-                ax.set_xlabel("episodes (sequences sampled)")
-                ax.set_ylabel("estimated KL(p_λ‖π) (nats; floor 1e-4)")
-                ax.grid(alpha=0.3)
-                ax.legend(fontsize=7)
-            for j in range(len(sizes), rows_n * cols):
-                axes[j // cols][j % cols].set_visible(False)
-            spread = "seeds and motifs" if len({c["motif"] for c in self.curves}) > 1 else "seeds"
-            fig.suptitle(f"Training-2 learning curves toward p_λ; line: mean over {spread}; band: min–max\n"
-                         "(importance-sampling estimates below 1e-4, negative ones included, are drawn at 1e-4)",
-                         fontsize=10)
-            fig.tight_layout()
-            paths.append(out / "gam_kl_curves.png")
-            fig.savefig(paths[-1], dpi=120)
-            plt.close(fig)
-            paths.append(out / "gam_curves.json")
-        return paths
-
-
-def _mean(values: list[float]) -> float:
-    return statistics.fmean(values) if values else math.nan
-
-
-def table1(records: list[RunRecord], dpg: str = "dpg_off", dis: str = "distill") -> str:
-    """The ratio columns of [DPG] Table 1 per |D| (means over motif × features × seed), plus
-    absolute CEs. Ratios pair runs with the same motif, features, seed and |D|."""
-    key = lambda r: (r.params["motif"], r.params["features"], r.seed, r.params["dataset_size"])  # noqa: E731
-    by_algo = {a: {key(r): r.metrics for r in records if r.algorithm == a} for a in (dis, dpg)}
-    rows = []
-    for d in sorted({r.params["dataset_size"] for r in records}):
-        keys = [k for k in by_algo[dpg] if k[3] == d and k in by_algo[dis]]
-        if not keys:
-            continue
-        P, S = by_algo[dpg], by_algo[dis]
-        freq = lambda m, k: max(m[k], 1e-6)  # noqa: E731
-        rows.append([
-            d,
-            _mean([P[k]["ce_test"] / S[k]["ce_test"] for k in keys]),
-            _mean([freq(P[k], "motif_freq") / freq(S[k], "motif_freq") for k in keys]),
-            _mean([P[k]["ce_test"] / P[k]["ce_r"] for k in keys]),
-            _mean([P[k]["ce_test"] / P[k]["h_true"] for k in keys]),
-            _mean([freq(P[k], "motif_freq") / freq(P[k], "motif_freq_r") for k in keys]),
-            _mean([S[k]["ce_test"] / S[k]["ce_r"] for k in keys]),
-            _mean([freq(S[k], "motif_freq") / freq(S[k], "motif_freq_r") for k in keys]),
-            _mean([P[k]["ce_test"] for k in keys]),
-            _mean([S[k]["ce_test"] for k in keys]),
-            _mean([P[k]["ce_r"] for k in keys]),
-            _mean([P[k]["ce_plambda"] for k in keys]),
-            _mean([P[k]["h_true"] for k in keys]),
-        ])
-    header = ["|D|", "CE dpg/dis", "mtf dpg/dis", "CE dpg/r", "CE dpg/H", "mtf dpg/r", "CE dis/r", "mtf dis/r",
-              "CE dpg", "CE dis", "CE r", "CE p_λ", "H"]
-    return format_table(header, rows)
+        """``gam_ce_vs_D.png`` and ``gam_kl_curves.png`` (:mod:`seqrl.bench.gam_report`)."""
+        return plot_gam(records, self.curves, out, self.reference)
 
 
 __all__ = ["FittedGAM", "GamSettings", "GamSuite", "fit_gam", "QUICK_SETTINGS", "table1", "asdict"]

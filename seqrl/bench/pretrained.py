@@ -96,9 +96,9 @@ def train_lm(config: LMConfig, *, device: str | torch.device = "cpu", progress: 
     valid = grammar.batch(config.valid_size, config.grammar_seed + 1)
     seed_everything(config.seed)
     policy = new_lm(grammar, config)
-    result = fit(make_algorithm("mle", policy), train, valid=valid,
-                 config=FitConfig(max_epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
-                                  clip_grad_norm=1.0, device=str(device), seed=config.seed, progress=progress))
+    mle = make_algorithm("mle", policy, batch_size=config.batch_size, lr=config.lr, clip_grad_norm=1.0)
+    result = fit(mle, train, valid=valid, config=FitConfig(max_epochs=config.epochs, keep="best", device=str(device),
+                                                          seed=config.seed, progress=progress))
     policy.eval()
     return policy, {"valid_ce": float(result.best), "steps": float(result.steps)}
 

@@ -89,6 +89,40 @@ def run_suite(
         return _run(name, suite, jobs, options, executor, echo=echo, resume=resume, tensorboard=tensorboard)
 
 
+def _read_back(keys: list[str], done: dict[str, dict]) -> dict[int, tuple[list[RunRecord], list[Any]]]:
+    """The records and curves of the jobs an earlier run of this folder finished, by their place in the grid."""
+    finished: dict[int, tuple[list[RunRecord], list[Any]]] = {}
+    for index, key in enumerate(keys):
+        entry = done.get(key)
+        if entry is not None:
+            finished[index] = ([RunRecord(**r) for r in untagged(entry["records"])],
+                               untagged(entry.get("curves") or []))
+    return finished
+
+
+def _job_line(name: str, outcome: Any, count: int, total: int, seconds: float) -> None:
+    fields = ", ".join(f"{k}={v}" for k, v in outcome.job.items() if isinstance(v, (int, float, str)))
+    print(f"bench {name}: job {count}/{total} done ({fields}) at {seconds:.0f} s", file=sys.stderr, flush=True)
+
+
+def _finish(name: str, suite: Any, finished: dict[int, tuple[list[RunRecord], list[Any]]], store: Any, where: str,
+            started: str, ident: dict[str, Any], note: str, seconds: float, echo: Callable[[str], None]) -> dict:
+    """The report, the plots and the final results files."""
+    records = [r for i in sorted(finished) for r in finished[i][0]]
+    if isinstance(getattr(suite, "curves", None), list):  # every job's curves, in grid order
+        suite.curves[:] = [c for i in sorted(finished) for c in finished[i][1]]
+    echo(suite.report(records))
+    echo(f"{len(records)} runs in {seconds:.1f} s on {where}{note}")
+    if store is None:
+        return strict_json({"suite": name, "runs": [asdict(r) for r in records]})
+    plots = write_plots(suite, name, records, store.out)
+    payload = write_results(name, where, started, records, store.out, grid=ident, plots=[p.name for p in plots])
+    for path in plots:
+        echo(f"wrote {path}")
+    echo(f"wrote {store.out / 'results.json'} and {store.out / 'results.csv'}")
+    return payload
+
+
 def _run(name: str, suite: Any, jobs: list[dict[str, Any]], options: BenchOptions, executor: Any, *,
          echo: Callable[[str], None], resume: bool, tensorboard: str | Path | None) -> dict:
     where = executor.describe(options.device)
@@ -100,20 +134,11 @@ def _run(name: str, suite: Any, jobs: list[dict[str, Any]], options: BenchOption
     if store is not None:
         started, done = store.open(name, ident, started, total=len(jobs), resume=resume)
         store.start(name)
-    finished: dict[int, tuple[list[RunRecord], list[Any]]] = {}
-    for index, key in enumerate(keys):
-        entry = done.get(key)
-        if entry is not None:  # finished by an earlier run: its records and curves, read back
-            finished[index] = ([RunRecord(**r) for r in untagged(entry["records"])],
-                               untagged(entry.get("curves") or []))
+    finished = _read_back(keys, done)
     restored = saved = len(finished)
     pending = [GridJob(i, key, job) for i, (job, key) in enumerate(zip(jobs, keys)) if i not in finished]
     runner = JobRunner(name, type(suite).__module__, options, store.out / "logs" if store is not None else None,
                        Path(tensorboard) if tensorboard is not None else None)
-
-    def in_grid_order() -> list[RunRecord]:
-        return [r for i in sorted(finished) for r in finished[i][0]]
-
     t0 = time.perf_counter()
     bar = tqdm(total=len(jobs), initial=restored, desc=f"bench {name}", disable=options.progress is not True,
                dynamic_ncols=True)
@@ -124,28 +149,14 @@ def _run(name: str, suite: Any, jobs: list[dict[str, Any]], options: BenchOption
                 with deferred():  # a stop signal waits until the job is saved whole
                     store.append(outcome.key, outcome.job, outcome.records, outcome.curves)
                     saved += 1
-                    write_results(name, where, started, in_grid_order(), store.out, grid=ident)
+                    write_results(name, where, started, [r for i in sorted(finished) for r in finished[i][0]],
+                                  store.out, grid=ident)
             bar.update(1)
             if options.progress == "lines":
-                fields = ", ".join(f"{k}={v}" for k, v in outcome.job.items() if isinstance(v, (int, float, str)))
-                print(f"bench {name}: job {len(finished)}/{len(jobs)} done ({fields}) at "
-                      f"{time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+                _job_line(name, outcome, len(finished), len(jobs), time.perf_counter() - t0)
         bar.close()
-        records = in_grid_order()
-        if isinstance(getattr(suite, "curves", None), list):  # every job's curves, in grid order
-            suite.curves[:] = [c for i in sorted(finished) for c in finished[i][1]]
-        echo(suite.report(records))
         note = f" ({restored} of {len(jobs)} jobs read back from {store.log})" if restored and store else ""
-        echo(f"{len(records)} runs in {time.perf_counter() - t0:.1f} s on {where}{note}")
-        if store is None:
-            return strict_json({"suite": name, "runs": [asdict(r) for r in records]})
-        plots = write_plots(suite, name, records, store.out)
-        payload = write_results(name, where, started, records, store.out, grid=ident,
-                                plots=[p.name for p in plots])
-        for path in plots:
-            echo(f"wrote {path}")
-        echo(f"wrote {store.out / 'results.json'} and {store.out / 'results.csv'}")
-        return payload
+        return _finish(name, suite, finished, store, where, started, ident, note, time.perf_counter() - t0, echo)
     except BenchInterrupted:
         raise
     except KeyboardInterrupt as err:

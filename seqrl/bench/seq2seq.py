@@ -24,21 +24,21 @@ from __future__ import annotations
 import json
 import math
 import statistics
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 
-from ..algorithms import ALGORITHMS, make_algorithm
-from ..algorithms.base import RunContext
+from ..algorithms import ALGORITHMS, Offer, config_fields, resolve_algorithm
 from ..config import check_ranges
 from ..envs.tasks import TextPairTask, ToyTranslationTask
-from ..metrics import corpus_bleu, corpus_rouge, cross_entropy, exposure_bias
+from ..metrics import corpus_bleu, corpus_rouge, cross_entropy, exposure_bias, reward_score
 from ..policies import MAX_WIDTH, make_policy
 from ..rewards import REWARDS, make_reward
-from ..training import FitConfig, FitResult, fit, reward_score
+from ..training import FitConfig, FitResult
 from ..utils import seed_everything
+from .rows import Row, run_row, suite_defaults
 from .stats import format_table
 from .suite import BenchOptions, RunRecord, Suite, override_settings, register_suite
 
@@ -111,6 +111,27 @@ QUICK = Seq2SeqSettings(train_size=300, lexicon_scale=3, zipf=0.0, mle_epochs=30
 """A smoke run of every algorithm in minutes: pretraining is cut at 30 epochs, before it converges."""
 
 
+PROTOCOL: dict[str, dict[str, Any]] = {
+    "raml": {"proposal": "ngram", "include_reference": True, "normalization": "self", "density_correction": False},
+    "reinforce": {"baseline": "self_critical"},
+    "spg": {"guide_reward": "hamming", "reward_temperature": 0.5, "num_samples": 2},
+}
+"""The suite's settings for some algorithms, beside each algorithm's own defaults (which ``seqrl train`` and the
+API use): RAML as the papers run it (y* plus n-gram replacements, softmax(R/τ) weights over the candidates; over
+a translation vocabulary, the exact default's q ∝ exp(BLEU/τ) on the whole space is nearly uniform over nonsense);
+REINFORCE with the self-critical baseline (one sample per source suffices); SPG's proposal guided by hamming's
+ΔR (vectorized; sentence BLEU's is not), its weights still by the suite's reward."""
+
+
+def protocol_settings(name: str, eval_every: int) -> dict[str, Any]:
+    """The suite's settings for algorithm ``name``: :data:`PROTOCOL`'s, and its own validation checks (where it
+    schedules on them) at the suite's evaluation interval."""
+    settings = dict(PROTOCOL.get(name, {}))
+    if "check_every" in config_fields(resolve_algorithm(name)):
+        settings["check_every"] = eval_every
+    return settings
+
+
 TABLE3_BETAS = (0.001, 0.01, 0.1, 1.0)
 TABLE3_LAMBDA_VARS = (0.0, 0.001)
 
@@ -135,7 +156,7 @@ class Seq2SeqSuite(Suite):
     :meth:`~seqrl.algorithms.base.Algorithm.bench_kwargs` defaults."""
 
     name = "seq2seq"
-    offers = frozenset({"data", "reward"})
+    offers = frozenset({"data", "reward", "validation"})
     settings_class = Seq2SeqSettings
     grid_options = ("data",)
     comparison = ("bleu", "max")
@@ -169,9 +190,9 @@ class Seq2SeqSuite(Suite):
 
         def from_scratch(name: str) -> bool:
             """Whether ``name`` trains from a random initialization (else: from the pretrained policy)."""
-            return scratch and ALGORITHMS.get(name).requires.from_scratch
+            return scratch and resolve_algorithm(name).requires.from_scratch
 
-        seed, device = job["seed"], options.device
+        seed = job["seed"]
         task: TextPairTask | ToyTranslationTask
         if job["data"]:
             task = TextPairTask(job["data"], seed=st.data_seed)
@@ -195,11 +216,12 @@ class Seq2SeqSuite(Suite):
             return {"valid_bleu": bleu, "valid_reward": reward_score(reward, alg.policy, valid),
                     "valid_ce": cross_entropy(alg.policy, valid)}
 
-        base_cfg = FitConfig(batch_size=st.batch_size, lr=st.lr, patience=st.patience, eval_every=eval_every,
-                             device=str(device), seed=seed, progress=options.bars)
-        scratch_cfg = replace(base_cfg, max_epochs=st.mle_epochs)
         # Fine-tuning may not return a policy worse on validation than the one it started from.
-        finetune_cfg = replace(base_cfg, max_epochs=st.finetune_epochs, lr=st.finetune_lr, evaluate_at_start=True)
+        scratch_cfg = FitConfig(max_epochs=st.mle_epochs, patience=st.patience, eval_every=eval_every, keep="best",
+                                monitor=st.scratch_monitor, mode=MONITORS[st.scratch_monitor])
+        finetune_cfg = FitConfig(max_epochs=st.finetune_epochs, patience=st.patience, eval_every=eval_every,
+                                 keep="best", monitor=st.finetune_monitor, mode=MONITORS[st.finetune_monitor],
+                                 evaluate_at_start=True)
 
         def new_policy():
             seed_everything(seed)
@@ -208,22 +230,16 @@ class Seq2SeqSuite(Suite):
 
         def train(name: str, policy, *, pretraining: bool = False, label: str | None = None,
                   overrides: dict[str, Any] | None = None) -> FitResult:
-            """Train ``policy`` in place by ``name``; from scratch, stop on ``scratch_monitor`` (by default
-            validation CE: BLEU stays at 0 for the first epochs and would exhaust a short patience)."""
-            seed_everything(seed)
-            cls = ALGORITHMS.get(name)
+            """Train ``policy`` in place by ``name`` (the one row runner); from scratch, stop on ``scratch_monitor``
+            (by default validation CE: BLEU stays at 0 for the first epochs and would exhaust a short patience)."""
             scratch_run = pretraining or from_scratch(name)
-            cfg = scratch_cfg if scratch_run else finetune_cfg
-            budget = (st.mle_epochs if scratch_run else st.finetune_epochs) * steps_per_epoch
-            context = RunContext(vocab=task.vocab, max_len=task.max_len, train=train_set, valid=valid,
-                                 reward=st.reward, steps_per_epoch=steps_per_epoch, budget_steps=budget,
-                                 from_scratch=scratch_run)
-            algo_kwargs, fit_kwargs = options.for_algorithm(name)
-            kwargs = {**cls.bench_kwargs(context), **algo_kwargs, **(overrides or {})}
-            algo = make_algorithm(name, policy, **kwargs)
-            cfg = replace(cfg, **{**cls.fit_overrides, **fit_kwargs})
-            monitor = st.scratch_monitor if scratch_run else st.finetune_monitor
-            result = fit(algo, train_set, evaluate=evaluate, monitor=monitor, mode=MONITORS[monitor], config=cfg)
+            epochs = st.mle_epochs if scratch_run else st.finetune_epochs
+            offer = Offer(train=train_set, valid=valid, reward=st.reward, epochs=epochs, from_scratch=scratch_run)
+            settings = {**protocol_settings(name, eval_every), "batch_size": st.batch_size,
+                        **suite_defaults(name, lr=st.lr if scratch_run else st.finetune_lr), **(overrides or {})}
+            row = Row(name, lambda: policy, offer, settings, scratch_cfg if scratch_run else finetune_cfg,
+                      train=train_set, evaluate=evaluate)
+            _, _, result = run_row(row, options, seed)
             label = f"{name}_pretrained" if pretraining and not scratch else (label or name)
             self.curves.append({"algorithm": label, "seed": seed, "from_scratch": scratch_run,
                                 "points": _curve(result.history)})

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from .suite import RunRecord
+from .records import RunRecord
 
 
 def paired_differences(records: list[RunRecord], metric: str, reference: str = "mle") -> dict[str, list[float]]:

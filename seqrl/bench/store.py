@@ -77,7 +77,7 @@ def write_results(suite: str, device: torch.device | str, started: str, records:
     """Write ``results.json`` (strict JSON: NaN and ±inf as ``null``) and ``results.csv``, each atomically;
     ``device`` is a torch device or its description, ``grid`` what identifies the run (:func:`bench_grid`),
     ``plots`` the names of the plot files beside them. Return the payload as written."""
-    from .. import __version__
+    from .._version import __version__
 
     out.mkdir(parents=True, exist_ok=True)
     payload: dict[str, Any] = {
@@ -178,7 +178,7 @@ def bench_grid(name: str, suite: Suite, options: BenchOptions) -> dict[str, Any]
     """What identifies a suite run (stored in results.json and runs.jsonl as "grid"): a rerun into the same
     folder must have the same to resume it: the suite, grid and settings, the seqrl version, and the sha256
     of each data file's contents (so that other data under the same path is not resumed onto)."""
-    from .. import __version__
+    from .._version import __version__
 
     data = {path: file_fingerprint(path) for path in options.grid.get("data", ()) if Path(path).is_file()}
     grid = {"suite": name, "quick": options.quick, "seeds": options.seeds,

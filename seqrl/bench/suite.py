@@ -15,20 +15,11 @@ from typing import Any, Literal
 
 import torch
 
-from ..algorithms import ALGORITHMS
+from ..algorithms import ALGORITHMS, config_fields, resolve_algorithm
 from ..config import SettingError, check_value, describe
 from ..registry import Registry
+from .records import RunRecord
 from .stats import format_records, paired_table
-
-
-@dataclass
-class RunRecord:
-    """One run: its algorithm, seed, parameters and metrics (metric names are stable)."""
-
-    algorithm: str
-    seed: int
-    params: dict[str, Any]
-    metrics: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -55,10 +46,8 @@ class BenchOptions:
 
     def for_algorithm(self, name: str) -> tuple[dict[str, Any], dict[str, Any]]:
         """(config overrides, FitConfig overrides) the user gave for algorithm ``name``."""
-        from ..algorithms.base import config_fields
-
         given = self.algorithm_settings.get(name, {})
-        own = config_fields(ALGORITHMS.get(name))
+        own = config_fields(resolve_algorithm(name))
         return ({k: v for k, v in given.items() if k in own}, {k: v for k, v in given.items() if k not in own})
 
 
@@ -144,29 +133,33 @@ def split_algorithm_settings(settings: dict[str, Any], available: Sequence[str]
                              ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     """Split ``--set`` overrides into the suite's own and per-algorithm ones (``ALGO.FIELD``), checking
     that each algorithm is available and each field is one of its config's or of FitConfig's."""
-    from ..algorithms.base import config_fields, config_from_kwargs
     from ..training import FitConfig
 
     fit_fields = {f.name for f in fields(FitConfig)} - {"device", "seed", "progress", "checkpoint", "log_dir",
-                                                         "tensorboard_dir"}
+                                                         "tensorboard_dir", "state_path", "state_every"}
     plain: dict[str, Any] = {}
     per: dict[str, dict[str, Any]] = {}
     for key, value in settings.items():
         if "." not in key:
             plain[key] = value
             continue
-        algo, field_name = key.split(".", 1)
-        if algo not in available:
+        algo, field_name = key.rsplit(".", 1)
+        if algo not in available and ":" not in algo:
             raise KeyError(f"--set {key}: no algorithm {algo!r} in this suite; available: {list(available)}")
-        known = config_fields(ALGORITHMS.get(algo)) | fit_fields
+        known = config_fields(resolve_algorithm(algo)) | fit_fields
         if field_name not in known:
             raise KeyError(f"--set {key}: {algo} has no setting {field_name!r}; known: {sorted(known)}")
         per.setdefault(algo, {})[field_name] = value
     for algo, given in per.items():  # values and ranges checked now, not when the algorithm's turn comes
-        cls = ALGORITHMS.get(algo)
+        cls = resolve_algorithm(algo)
         own = config_fields(cls)
-        config_from_kwargs(cls, **{k: v for k, v in given.items() if k in own})
-        FitConfig(**{"max_steps": 1, **{k: v for k, v in given.items() if k not in own}})
+        try:
+            cls.Config(**{k: v for k, v in given.items() if k in own})
+            FitConfig(**{k: v for k, v in given.items() if k not in own})
+        except SettingError as err:
+            if err.key is None:
+                raise
+            raise SettingError(f"--set {algo}.{err.key}: {err}", f"{algo}.{err.key}") from None
     return plain, per
 
 

@@ -25,6 +25,7 @@ from ..registry import (
     record_range,
 )
 from ..types import SequenceBatch, Vocab
+from ..utils import eval_mode, motif_presence
 
 
 class PotentialError(ValueError):
@@ -111,23 +112,15 @@ def _label(potential: Any) -> str:
 def base_log_prob(base: Any, batch: SequenceBatch) -> Tensor:
     """[B] log a(x) of the base model of an EBM P(x) = a(x)·e^{…}, scored as a distribution (eval mode:
     dropout off; its train/eval mode restored), on the batch's device."""
-    was_training = base.training
-    base.eval()
-    try:
+    with eval_mode(base):
         return base.sequence_log_prob(batch.to(base.device)).to(batch.device)
-    finally:
-        base.train(was_training)
 
 
-def checked_log_potential(potential: Potential, batch: SequenceBatch, *, require_support: bool = True) -> Tensor:
-    """log P(x) → [B], raising :class:`PotentialError` on NaN, +inf, a wrong shape, a non-tensor, or
-    (when ``require_support``) a batch where every value is -inf (P = 0 on all of it: no importance
-    weight can be formed and Z would be estimated as 0). The one place where potentials' outputs are
-    checked; a plug-in that raises gets an error naming it."""
-    plugin = plugin_source(potential) is not None
+def _call_potential(potential: Potential, batch: SequenceBatch, plugin: bool) -> Any:
+    """``potential.log_potential(batch)``; a plug-in gets a copy (writing into it changes nothing seqrl keeps), and
+    its failures, ``sys.exit`` included, are one :class:`PotentialError` naming it."""
     try:
-        # a plug-in gets a copy: writing into it changes nothing seqrl keeps
-        values = potential.log_potential(batch.clone() if plugin else batch)
+        return potential.log_potential(batch.clone() if plugin else batch)
     except PotentialError:
         raise
     except SystemExit as err:
@@ -137,22 +130,35 @@ def checked_log_potential(potential: Potential, batch: SequenceBatch, *, require
             raise
         raise PotentialError(f"{_label(potential)}: log_potential raised {type(err).__name__}: "
                              f"{first_line(err)}") from err
-    if isinstance(values, Tensor) and (values.is_meta or values.device != batch.device):
-        where = "the meta device (no values)" if values.is_meta else f"device {values.device}"
-        raise PotentialError(f"{_label(potential)}: log_potential returned values on {where}, the batch is on "
-                             f"{batch.device}; return them on the batch's device")
+
+
+def _check_tensor(potential: Potential, values: Any, batch: SequenceBatch) -> Tensor:
+    """The returned values as a real float [B] tensor on the batch's device, or the error that says what is wrong."""
+    label = _label(potential)
     if not isinstance(values, Tensor):
         text = repr(values)
         text = text if len(text) <= 40 else text[:39] + "…"
-        raise PotentialError(f"{_label(potential)}: log_potential returned {type(values).__name__} {text}; "
+        raise PotentialError(f"{label}: log_potential returned {type(values).__name__} {text}; "
                              f"expected a ({batch.batch_size},) float tensor")
+    if values.is_meta or values.device != batch.device:
+        where = "the meta device (no values)" if values.is_meta else f"device {values.device}"
+        raise PotentialError(f"{label}: log_potential returned values on {where}, the batch is on "
+                             f"{batch.device}; return them on the batch's device")
     if values.shape != (batch.batch_size,):
-        raise PotentialError(f"{_label(potential)}: log_potential returned shape {tuple(values.shape)}, "
+        raise PotentialError(f"{label}: log_potential returned shape {tuple(values.shape)}, "
                              f"expected ({batch.batch_size},)")
     if values.is_complex():
-        raise PotentialError(f"{_label(potential)}: log_potential returned a complex tensor; expected real values")
-    if not values.is_floating_point():
-        values = values.float()  # integer log-potentials are fine (and cannot be NaN)
+        raise PotentialError(f"{label}: log_potential returned a complex tensor; expected real values")
+    return values if values.is_floating_point() else values.float()  # integer log-potentials are fine
+
+
+def checked_log_potential(potential: Potential, batch: SequenceBatch, *, require_support: bool = True) -> Tensor:
+    """log P(x) → [B], raising :class:`PotentialError` on NaN, +inf, a wrong shape, device or type, or
+    (when ``require_support``) a batch where every value is -inf (P = 0 on all of it: no importance
+    weight can be formed and Z would be estimated as 0). The one place where potentials' outputs are
+    checked; a plug-in that raises gets an error naming it."""
+    plugin = plugin_source(potential) is not None
+    values = _check_tensor(potential, _call_potential(potential, batch, plugin), batch)
     bad = torch.isnan(values) | (values == math.inf)
     if bool(bad.any()):
         first = int(bad.nonzero()[0, 0])
@@ -174,8 +180,6 @@ class MotifProcessPotential:
     the motif. P(x) = 2^-n if |x| = n and m occurs in x, else 0."""
 
     def __init__(self, vocab: Vocab, motif: str, length: int) -> None:
-        from ..rewards.builtin import motif_presence
-
         self.motif, self.length = motif, length
         self._motif_ids = torch.tensor(vocab.encode(list(motif), add_eos=False))
         self._presence = motif_presence

@@ -15,8 +15,8 @@ import re
 import torch
 from torch import Tensor
 
-from ..rewards.builtin import motif_presence
 from ..types import SequenceBatch, Vocab
+from ..utils import motif_presence
 
 MASK_PATTERN = re.compile(r"^(Mv)?[01]{7}$")
 FEATURE_NAMES = ("motif", "supermotif", "submotif", "first_bit", "alt_10", "alt_100", "alt_0011")

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..exact import eval_mode
 from ..types import SequenceBatch, concat_batches
+from ..utils import eval_mode
 from .base import PotentialError, checked_log_potential
 
 

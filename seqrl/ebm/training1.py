@@ -114,6 +114,81 @@ def exact_moments(potential: MomentPotential, space: SequenceBatch) -> Tensor:
     return snis_moments(phi, log_p)  # softmax(log P) are the exact probabilities
 
 
+def _check_request(config: Training1Config, data: SequenceBatch | None, moments: Tensor | None,
+                   space: SequenceBatch | None) -> None:
+    if (data is None) == (moments is None):
+        raise ValueError("fit_lambda takes the target moments from data or from moments=, exactly one of them")
+    if data is not None and data.batch_size == 0:
+        raise ValueError("empty data: Training-1 needs sequences to take moments of")
+    if config.method == "exact" and space is None:
+        raise ValueError("method='exact' needs the enumerated space")
+    if config.method not in ("snis", "rs", "exact"):
+        raise ValueError(f"unknown Training-1 method {config.method!r}; expected 'snis', 'rs' or 'exact'")
+    if config.solver not in ("newton", "sgd"):
+        raise ValueError(f"unknown Training-1 solver {config.solver!r}; expected 'newton' or 'sgd'")
+
+
+def _target_moments(potential: MomentPotential, data: SequenceBatch | None, moments: Tensor | None) -> Tensor:
+    """μ̄ [K] (float64, CPU): E_D φ of the data, or the moments given."""
+    if data is not None:
+        return potential.features(data.to(potential.base.device)).double().mean(0).cpu()
+    mu = torch.as_tensor(moments, dtype=torch.float64).detach().cpu()
+    if mu.shape != potential.lam.shape:
+        raise ValueError(f"moments must have shape {tuple(potential.lam.shape)} (one per feature), "
+                         f"got {tuple(mu.shape)}")
+    return mu
+
+
+@dataclass
+class _Pool:
+    """What the moments are taken over: φ(x) and log r(x)·1[S] of the space or of samples of r, and the
+    uniforms of rejection sampling."""
+
+    phi: Tensor
+    log_base: Tensor
+    u: Tensor | None = None
+
+
+def _draw_pool(potential: MomentPotential, config: Training1Config, generator: torch.Generator) -> _Pool:
+    """``num_samples`` x ~ r: weight e^{λ·φ}·1[S] (SNIS), or accepted with e^{λ·φ − bound} (RS)."""
+    r = potential.base
+    pool = draw(r, config.num_samples, lambda b, lq: torch.zeros_like(lq), generator)
+    phi = potential.features(pool.batch).double()
+    log_base = log_support(potential, pool.batch).to(phi.device)
+    if bool((log_base == -math.inf).all()):
+        raise PotentialError(f"none of the {config.num_samples} samples of the proposal r lies in the "
+                             "potential's support (P = 0 on all of them): no moment can be estimated")
+    u = torch.rand(config.num_samples, device=phi.device, generator=generator, dtype=torch.float64)
+    return _Pool(phi, log_base, u)
+
+
+def _model_moments(potential: MomentPotential, config: Training1Config, pool: _Pool,
+                   lam: Tensor) -> tuple[Tensor, Tensor]:
+    """E_{p_λ} φ and Cov_{p_λ} φ on the pool: self-normalized weights, or the accepted samples of RS."""
+    phi, log_base = pool.phi, pool.log_base
+    if config.method != "rs":
+        return _moments(phi, log_base + phi @ lam)
+    assert pool.u is not None  # drawn with every pool
+    accept = pool.u.log() < (log_base + phi @ lam - potential.log_ratio_bound())
+    if not bool(accept.any()):
+        raise RuntimeError("rejection sampling accepted no sample: increase num_samples")
+    return _moments(phi[accept], torch.zeros(int(accept.sum()), dtype=torch.float64, device=phi.device))
+
+
+def _solver_step(config: Training1Config, pool: _Pool, mu: Tensor, lam: Tensor, gap: Tensor, hessian: Tensor,
+                 step: int, pools: int) -> Tensor | None:
+    """The next λ: the authors' SGD schedule, or a damped Newton step (line-searched on the dual where there is
+    one); None when no decrease is left at float64 precision (λ is optimal on these moments)."""
+    if config.solver == "sgd":
+        return lam + (config.lr0 / step if config.lr_decay else config.lr0) * gap
+    direction = _newton_direction(hessian, gap, config.max_step)
+    scale = 1.0 / max(pools, 1)
+    if config.method == "rs":  # no objective to search on: the damped step itself
+        return (lam + scale * direction).clamp(-config.max_abs_lambda, config.max_abs_lambda)
+    new = _line_search(pool.log_base, pool.phi, mu, lam, -gap, direction, config.max_abs_lambda)
+    return None if new is None else lam + scale * (new - lam)
+
+
 def fit_lambda(
     potential: MomentPotential,
     data: SequenceBatch | None,
@@ -127,78 +202,32 @@ def fit_lambda(
     ``moments`` gives the target μ̄ [K] directly (GDC's constraints; ``data`` is then None). Proposal samples
     outside the potential's support S weigh 0, so the model moments are those of p_λ ∝ r·e^{λ·φ}·1[S]."""
     config = config or Training1Config()
-    if (data is None) == (moments is None):
-        raise ValueError("fit_lambda takes the target moments from data or from moments=, exactly one of them")
-    if data is not None and data.batch_size == 0:
-        raise ValueError("empty data: Training-1 needs sequences to take moments of")
-    if config.method == "exact" and space is None:
-        raise ValueError("method='exact' needs the enumerated space")
-    if config.method not in ("snis", "rs", "exact"):
-        raise ValueError(f"unknown Training-1 method {config.method!r}; expected 'snis', 'rs' or 'exact'")
-    if config.solver not in ("newton", "sgd"):
-        raise ValueError(f"unknown Training-1 solver {config.solver!r}; expected 'newton' or 'sgd'")
-    features, r = potential.features, potential.base
-    if data is not None:
-        data_moments = features(data.to(r.device)).double().mean(0).cpu()
-    else:
-        assert moments is not None
-        data_moments = torch.as_tensor(moments, dtype=torch.float64).detach().cpu()
-        if data_moments.shape != potential.lam.shape:
-            raise ValueError(f"moments must have shape {tuple(potential.lam.shape)} (one per feature), "
-                             f"got {tuple(data_moments.shape)}")
-    generator = torch.Generator(device=r.device).manual_seed(config.seed)
-    log_base = phi = u = None  # log r(x) − const on the space or pool, φ(x), uniforms for RS
-    if config.method == "exact":
-        assert space is not None
-        phi, log_base = _exact_space(potential, space)
-    lam = potential.lam.detach().double().to(r.device if phi is None else phi.device)
+    _check_request(config, data, moments, space)
+    data_moments = _target_moments(potential, data, moments)
+    generator = torch.Generator(device=potential.base.device).manual_seed(config.seed)
+    pool = _Pool(*_exact_space(potential, space)) if config.method == "exact" and space is not None else None
+    lam = potential.lam.detach().double().to(potential.base.device if pool is None else pool.phi.device)
     mu = data_moments.to(lam.device)
     history: list[float] = []
     model = torch.zeros_like(data_moments)
-    converged = False
-    pools = 0
-    step = 0
+    converged, pools, step = False, 0, 0
     for step in range(1, config.max_steps + 1):
-        if config.method != "exact" and (
-            phi is None or (config.resample_every and (step - 1) % config.resample_every == 0)
-        ):
-            pool = draw(r, config.num_samples, lambda b, lq: torch.zeros_like(lq), generator)
-            phi = features(pool.batch).double()
-            log_base = log_support(potential, pool.batch).to(phi.device)  # x ~ r: weight e^{λ·φ}·1[S]
-            if bool((log_base == -math.inf).all()):
-                raise PotentialError(f"none of the {config.num_samples} samples of the proposal r lies in the "
-                                     "potential's support (P = 0 on all of them): no moment can be estimated")
-            u = torch.rand(config.num_samples, device=phi.device, generator=generator, dtype=torch.float64)
-            lam, mu, pools = lam.to(phi.device), mu.to(phi.device), pools + 1
-        assert phi is not None and log_base is not None
-        if config.method == "rs":
-            assert u is not None  # drawn with every pool
-            bound = potential.log_ratio_bound()
-            accept = u.log() < (log_base + phi @ lam - bound)
-            if not bool(accept.any()):
-                raise RuntimeError("rejection sampling accepted no sample: increase num_samples")
-            model_dev, hessian = _moments(phi[accept], torch.zeros(int(accept.sum()), dtype=torch.float64,
-                                                                   device=phi.device))
-        else:
-            model_dev, hessian = _moments(phi, log_base + phi @ lam)
+        if config.method != "exact" and (pool is None or (config.resample_every and
+                                                          (step - 1) % config.resample_every == 0)):
+            pool = _draw_pool(potential, config, generator)
+            lam, mu, pools = lam.to(pool.phi.device), mu.to(pool.phi.device), pools + 1
+        assert pool is not None
+        model_dev, hessian = _model_moments(potential, config, pool, lam)
         model = model_dev.cpu()
         gap = mu - model_dev
         history.append(float(gap.abs().max()))
         if history[-1] < config.tolerance:
             converged = True
             break
-        if config.solver == "sgd":
-            lam = lam + (config.lr0 / step if config.lr_decay else config.lr0) * gap
-        else:
-            direction = _newton_direction(hessian, gap, config.max_step)
-            scale = 1.0 / max(pools, 1)
-            if config.method == "rs":  # no objective to search on: the damped step itself
-                lam = (lam + scale * direction).clamp(-config.max_abs_lambda, config.max_abs_lambda)
-            else:
-                new = _line_search(log_base, phi, mu, lam, -gap, direction, config.max_abs_lambda)
-                if new is None:  # no decrease left at float64 precision: λ is optimal on these moments
-                    break
-                lam = lam + scale * (new - lam)
+        new = _solver_step(config, pool, mu, lam, gap, hessian, step, pools)
+        if new is None:
+            break
+        lam = new
         potential.lam.copy_(lam.to(potential.lam))
     return Training1Result(potential.lam.detach().clone(), data_moments, model, step, converged, history)
 

@@ -313,9 +313,9 @@ _MAGIC = {b"\x1f\x8b": "gzip-compressed", b"PK\x03\x04": "a zip archive", b"BZh"
           b"\xfd7zXZ": "xz-compressed", b"\xff\xfe": "UTF-16 text", b"\xfe\xff": "UTF-16 text"}
 
 
-def _read_lines(path: Path, max_line_bytes: int = MAX_LINE_BYTES) -> list[str]:
-    """The lines of a UTF-8 text file (BOM stripped, CR LF accepted), or a :class:`DataFileError` naming
-    the file and line: missing, a directory, empty, binary, not UTF-8, or a line over ``max_line_bytes``."""
+def _read_bytes(path: Path) -> bytes:
+    """The file's bytes (BOM stripped), or a :class:`DataFileError`: missing, a directory, unreadable, empty or an
+    archive/UTF-16 file."""
     if not path.exists():
         raise DataFileError(f"{path}: no such file")
     if path.is_dir():
@@ -324,31 +324,40 @@ def _read_lines(path: Path, max_line_bytes: int = MAX_LINE_BYTES) -> list[str]:
         raw = path.read_bytes()
     except OSError as err:
         raise DataFileError(f"{path}: cannot read ({err.strerror or err})") from None
-    if raw.startswith(b"\xef\xbb\xbf"):
-        raw = raw[3:]
+    raw = raw[3:] if raw.startswith(b"\xef\xbb\xbf") else raw
     if not raw.strip():
         raise DataFileError(f"{path}: empty data: the file is empty; expected lines of text")
     for magic, kind in _MAGIC.items():
         if raw.startswith(magic):
             raise DataFileError(f"{path}: {kind}, not UTF-8 text; convert it to plain UTF-8 text first")
-    lines: list[str] = []
-    for lineno, line in enumerate(raw.split(b"\n"), 1):
-        if len(line) > max_line_bytes:
-            raise DataFileError(
-                f"{path}:{lineno}: line of {len(line):,} bytes exceeds the limit of {max_line_bytes:,} bytes "
-                "(is this a text file of sentence pairs, one per line?)"
-            )
-        nul = line.find(b"\0")
-        if nul >= 0:
-            raise DataFileError(f"{path}:{lineno}: binary data (NUL byte at column {nul + 1}); expected UTF-8 text")
-        try:
-            text = line.decode("utf-8")
-        except UnicodeDecodeError as err:
-            raise DataFileError(
-                f"{path}:{lineno}: not UTF-8 text (byte 0x{line[err.start]:02x} at column {err.start + 1}); "
-                "re-encode the file as UTF-8"
-            ) from None
-        lines.append(text[:-1] if text.endswith("\r") else text)
+    return raw
+
+
+def _decode_line(path: Path, lineno: int, line: bytes, max_line_bytes: int) -> str:
+    """One line as text (CR LF accepted), or the error naming the file, the line and what is wrong with it."""
+    if len(line) > max_line_bytes:
+        raise DataFileError(
+            f"{path}:{lineno}: line of {len(line):,} bytes exceeds the limit of {max_line_bytes:,} bytes "
+            "(is this a text file of sentence pairs, one per line?)"
+        )
+    nul = line.find(b"\0")
+    if nul >= 0:
+        raise DataFileError(f"{path}:{lineno}: binary data (NUL byte at column {nul + 1}); expected UTF-8 text")
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise DataFileError(
+            f"{path}:{lineno}: not UTF-8 text (byte 0x{line[err.start]:02x} at column {err.start + 1}); "
+            "re-encode the file as UTF-8"
+        ) from None
+    return text[:-1] if text.endswith("\r") else text
+
+
+def _read_lines(path: Path, max_line_bytes: int = MAX_LINE_BYTES) -> list[str]:
+    """The lines of a UTF-8 text file (BOM stripped, CR LF accepted), or a :class:`DataFileError` naming
+    the file and line: missing, a directory, empty, binary, not UTF-8, or a line over ``max_line_bytes``."""
+    raw = _read_bytes(path)
+    lines = [_decode_line(path, lineno, line, max_line_bytes) for lineno, line in enumerate(raw.split(b"\n"), 1)]
     if lines and lines[-1] == "":
         lines.pop()
     return lines

@@ -36,6 +36,43 @@ _DROPOUT_FIELDS = ("resid_pdrop", "embd_pdrop", "attn_pdrop", "hidden_dropout", 
                    "hidden_dropout_prob", "attention_probs_dropout_prob", "dropout")
 
 
+def _model_from_config(config: Any, vocab: Vocab, max_len: int, *, model_type: str, hidden_size: int,
+                       num_layers: int, num_heads: int, dropout: float | None) -> Any:
+    """A randomly initialised causal LM from ``config`` (a transformers config or its dict), else a small one of
+    ``model_type`` sized to the vocabulary; ``dropout`` overrides every dropout rate the config has."""
+    transformers = _transformers()
+    if config is None:
+        config = transformers.AutoConfig.for_model(
+            model_type, vocab_size=len(vocab), hidden_size=hidden_size, num_hidden_layers=num_layers,
+            num_attention_heads=num_heads, max_position_embeddings=max_len,
+            bos_token_id=vocab.bos, eos_token_id=vocab.eos)
+    elif isinstance(config, dict):
+        settings = dict(config)
+        if "model_type" not in settings:
+            raise ValueError("config= as a dict needs its 'model_type' (what config.to_dict() gives)")
+        config = transformers.AutoConfig.for_model(settings.pop("model_type"), **settings)
+    if dropout is not None:
+        for name in _DROPOUT_FIELDS:
+            if hasattr(config, name):
+                setattr(config, name, dropout)
+    return transformers.AutoModelForCausalLM.from_config(config)
+
+
+def _id_map(vocab_size: int, model_vocab: int, token_ids: Sequence[int] | None) -> Tensor:
+    """The model's id for each seqrl id (identity when the model is sized to the vocabulary)."""
+    if token_ids is None:
+        if model_vocab != vocab_size:
+            raise ValueError(f"the model has {model_vocab} token ids and the vocabulary {vocab_size}: pass "
+                             "token_ids= (the model's id for each vocabulary id) or a model sized to the vocabulary")
+        return torch.arange(vocab_size)
+    ids = torch.as_tensor(list(token_ids), dtype=torch.long)
+    if ids.shape != (vocab_size,):
+        raise ValueError(f"token_ids has {ids.numel()} ids; expected one per vocabulary id ({vocab_size})")
+    if bool((ids < 0).any()) or bool((ids >= model_vocab).any()):
+        raise ValueError(f"token_ids must lie in [0, {model_vocab}) (the model's vocabulary)")
+    return ids
+
+
 class HFCausalLMPolicy(AutoregressivePolicy):
     """A ``transformers`` ``AutoModelForCausalLM`` behind the policy interface.
 
@@ -75,42 +112,16 @@ class HFCausalLMPolicy(AutoregressivePolicy):
         token_ids: Sequence[int] | None = None,
     ) -> None:
         super().__init__(vocab, max_len)
-        transformers = _transformers()
-        V = len(vocab)
         if model is not None and config is not None:
             raise ValueError("give either model= (a built causal LM) or config=, not both")
         if model is None:
-            if config is None:
-                config = transformers.AutoConfig.for_model(
-                    model_type, vocab_size=V, hidden_size=hidden_size, num_hidden_layers=num_layers,
-                    num_attention_heads=num_heads, max_position_embeddings=max_len,
-                    bos_token_id=vocab.bos, eos_token_id=vocab.eos)
-            elif isinstance(config, dict):
-                settings = dict(config)
-                if "model_type" not in settings:
-                    raise ValueError("config= as a dict needs its 'model_type' (what config.to_dict() gives)")
-                config = transformers.AutoConfig.for_model(settings.pop("model_type"), **settings)
-            if dropout is not None:
-                for name in _DROPOUT_FIELDS:
-                    if hasattr(config, name):
-                        setattr(config, name, dropout)
-            model = transformers.AutoModelForCausalLM.from_config(config)
+            model = _model_from_config(config, vocab, max_len, model_type=model_type, hidden_size=hidden_size,
+                                       num_layers=num_layers, num_heads=num_heads, dropout=dropout)
         elif not isinstance(model, nn.Module) or not hasattr(model, "config"):
             raise TypeError(f"model= must be a transformers causal LM (an nn.Module with .config), got "
                             f"{type(model).__name__}")
         self.model = model
-        model_vocab = int(model.config.vocab_size)
-        if token_ids is None:
-            if model_vocab != V:
-                raise ValueError(f"the model has {model_vocab} token ids and the vocabulary {V}: pass token_ids= "
-                                 "(the model's id for each vocabulary id) or a model sized to the vocabulary")
-            ids = torch.arange(V)
-        else:
-            ids = torch.as_tensor(list(token_ids), dtype=torch.long)
-            if ids.shape != (V,):
-                raise ValueError(f"token_ids has {ids.numel()} ids; expected one per vocabulary id ({V})")
-            if bool((ids < 0).any()) or bool((ids >= model_vocab).any()):
-                raise ValueError(f"token_ids must lie in [0, {model_vocab}) (the model's vocabulary)")
+        ids = _id_map(len(vocab), int(model.config.vocab_size), token_ids)
         self.register_buffer("_token_ids", ids, persistent=False)
         positions = getattr(model.config, "max_position_embeddings", None)
         if isinstance(positions, int) and positions < max_len:

@@ -8,7 +8,9 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor
 
+from ..textscore import WhitespaceTokenizer, corpus_bleu
 from ..types import SequenceBatch, Vocab
+from ..utils import motif_presence
 from .base import BaseReward, Reward, RewardError, compute_reward, make_reward, register_reward
 
 
@@ -138,16 +140,7 @@ class BleuReward(BaseReward):
 
     def corpus_score(self, hyps: SequenceBatch, refs: SequenceBatch) -> float:
         """Corpus BLEU (sacrebleu, 0–100) of the batch: the validation score of the BLEU suites."""
-        from ..metrics import corpus_bleu
-
         return corpus_bleu(hyps.to_strings(self.vocab), refs.to_strings(self.vocab))
-
-
-class _WhitespaceTokenizer:
-    """rouge-score tokenizer that keeps seqrl's symbols as they are (no lowercasing or stripping)."""
-
-    def tokenize(self, text: str) -> list[str]:
-        return text.split()
 
 
 @register_reward("rouge")
@@ -166,7 +159,7 @@ class RougeReward(BaseReward):
 
         self.variant = variant
         self._types = ["rouge1", "rouge2", "rougeL"] if variant == "sum" else [variant]
-        self._scorer = RougeScorer(self._types, tokenizer=_WhitespaceTokenizer())
+        self._scorer = RougeScorer(self._types, tokenizer=WhitespaceTokenizer())
 
     def score(self, hyps: SequenceBatch, refs: SequenceBatch | None) -> Tensor:
         values = []
@@ -174,19 +167,6 @@ class RougeReward(BaseReward):
             scores = self._scorer.score(r, h)  # rouge-score takes (target, prediction)
             values.append(sum(scores[t].fmeasure for t in self._types))
         return torch.tensor(values, device=hyps.device)
-
-
-def motif_presence(batch: SequenceBatch, motif_ids: Tensor) -> Tensor:
-    """[B] bool: the id string ``motif_ids`` occurs inside the symbols of each row (EOS excluded)."""
-    m = motif_ids.numel()
-    B, T = batch.tokens.shape
-    if T < m:
-        return torch.zeros(B, dtype=torch.bool, device=batch.device)
-    windows = batch.tokens.unfold(1, m, 1)  # (B, T-m+1, m)
-    hit = (windows == motif_ids.to(batch.device)).all(-1)
-    starts = torch.arange(T - m + 1, device=batch.device)[None]
-    inside = starts + m <= (batch.lengths - 1)[:, None]  # window ends before the EOS
-    return (hit & inside).any(1)
 
 
 @register_reward("motif")

@@ -1,0 +1,283 @@
+"""``seqrl train ALGO --env ENV``: one algorithm on one environment's task, built by the same builder as the suites
+and the API (:func:`~seqrl.algorithms.make_algorithm`), every option checked before anything is built."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .common import (
+    UsageError,
+    field_type,
+    non_negative,
+    non_negative_float,
+    out_dir,
+    positive,
+    progress,
+    progress_options,
+    set_threads,
+    split_sets,
+    tensorboard_dir,
+    with_option,
+)
+
+
+def add_parser(sub: Any, choices: Callable[[str], str]) -> None:
+    p = sub.add_parser("train", help="train one algorithm on one environment's task",
+                       epilog=f"algorithms: {choices('algorithms')} (or module:Class). environments: "
+                              f"{choices('envs')}. policies: {choices('policies')}. rewards: {choices('rewards')}.")
+    p.add_argument("algorithm", help=f"one of: {choices('algorithms')}, or module:Class for your own")
+    p.add_argument("--env", required=True, help=f"environment id: {choices('envs')}")
+    p.add_argument("--policy", help=f"policy (default: lstm, or seq2seq for conditional tasks): {choices('policies')}")
+    p.add_argument("--init", metavar="PATH", help="start from a saved policy (a policy.pt of seqrl train or bench) "
+                                                  "instead of a random one")
+    p.add_argument("--epochs", type=positive, default=None,
+                   help="passes over the training data (algorithms that learn from data; default 20)")
+    p.add_argument("--steps", type=positive, default=None,
+                   help="optimizer steps (required for algorithms that draw their own samples; with --epochs, the run "
+                        "stops at whichever ends first)")
+    p.add_argument("--batch-size", type=positive, default=None,
+                   help="the algorithm's batch: references per step, or samples per step for dpg/kl_control/… "
+                        "(default: the algorithm's own)")
+    p.add_argument("--lr", type=non_negative_float, default=None, help="Adam learning rate (default: the algorithm's)")
+    p.add_argument("--eval-every", type=positive, default=None,
+                   help="steps between evaluations (default: one epoch, or 100 steps); one always runs at the end")
+    p.add_argument("--keep", choices=("last", "best"), default="last",
+                   help="the weights to keep and save: the last step's (default) or the best evaluation's by --monitor")
+    p.add_argument("--monitor", default=None,
+                   help="evaluation metric that ranks evaluations (default: valid_reward for reward algorithms, "
+                        "else valid_ce)")
+    p.add_argument("--patience", type=positive, default=None,
+                   help="ranked evaluations without improvement before stopping (default: never)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
+    p.add_argument("--threads", type=positive, default=None, help="torch CPU threads (default 1: measured fastest "
+                                                                    "on small models, docs/benchmarks.md)")
+    p.add_argument("--seed", type=non_negative, default=0, help="seeds the data, the policy and training")
+    p.add_argument("--out", help="directory for policy.pt, train.json, metrics.csv and the resumable state.pt")
+    p.add_argument("--tensorboard", metavar="DIR", help="also write TensorBoard events to DIR "
+                                                        "(needs seqrl[tensorboard])")
+    p.add_argument("--resume", action="store_true", help="continue the run saved in --out (state.pt)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a field of the algorithm's config (`seqrl list --json` lists them), e.g. --set tau=0.1")
+    p.add_argument("--task-set", action="append", default=[], metavar="KEY=VALUE",
+                   help="an argument of the environment's task, e.g. --task-set train_size=500")
+    p.add_argument("--policy-set", action="append", default=[], metavar="KEY=VALUE",
+                   help="an argument of the policy, e.g. --policy-set hidden_size=32")
+    p.add_argument("--reward", metavar="NAME",
+                   help="the algorithm's reward: a registered name or module:function (a plug-in; the module is "
+                        "imported from sys.path or the current directory)")
+    p.add_argument("--potential", metavar="NAME",
+                   help="the EBM for dpg/gdcpp/…: a registered name or module:function giving log P(x) (default: the "
+                        "task's own; on the motif task the GAM P_λ = r·exp(λ·φ), r trained first)")
+    progress_options(p)
+    p.set_defaults(func=cmd_train)
+
+
+@dataclass
+class TrainPlan:
+    """A checked command line: nothing built yet."""
+
+    cls: Any
+    task_cls: Any
+    task_kwargs: dict[str, Any]
+    settings: dict[str, Any]
+    policy_name: str | None
+    policy_kwargs: dict[str, Any]
+    out: Path | None
+    fit: dict[str, Any] = field(default_factory=dict)
+
+
+def plan(args: argparse.Namespace) -> TrainPlan:
+    """Every option parsed and checked (names, numbers, paths, combinations) before anything is built."""
+    from ..algorithms import resolve_algorithm
+    from ..config import parse_settings
+    from ..envs import ENV_IDS, task_for_env
+    from ..envs.tasks import TASKS
+
+    cls = resolve_algorithm(args.algorithm)
+    task_cls = TASKS.get(ENV_IDS.get(args.env, args.env)) if (args.env in ENV_IDS or args.env in TASKS) else None
+    if task_cls is None:
+        task_for_env(args.env)  # raises, listing the known environments
+    out = out_dir(args.out)
+    tensorboard_dir(args.tensorboard)
+    _check_resume(args, out)
+    if args.init is not None and (args.policy is not None or args.policy_set):
+        raise UsageError("--init brings its own policy: drop --policy/--policy-set")
+    if args.init is not None and not Path(args.init).is_file():
+        raise UsageError(f"--init {args.init!r}: no such file")
+    task_kwargs = parse_settings(split_sets(args.task_set, "--task-set"), task_cls, "--task-set")
+    settings = _algorithm_settings(args, cls)
+    if not cls.uses_data and args.steps is None:
+        raise UsageError(f"{cls.name} draws its own samples: give --steps N (its length in optimizer steps)")
+    fit_settings = {"max_epochs": args.epochs if args.epochs is not None else (20 if args.steps is None else None),
+                    "max_steps": args.steps, "eval_every": args.eval_every, "keep": args.keep,
+                    "monitor": args.monitor, "patience": args.patience}
+    return TrainPlan(cls, task_cls, task_kwargs, settings, args.policy, _policy_kwargs(args, task_cls), out,
+                     fit_settings)
+
+
+def _check_resume(args: argparse.Namespace, out: Path | None) -> None:
+    if not args.resume:
+        return
+    if out is None:
+        raise UsageError("--resume needs --out DIR (the run's state is DIR/state.pt)")
+    if not (out / "state.pt").is_file():
+        raise UsageError(f"--resume: no training state in {args.out!r} (expected {out / 'state.pt'})")
+
+
+def _algorithm_settings(args: argparse.Namespace, cls: Any) -> dict[str, Any]:
+    """``--set``, ``--reward``, ``--lr`` and ``--batch-size`` as the algorithm's config fields, parsed by their
+    annotations and checked by building the config now."""
+    from ..algorithms import config_fields
+    from ..config import parse_text
+    from ..rewards import REWARDS
+
+    texts = split_sets(args.set, "--set")
+    own = config_fields(cls)
+    unknown = sorted(k for k in texts if k not in own)
+    if unknown:
+        raise UsageError(f"--set: {cls.name} has no config fields {unknown}; known: {sorted(own)}")
+    if args.reward is not None:
+        if "reward" not in own:
+            hint = " (it trains toward a potential: use --potential)" if cls.requires.potential else ""
+            raise UsageError(f"--reward: {cls.name} takes no reward{hint}")
+        if "reward" in texts:
+            raise UsageError("give the reward once: --reward NAME or --set reward=NAME")
+        texts["reward"] = args.reward
+    if "reward" in texts:
+        REWARDS.get(texts["reward"])  # a missing plug-in fails now
+    if args.potential is not None and not cls.requires.potential:
+        raise UsageError(f"--potential: {cls.name} takes no potential (it does not train toward an EBM)")
+    settings = {k: parse_text(f"--set {k}", v, field_type(cls, k)) for k, v in texts.items()}
+    if args.lr is not None:
+        settings["lr"] = args.lr
+    if args.batch_size is not None:
+        batch = "batch_size" if "batch_size" in own else "samples_per_step" if "samples_per_step" in own else None
+        if batch is None:
+            raise UsageError(f"--batch-size: {cls.name} has no batch setting")
+        if batch in settings:
+            raise UsageError(f"give {cls.name}'s batch once: --batch-size N or --set {batch}=N")
+        settings[batch] = args.batch_size
+    with_option("--set", lambda: cls.Config(**settings))
+    return settings
+
+
+def _policy_kwargs(args: argparse.Namespace, task_cls: Any) -> dict[str, Any]:
+    from ..config import parse_settings
+    from ..policies import POLICIES
+
+    if args.init is not None:
+        return {}
+    name = args.policy or ("seq2seq" if _conditional(task_cls) else "lstm")
+    return parse_settings(split_sets(args.policy_set, "--policy-set"), POLICIES.get(name), "--policy-set")
+
+
+def _conditional(task_cls: Any) -> bool:
+    from ..envs.tasks import PairTask
+
+    return isinstance(task_cls, type) and issubclass(task_cls, PairTask)
+
+
+def build_policy(args: argparse.Namespace, plan_: TrainPlan, task: Any) -> Any:
+    """The starting policy: ``--init``'s (its vocabulary must be the task's), else a new one."""
+    from ..checkpoint import load_checkpoint
+    from ..policies import make_policy
+
+    if args.init is not None:
+        policy = load_checkpoint(args.init).train()
+        if list(policy.vocab.itos) != list(task.vocab.itos):
+            raise UsageError(f"--init {args.init!r}: its vocabulary ({len(policy.vocab)} ids) is not the task's "
+                             f"({len(task.vocab)} ids)")
+        return policy
+    name = plan_.policy_name or ("seq2seq" if task.is_conditional else "lstm")
+    return with_option("--policy-set", lambda: make_policy(name, task.vocab, task.max_len,
+                                                           source_vocab=task.source_vocab, **plan_.policy_kwargs))
+
+
+def build_target(args: argparse.Namespace, cls: Any, task: Any, policy: Any) -> dict[str, Any]:
+    """For an algorithm that trains toward a potential: the potential and its proposal (``--potential``, else the
+    task's; on the motif task the GAM P_λ over r, r trained by MLE first unless ``--init`` gave it)."""
+    import sys
+
+    from ..ebm.base import make_potential
+    from ..envs import MotifTask
+
+    if not cls.requires.potential:
+        return {}
+    if args.potential is not None:
+        return {"potential": make_potential(args.potential, task.vocab), "proposal": policy}
+    if isinstance(task, MotifTask):
+        from ..bench.gam import motif_target
+        from ..utils import resolve_device
+
+        potential, r = motif_target(task, policy, trained=args.init is not None, seed=args.seed,
+                                    device=resolve_device(args.device), progress=progress(args) is True,
+                                    echo=lambda line: print(f"seqrl train: {line}", file=sys.stderr))
+        return {"potential": potential, "proposal": r}
+    if callable(getattr(task, "potential", None)):
+        return {"potential": task.potential(), "proposal": policy}
+    raise UsageError(f"{cls.name} trains toward a potential and task {args.env!r} has none: give --potential NAME "
+                     "or module:function")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from ..algorithms import Offer, make_algorithm
+    from ..envs import task_for_env
+    from ..files import locked
+    from ..training import FitConfig, fit
+    from ..utils import seed_everything
+
+    plan_ = plan(args)
+    set_threads(args.threads)
+    seed_everything(args.seed)  # before the task's and the policy's random draws: same seed, same run
+    task = with_option("--task-set", lambda: task_for_env(args.env, **plan_.task_kwargs))
+    policy = build_policy(args, plan_, task)
+    target = build_target(args, plan_.cls, task, policy)
+    offer = Offer(train=task.split("train"), valid=task.split("valid"), epochs=plan_.fit["max_epochs"],
+                  steps=plan_.fit["max_steps"], from_scratch=args.init is None, **target)
+    algorithm = with_option("--set", lambda: make_algorithm(plan_.cls, policy, offer, **plan_.settings))
+    out = plan_.out
+    config = FitConfig(**plan_.fit, device=args.device, seed=args.seed, progress=progress(args),
+                       checkpoint=str(out / "policy.pt") if out else None,
+                       state_path=str(out / "state.pt") if out else None,
+                       log_dir=str(out) if out else None, tensorboard_dir=args.tensorboard)
+    with locked(out):
+        result = fit(algorithm, task.split("train"), valid=task.split("valid"), config=config,
+                     resume_from=(out / "state.pt") if args.resume and out else None)
+        report = train_report(args, algorithm, task, result)
+        print(json.dumps(report, indent=2))
+        if out:
+            from ..files import atomic_write_text
+
+            atomic_write_text(out / "train.json", json.dumps({**report, "history": result.history}, indent=2),
+                              "run report")
+    return 0
+
+
+def train_report(args: argparse.Namespace, algorithm: Any, task: Any, result: Any) -> dict[str, Any]:
+    """What the run did and what it left: which weights it kept (and why), its last evaluation, and the test
+    split's CE, the reward for reward algorithms, and greedy BLEU for conditional tasks."""
+    from ..metrics import corpus_bleu, cross_entropy, reward_score
+
+    policy, test = algorithm.policy, task.split("test")
+    report: dict[str, Any] = {"algorithm": algorithm.name, "env": args.env, "seed": args.seed, "steps": result.steps,
+                              "kept": result.kept, "kept_step": result.kept_step, "summary": result.describe(),
+                              "monitor": result.monitor, "best": None if math.isnan(result.best) else result.best,
+                              "final_evaluation": result.final, "test_ce": cross_entropy(policy, test),
+                              "wall_s": result.wall_s}
+    reward = getattr(algorithm, "reward", None)
+    if reward is not None and (not getattr(reward, "needs_reference", True) or test.batch_size):
+        report["test_reward"] = reward_score(reward, policy, test)
+    if task.is_conditional:
+        assert test.context is not None  # a conditional task's splits carry their sources
+        hyps = policy.greedy(1, test.context.to(policy.device)).batch.to_strings(task.vocab)
+        report["test_bleu_greedy"] = corpus_bleu(hyps, test.to_strings(task.vocab))
+    return report
+
+
+__all__ = ["add_parser", "cmd_train", "plan", "train_report"]
