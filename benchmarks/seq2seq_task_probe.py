@@ -17,12 +17,16 @@ does not measure:
     OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/seq2seq_task_probe.py --task variant_translation \\
         --task-kwargs '{"agreement": true}' --seeds 0 1 --out runs/task/agree.jsonl
 
-The suite's settings can be changed with ``--set key=value`` (as ``seqrl bench seq2seq --set``).
+The suite's settings can be changed with ``--set key=value`` (as ``seqrl bench seq2seq --set``). With
+``--oracle-only`` nothing is trained: it prints the task's ceiling, the BLEU of its most probable output, the
+exposure drop of a perfect rule-follower (``rule_drop``) and the BLEU of decodes that add the optional particle
+after chosen words (``particle_decodes``, chosen on the training references).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import statistics
 import sys
@@ -96,6 +100,97 @@ def draw_probabilities(task: VariantTranslationTask, dists: torch.Tensor) -> dic
     return out
 
 
+def rule_drop(task: VariantTranslationTask, data_seed: int) -> dict[str, float]:
+    """The exposure drop of a perfect predictor: :func:`seqrl.metrics.exposure_bias`'s corruption (same generator,
+    positions and substitutes as the suite's, seeded by ``data_seed``) scored on a predictor that knows the
+    generating process and reads the register of the word before from the prefix it is given (the agreement
+    rule), with the alignment to the source taken from the reference. Under ``agreement`` a substitute in the
+    other register legitimately changes the words after it: this is the part of the drop the rule causes, not
+    the policy's fragility."""
+    test = task.split("test")
+    rows = torch.nonzero(test.lengths >= 2).flatten()
+    data = test.index(rows)
+    vocab_ids = torch.tensor(task.vocab.symbol_ids)
+    generator = torch.Generator().manual_seed(data_seed)
+    B = data.tokens.shape[0]
+    position = (torch.rand(B, generator=generator) * (data.lengths - 1).float()).long()
+    offset = torch.randint(1, vocab_ids.numel(), (B,), generator=generator)
+    rank = torch.searchsorted(vocab_ids, data.tokens[torch.arange(B), position])
+    substitute = vocab_ids[(rank + offset) % vocab_ids.numel()]
+    pairs = task.pairs("test")
+    hits = {"clean": 0, "corrupted": 0}
+    count = 0
+    for b in range(B):
+        src, ref = pairs[int(rows[b])]
+        next_word: list[str | None] = []  # per reference position: the source word whose form comes next
+        for i, w in enumerate(src):
+            next_word.append(w)
+            if len(next_word) < len(ref) and ref[len(next_word)] == PARTICLE:
+                next_word.append(src[i + 1] if i + 1 < len(src) else None)
+        next_word.append(None)  # EOS
+        targets = [*ref, "<eos>"]
+        s = int(position[b])
+        for name in hits:
+            prefix = list(ref)
+            if name == "corrupted":
+                prefix[s] = task.vocab.itos[int(substitute[b])]
+            for t in range(s + 1, len(targets)):
+                w = next_word[t]
+                if w is None:
+                    guess = "<eos>"
+                else:
+                    words = [x for x in prefix[:t] if x != PARTICLE]
+                    register = int(bool(words) and words[-1].endswith("'")) if task.agreement else 0
+                    guess = task._form(w, 0 if task.ambiguous[w] and task.minority < 0.5 else register)
+                hits[name] += guess == targets[t]
+        count += len(targets) - s - 1
+    return {"rule_clean_accuracy": 100 * hits["clean"] / count,
+            "rule_drop": 100 * (hits["clean"] - hits["corrupted"]) / count}
+
+
+def particle_decodes(task: VariantTranslationTask, top: int = 3) -> list[dict[str, Any]]:
+    """Deterministic decodes that differ from the mode only in where they add the particle: every register at 0,
+    and ``la`` after each occurrence of a chosen subset of the particle-taking words. The subsets are ranked by
+    corpus BLEU on the *training* references (all 2^k, k particle-taking words), and the ``top`` ones are scored
+    on test: corpus BLEU and mean sentence BLEU (the suite's ``bleu`` reward). The empty subset is the mode."""
+    from sacrebleu.metrics import BLEU
+
+    corpus_metric = BLEU(tokenize="none")
+    sentence_metric = BLEU(effective_order=True, smooth_method="exp", tokenize="none")
+    taking = [w for w in task.source_words if task.takes_particle[w]]
+
+    def decode(subset: frozenset[str], split: str) -> list[str]:
+        return [" ".join(f for w in src for f in [task._form(w, 0)] + ([PARTICLE] if w in subset else []))
+                for src, _ in task.pairs(split)]
+
+    refs = {split: task.split(split).to_strings(task.vocab) for split in ("train", "test")}
+    subsets = [frozenset(c) for k in range(len(taking) + 1) for c in itertools.combinations(taking, k)]
+    ranked = sorted(subsets, key=lambda c: -corpus_metric.corpus_score(decode(c, "train"), [refs["train"]]).score)
+    out = []
+    for subset in [frozenset(), *ranked[:top]]:
+        hyps = decode(subset, "test")
+        out.append({"particle_after": sorted(subset),
+                    "test_bleu": corpus_metric.corpus_score(hyps, [refs["test"]]).score,
+                    "test_sentence_bleu": statistics.fmean(sentence_metric.sentence_score(h, [r]).score
+                                                           for h, r in zip(hyps, refs["test"]))})
+    return out
+
+
+def oracle_report(task: PairTask, data_seed: int) -> dict[str, Any]:
+    """What the task allows, without training: the teacher-forced ceiling, the mode's BLEU, the exposure drop of
+    a perfect rule-follower, and the particle decodes (the BLEU-better-than-mode outputs)."""
+    test = task.split("test")
+    refs = test.to_strings(task.vocab)
+    report: dict[str, Any] = {}
+    if isinstance(task, VariantTranslationTask):
+        report["tf_ceiling"] = 100 * task.token_ceiling("test")
+        report["oracle_bleu"] = corpus_bleu([" ".join(task.translate(src)) for src, _ in task.pairs("test")], refs)
+        report.update(rule_drop(task, data_seed))
+        if any(task.takes_particle.values()) and task.particle_prob > 0:
+            report["particle_decodes"] = particle_decodes(task)
+    return report
+
+
 class ProbeSuite(Seq2SeqSuite):
     task_kwargs: dict[str, Any] = {}
 
@@ -112,6 +207,8 @@ class ProbeSuite(Seq2SeqSuite):
         record = Seq2SeqSuite._record(name, seed, params, policy, task, test, st, result)
         best, _ = policy.beam_search(test.context.to(policy.device), beam_size=st.beam_size)
         record.metrics.update(task_metrics(policy, task, best.to_strings(task.vocab)))
+        if isinstance(task, VariantTranslationTask):
+            record.metrics.update(rule_drop(task, st.data_seed))
         return record
 
 
@@ -121,7 +218,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--task-kwargs", default="{}", help="JSON object of the task's constructor arguments")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--set", action="append", default=[], help="suite setting key=value")
-    parser.add_argument("--out", type=Path, required=True, help="JSON lines, one per seed (appended)")
+    parser.add_argument("--out", type=Path, help="JSON lines, one per seed (appended)")
+    parser.add_argument("--oracle-only", action="store_true", help="print what the task allows (no training)")
     args = parser.parse_args(argv)
     ProbeSuite.task_kwargs = json.loads(args.task_kwargs)
     settings: dict[str, Any] = {"task": args.task, "protocol": "scratch"}
@@ -133,6 +231,13 @@ def main(argv: list[str] | None = None) -> None:
             settings[key] = value
     options = BenchOptions(seeds=tuple(args.seeds), algos=("mle",), progress=False, settings=settings)
     suite = ProbeSuite()
+    if args.oracle_only:
+        st = suite.settings_for(options)
+        print(json.dumps({"task": args.task, "task_kwargs": ProbeSuite.task_kwargs,
+                          **oracle_report(suite.build_task(st), st.data_seed)}, indent=1))
+        return
+    if args.out is None:
+        parser.error("--out is required unless --oracle-only")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     bleus = []
     for job in suite.jobs(options):
