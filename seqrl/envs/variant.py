@@ -17,24 +17,28 @@ class VariantTranslationTask(PairTask):
     """Monotone word-by-word translation with references that vary, and a rule over the history.
 
     A source is ``min_length``–``max_length`` words drawn uniformly from ``num_words``. Each word
-    has one target word with two forms, register 0 (``t7``) and register 1 (``t7'``). A fixed
-    ``synonym_fraction`` of the words is *ambiguous*: at each occurrence the reference draws its
-    register afresh, 1 with probability ``minority`` (nothing in the source tells which). With
-    ``agreement``, every other word takes the register of the target word before it (a rule over
-    the history of the output: one register choice decides the forms of the words after it, up
-    to the next ambiguous word); without it, those words have only register 0. After a fixed
-    ``particle_fraction`` of the words, the reference adds the particle ``la`` with probability
-    ``particle_prob`` (an optional word: the reference length varies too).
+    has one target word with two forms, register 0 (``t7``) and register 1 (``t7'``). Each word is
+    *ambiguous* with probability ``synonym_fraction`` (drawn once, from ``lexicon_seed``): at each
+    occurrence of an ambiguous word the reference draws its register afresh, 1 with probability
+    ``minority`` (nothing in the source tells which). With ``agreement``, every other word takes the
+    register of the target word before it (a rule over the history of the output: one register draw
+    decides the forms of the words after it, up to the next ambiguous word); without it, those words
+    have only register 0. Each word takes the particle with probability ``particle_fraction`` (drawn
+    once); after such a word the reference adds ``la`` with probability ``particle_prob`` (an optional
+    word: the reference length varies too).
 
-    So: (1) the reference is one draw from a distribution of valid outputs, and the best any
-    decoder can do is a ceiling below 100 BLEU: MLE learns that distribution, while BLEU rewards
-    only matching the drawn reference (metric/likelihood mismatch; RAML, VAML, ERPO's interpolation);
-    (2) with ``agreement`` the right next word depends on the decoder's own earlier words, so at test
-    time its own choices, not the reference's, condition what follows (exposure bias; MIXER,
-    scheduled sampling, SPG, AC, ERAC). ``test_min_length``/``test_max_length`` give the test split
-    its own source lengths (longer than training: errors compound over more steps). Everything is
-    drawn from ``seed`` (the sentences; each split its own stream) and ``lexicon_seed`` (which words
-    are ambiguous or take the particle).
+    So: (1) the reference is one draw from a distribution of valid outputs, and the best any decoder
+    can do is a ceiling below 100 BLEU (:meth:`token_ceiling` per token). MLE learns that distribution
+    and its beam search seeks the mode (:meth:`translate` without a generator), while BLEU rewards
+    matching the drawn reference. With ``particle_prob`` = 0.4 the mode omits every particle, is
+    too short for BLEU's brevity penalty, and decodes that add some particles score higher. That is
+    the metric/likelihood mismatch that RAML, VAML and ERPO's interpolation address. (2) With
+    ``agreement`` the right next word depends on the decoder's own earlier words, so at test time its
+    own choices, not the reference's, condition what follows. That is exposure bias, which MIXER,
+    scheduled sampling, SPG, AC and ERAC address. ``test_min_length``/``test_max_length`` give the
+    test split its own source lengths (longer than training: errors compound over more steps).
+    The sentences are drawn from ``seed``, each split its own stream. The defaults are the task
+    chosen by measurement in docs/seq2seq-task.md (with the seq2seq suite's 1000/100/200 pairs).
     """
 
     name = "variant_translation"
