@@ -15,7 +15,7 @@ does not measure:
   reference draw's minority outcome (register 1, the particle): mean and share over 1/2 (``p_*``).
 
     OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/seq2seq_task_probe.py --task variant_translation \\
-        --task-kwargs '{"agreement": true}' --seeds 0 1 --out runs/task/agree.jsonl
+        --task-kwargs '{"particle_prob": 0.3}' --seeds 0 1 --out runs/task/d.jsonl
 
 The suite's settings can be changed with ``--set key=value`` (as ``seqrl bench seq2seq --set``). With
 ``--oracle-only`` nothing is trained: it prints the task's ceiling, the BLEU of its most probable output, the
