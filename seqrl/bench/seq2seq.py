@@ -21,6 +21,7 @@ policy; the table reports mean ± std over seeds.
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import statistics
@@ -32,7 +33,7 @@ import torch
 
 from ..algorithms import ALGORITHMS, Offer, config_fields, resolve_algorithm
 from ..config import check_ranges
-from ..envs.tasks import TextPairTask, ToyTranslationTask
+from ..envs.tasks import TASKS, PairTask, TextPairTask, ToyTranslationTask
 from ..metrics import corpus_bleu, corpus_rouge, cross_entropy, exposure_bias, reward_score
 from ..policies import MAX_WIDTH, make_policy
 from ..rewards import REWARDS, make_reward
@@ -52,6 +53,10 @@ class Seq2SeqSettings:
     """The full run: MLE pretraining to convergence (92–110 epochs on every seed in
     docs/benchmarks.md) on a toy task that does not saturate (Zipfian lexicon of 600 words)."""
 
+    task: str = "toy_translation"
+    """The task, by its name in ``seqrl.envs.TASKS``: ``toy_translation`` (the next five settings shape it) or
+    another conditional task built with the sizes below and ``data_seed`` where its constructor takes them,
+    e.g. ``variant_translation`` (docs/seq2seq-task.md). A ``--grid data=FILE`` run reads the file instead."""
     train_size: int = 1000
     valid_size: int = 100
     test_size: int = 200
@@ -172,6 +177,7 @@ class Seq2SeqSuite(Suite):
             if getattr(st, key) not in MONITORS:
                 raise ValueError(f"unknown {key} {getattr(st, key)!r}; expected one of {tuple(MONITORS)}")
         REWARDS.get(st.reward)  # an unknown name fails before any training, naming the known ones
+        TASKS.get(st.task)
         ALGORITHMS.get(st.pretrain_algorithm)
         return st
 
@@ -193,16 +199,12 @@ class Seq2SeqSuite(Suite):
             return scratch and resolve_algorithm(name).requires.from_scratch
 
         seed = job["seed"]
-        task: TextPairTask | ToyTranslationTask
+        task: PairTask
         if job["data"]:
             task = TextPairTask(job["data"], seed=st.data_seed)
             task_name = Path(job["data"]).name
         else:
-            k = st.lexicon_scale
-            task = ToyTranslationTask(train_size=st.train_size, valid_size=st.valid_size, test_size=st.test_size,
-                                      noise=st.noise, zipf=st.zipf, num_nouns=30 * k, num_verbs=15 * k,
-                                      num_adjectives=15 * k, seed=st.data_seed)
-            task_name = "toy_translation"
+            task, task_name = self.build_task(st), st.task
         train_set, valid, test = task.split("train"), task.split("valid"), task.split("test")
         steps_per_epoch = math.ceil(train_set.batch_size / st.batch_size)
         eval_every = st.eval_every or steps_per_epoch
@@ -272,6 +274,26 @@ class Seq2SeqSuite(Suite):
             result = train(name, policy, label=label, overrides=overrides)
             records.append(self._record(label, seed, params, policy, task, test, st, result))
         return records
+
+    @staticmethod
+    def build_task(st: Seq2SeqSettings) -> PairTask:
+        """The task ``st.task`` names: the toy translation shaped by the suite's settings, or any other
+        registered conditional task with ``train_size``/``valid_size``/``test_size`` and ``seed=data_seed``
+        passed where its constructor takes them."""
+        if st.task == "toy_translation":
+            k = st.lexicon_scale
+            return ToyTranslationTask(train_size=st.train_size, valid_size=st.valid_size, test_size=st.test_size,
+                                      noise=st.noise, zipf=st.zipf, num_nouns=30 * k, num_verbs=15 * k,
+                                      num_adjectives=15 * k, seed=st.data_seed)
+        cls = TASKS.get(st.task)
+        given = {"train_size": st.train_size, "valid_size": st.valid_size, "test_size": st.test_size,
+                 "seed": st.data_seed}
+        accepted = inspect.signature(cls).parameters
+        task = cls(**{k: v for k, v in given.items() if k in accepted})
+        if not isinstance(task, PairTask):
+            raise ValueError(f"task {st.task!r} is not a conditional task of sentence pairs; the seq2seq suite "
+                             "needs sources and references")
+        return task
 
     @staticmethod
     def _record(name, seed, params, policy, task, test, st, result: FitResult) -> RunRecord:

@@ -24,6 +24,7 @@ from .tasks import (
     make_task,
     read_text_pairs,
 )
+from .variant import VariantTranslationTask
 
 ENV_IDS: dict[str, str] = {
     "seqrl/Motif-v0": "motif",
@@ -73,7 +74,7 @@ def task_for_env(env_id: str, **kwargs) -> Task:
 __all__ = [
     "Grammar", "GrammarConfig",
     "ENV_IDS", "TASKS", "CopyTask", "MotifError", "MotifTask", "PairTask", "ReverseTask", "Rollout",
-    "SequenceEnv", "Task", "TextPairTask", "ToyTranslationTask", "check_motif", "completion_counts",
-    "count_with_motif", "kmp_automaton", "make_env", "make_task", "read_text_pairs", "register_env", "rollout",
-    "task_for_env",
+    "SequenceEnv", "Task", "TextPairTask", "ToyTranslationTask", "VariantTranslationTask", "check_motif",
+    "completion_counts", "count_with_motif", "kmp_automaton", "make_env", "make_task", "read_text_pairs",
+    "register_env", "rollout", "task_for_env",
 ]
