@@ -11,7 +11,6 @@ Three registered points share this module: ``dpg`` (on-policy, q = π_θ at ever
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -139,9 +138,7 @@ class DPGBase(Algorithm):
         self._log_ratio = log_ratio or potential_log_ratio(potential, require_support=False)
         self.proposal = None
         if self.config.off_policy:
-            self.proposal = copy.deepcopy(proposal if proposal is not None else policy)
-            for p in self.proposal.parameters():
-                p.requires_grad_(False)
+            self.proposal = (proposal if proposal is not None else policy).frozen_copy()
         self.register_buffer("z_sum", torch.zeros((), dtype=torch.float64))
         self.register_buffer("z_count", torch.zeros((), dtype=torch.float64))
         self.episodes = 0
@@ -261,7 +258,7 @@ class DPGBase(Algorithm):
                 return
             score, self._proposal_score = self.estimate_kl(self.policy, self.proposal)
         if score < self._proposal_score:
-            self.proposal.load_state_dict(self.policy.state_dict())
+            self.proposal.load_weights_from(self.policy)
             self._proposal_score = score
             self.proposal_updates += 1
 

@@ -9,7 +9,6 @@ returns for DPG to train toward as well.
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass
 from typing import Literal
@@ -154,10 +153,8 @@ class KLControl(Algorithm):
             raise ValueError(f"kl_control samples its own sequences, which have no references: it needs a reward "
                              f"that scores a sequence alone (needs_reference=False, e.g. 'motif'), got "
                              f"{getattr(self.reward, 'name', self.reward)!r}")
-        self.base: AutoregressivePolicy = copy.deepcopy(base if base is not None else policy)
+        self.base: AutoregressivePolicy = (base if base is not None else policy).frozen_copy()
         self.base.eval()
-        for p in self.base.parameters():
-            p.requires_grad_(False)
         self.beta = float(self.config.beta)
         self.episodes = 0
         self.policy_optimizer()

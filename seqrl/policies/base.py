@@ -8,6 +8,7 @@ batched sampling, greedy and beam decoding are written once, here.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -304,6 +305,20 @@ class AutoregressivePolicy(nn.Module):
         rows = torch.arange(batch_size, device=dev)
         best_tokens = tokens[rows, best]
         return SequenceBatch(best_tokens, lengths[rows, best], ctx), scores[rows, best]
+
+    # --- frozen copies: DPG's proposal q, KL-control's base a --------------------------
+    def frozen_copy(self) -> AutoregressivePolicy:
+        """A copy that does not train (no gradients), for what an algorithm keeps fixed or swaps in (DPG's
+        proposal, KL-control's base model). A policy whose weights are mostly shared and frozen (LoRA adapters
+        over a base model) may return a view that shares them instead of a second copy."""
+        frozen = copy.deepcopy(self)
+        for p in frozen.parameters():
+            p.requires_grad_(False)
+        return frozen
+
+    def load_weights_from(self, other: AutoregressivePolicy) -> None:
+        """Take ``other``'s weights (q ← π_θ): for a copy made by :meth:`frozen_copy` of the same policy."""
+        self.load_state_dict(other.state_dict())
 
     # --- config, for checkpoints -------------------------------------------------------
     def extra_state(self) -> dict[str, Any]:
