@@ -92,6 +92,23 @@ def policy_distribution(policy, space: SequenceBatch, context: SequenceBatch | N
         return policy_log_probs(policy, space, context).double().exp().cpu()
 
 
+def conditional_distributions(policy, space: SequenceBatch, prompts: SequenceBatch) -> Tensor:
+    """[P, N] π(y | x) for every prompt x (a row of ``prompts``) and every completion y of the space (float64):
+    π(·|x) enumerated per prompt, each checked to sum to 1."""
+    return torch.stack([policy_distribution(policy, space, prompts.index([i])) for i in range(prompts.batch_size)])
+
+
+def conditional_targets(log_potential, space: SequenceBatch, prompts: SequenceBatch) -> Tensor:
+    """[P, N] p_x(y) = P(x, y) / Z_x per prompt (float64), from ``log_potential(batch) → [B]`` evaluated on every
+    completion of the space with the prompt as the batch's context: one normalizer Z_x per prompt."""
+    rows = []
+    for i in range(prompts.batch_size):
+        batch = space.with_context(_repeat_context(prompts.index([i]), space.batch_size))
+        with torch.no_grad():
+            rows.append(normalize(log_potential(batch).double().cpu()))
+    return torch.stack(rows)
+
+
 def log_partition(log_potential: Tensor) -> Tensor:
     """log Z = log Σ_x P(x) from [N] log-potentials over the whole space."""
     if bool((log_potential == -math.inf).all()):

@@ -40,7 +40,8 @@ def samples_per_reference(policy, batch: SequenceBatch, num: int, mode: Literal[
     """
     if num < 1:
         raise ValueError(f"num must be ≥ 1, got {num}")
-    conditional = getattr(policy, "is_conditional", batch.context is not None)
+    conditional = getattr(policy, "is_conditional", batch.context is not None) or (
+        getattr(policy, "accepts_prompts", False) and batch.context is not None)  # a prompted language model
     context = batch.context if conditional else None
     count = num if conditional else batch.batch_size * num
     if mode == "greedy":

@@ -12,6 +12,7 @@ from .base import (
     register_algorithm,
 )
 from .build import make_algorithm, resolve_algorithm
+from .cdpg import CDPG, per_prompt_log_z
 from .data_noising import DataNoising, unigram_distribution, unigram_noise
 from .distill import Distill
 from .dpg import DPG, GDCPP, DPGOff, dpg_loss
@@ -46,5 +47,5 @@ __all__ = [
     "unigram_noise", "spg_loss", "anneal", "AC", "ERAC", "soft_td_target",
     "VAML", "soft_q_loss", "soft_q_targets", "vaml_loss", "vaml_weights",
     "KLControl", "KLControlPotential", "kl_control_loss", "kl_estimates", "penalized_reward",
-    "DIVERGENCES", "FDPG", "fdpg_loss", "fdpg_weights", "f_prime",
+    "DIVERGENCES", "FDPG", "fdpg_loss", "fdpg_weights", "f_prime", "CDPG", "per_prompt_log_z",
 ]

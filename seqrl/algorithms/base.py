@@ -77,6 +77,8 @@ class Offer:
     potential: Any = None
     proposal: Any = None
     """The policy a potential's samples are drawn from at the start (DPG's q, distillation's rejection proposal)."""
+    prompts: SequenceBatch | None = None
+    """Prompts for algorithms that draw their own samples (their completions are conditioned on them)."""
     epochs: int | None = None
     steps: int | None = None
     """The run's budget (fit's ``max_epochs`` / ``max_steps``), for schedules set as fractions of it."""

@@ -17,7 +17,7 @@ from ..registry import PluginError
 from .base import ALGORITHMS, Algorithm, Offer, config_fields
 
 _PLAIN = (str, int, float, bool, tuple, type(None))
-_OFFERED = ("reward", "potential", "proposal", "valid")
+_OFFERED = ("reward", "potential", "proposal", "valid", "prompts")
 
 
 def resolve_algorithm(name: str | type[Algorithm]) -> type[Algorithm]:

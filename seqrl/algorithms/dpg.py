@@ -19,8 +19,9 @@ import torch
 from torch import Tensor
 
 from ..ebm.base import PotentialError
-from ..ebm.sampling import LogRatioFn, draw, estimate_divergences, potential_log_ratio
+from ..ebm.sampling import LogRatioFn, ProposalDraw, draw, estimate_divergences, potential_log_ratio
 from ..metrics import cross_entropy
+from ..prompts import PromptSchedule
 from ..registry import plugin_notes
 from ..types import SequenceBatch
 from ..utils import eval_mode
@@ -119,16 +120,22 @@ class DPGBase(Algorithm):
         """Batches in a row, from the start, with P = 0 on every sample before the run stops with an error
         (a potential that is -inf everywhere); until then such a batch is no step (a rare pointwise
         constraint, [GDC++] Sec. 4.1, may need a few batches before its first sample)."""
+        prompts_per_step: int | None = None
+        """With prompts: how many a step samples from (None: all of them, every step); the step's
+        ``samples_per_step`` completions are spread evenly over them (:mod:`seqrl.prompts`)."""
 
         def check(self) -> None:
             super().check()
-            self.positive("samples_per_step", "check_every", "kl_samples", "max_draws_without_support")
+            self.positive("samples_per_step", "check_every", "kl_samples", "max_draws_without_support",
+                          "prompts_per_step")
 
     config: Config
 
     def __init__(self, policy, config: Config | None = None, *, potential=None, proposal=None,
-                 valid: SequenceBatch | None = None, log_ratio: LogRatioFn | None = None) -> None:
+                 valid: SequenceBatch | None = None, log_ratio: LogRatioFn | None = None,
+                 prompts: SequenceBatch | None = None) -> None:
         super().__init__(policy, config)
+        self.schedule = PromptSchedule(prompts, self.config.prompts_per_step) if prompts is not None else None
         if potential is None or not hasattr(potential, "log_potential"):
             raise TypeError(f"{self.name} needs potential=<object with log_potential(batch)>")
         object.__setattr__(self, "potential", potential)  # not a submodule: not trained, saved or moved here
@@ -174,9 +181,16 @@ class DPGBase(Algorithm):
             self.maybe_update_proposal()
         return metrics
 
+    def draw(self, samples: int, log_ratio: LogRatioFn) -> ProposalDraw:
+        """``samples`` draws of q, spread over the step's prompts when there are prompts (prompt-major)."""
+        if self.schedule is None:
+            return draw(self.sampler, samples, log_ratio)
+        step = self.schedule.step(self.steps, samples)
+        return draw(self.sampler, step.per_prompt, log_ratio, context=step.prompts)
+
     def collect(self, batch: SequenceBatch | None = None) -> DPGRollout:
         """A batch of q's samples with log q and log P/q; Ẑ's running sums and the episode count updated."""
-        d = draw(self.sampler, self.config.samples_per_step, self._log_ratio)
+        d = self.draw(self.config.samples_per_step, self._log_ratio)
         self.episodes += d.log_ratio.numel()
         if bool((d.log_ratio == -math.inf).all()) and float(self.z_sum) == 0:
             self.draws_without_support += 1
@@ -233,7 +247,7 @@ class DPGBase(Algorithm):
         also comes from), every model scored on the same samples of q with the same Ẑ: the difference of
         two scores, mean_q (p/q)·log(m₂/m₁), then has the sign of the true difference whatever Ẑ's error.
         Its ``kl_samples`` draws count as episodes."""
-        d = draw(self.sampler, self.config.kl_samples, potential_log_ratio(self.potential, require_support=False))
+        d = self.draw(self.config.kl_samples, potential_log_ratio(self.potential, require_support=False))
         self.episodes += d.log_ratio.numel()
         scores = []
         for model in models:

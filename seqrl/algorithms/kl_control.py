@@ -18,6 +18,7 @@ from torch import Tensor
 
 from ..ebm.base import base_log_prob
 from ..policies.base import AutoregressivePolicy
+from ..prompts import PromptSchedule
 from ..rewards.base import compute_reward
 from ..types import SequenceBatch
 from ..utils import eval_mode
@@ -93,6 +94,8 @@ class KLControlRollout:
     batch: SequenceBatch
     reward: Tensor
     log_base: Tensor
+    group: int = 1
+    """Completions per prompt (the leave-one-out baseline's group); 1 without prompts (the whole batch)."""
 
 
 @register_algorithm("kl_control")
@@ -129,7 +132,11 @@ class KLControl(Algorithm):
         """Episodes x ~ π per update (the DPG family's batch of 500, so that rows compare per sample)."""
         baseline: bool = True
         """Subtract b, the leave-one-out mean of the other samples' R^z (the batch mean without the sample
-        itself, so that b is independent of x and the estimate stays unbiased)."""
+        itself, so that b is independent of x and the estimate stays unbiased); with prompts, of the other
+        completions of the same prompt (RLOO)."""
+        prompts_per_step: int | None = None
+        """With prompts: how many a step samples from (None: all of them, every step); the step's
+        ``samples_per_step`` completions are spread evenly over them (:mod:`seqrl.prompts`)."""
 
         def check(self) -> None:
             super().check()
@@ -140,14 +147,14 @@ class KLControl(Algorithm):
             if not self.kl_gain >= 0 or not self.kl_error_clip >= 0:
                 raise ValueError(f"kl_control: kl_gain and kl_error_clip must be ≥ 0, got {self.kl_gain}, "
                                  f"{self.kl_error_clip}")
-            if self.samples_per_step < 1:
-                raise ValueError(f"kl_control: samples_per_step must be ≥ 1, got {self.samples_per_step}")
+            self.positive("samples_per_step", "prompts_per_step")
 
     config: Config
 
     def __init__(self, policy: AutoregressivePolicy, config: Config | None = None, *, reward=None,
-                 base: AutoregressivePolicy | None = None) -> None:
+                 base: AutoregressivePolicy | None = None, prompts: SequenceBatch | None = None) -> None:
         super().__init__(policy, config)
+        self.schedule = PromptSchedule(prompts, self.config.prompts_per_step) if prompts is not None else None
         self.reward = resolve_reward(reward, self.config.reward, policy.vocab)
         if getattr(self.reward, "needs_reference", True):
             raise ValueError(f"kl_control samples its own sequences, which have no references: it needs a reward "
@@ -177,18 +184,25 @@ class KLControl(Algorithm):
 
     @torch.no_grad()
     def collect(self, batch: SequenceBatch | None = None) -> KLControlRollout:
-        """``samples_per_step`` x ~ π, their rewards r(x) and log a(x)."""
+        """``samples_per_step`` x ~ π (completions of the step's prompts, prompt-major, when there are prompts),
+        their rewards r(x) and log a(x)."""
+        group = 1
         with eval_mode(self.policy):
-            samples = self.policy.sample(self.config.samples_per_step).batch
+            if self.schedule is None:
+                samples = self.policy.sample(self.config.samples_per_step).batch
+            else:
+                step = self.schedule.step(self.steps, self.config.samples_per_step)
+                samples = self.policy.sample(step.per_prompt, step.prompts).batch
+                group = step.per_prompt
         reward = compute_reward(self.reward, samples, None)
         self.episodes += samples.batch_size
-        return KLControlRollout(samples, reward, self.base.sequence_log_prob(samples))
+        return KLControlRollout(samples, reward, self.base.sequence_log_prob(samples), group)
 
     def loss(self, rollout: KLControlRollout) -> tuple[Tensor, dict[str, Tensor | float]]:
         """The PG surrogate of :func:`kl_control_loss` with the leave-one-out baseline, and the logged values."""
         logp = self.policy.sequence_log_prob(rollout.batch)
         kl_reward = penalized_reward(logp, rollout.reward, rollout.log_base, self.beta)
-        baseline = leave_one_out_mean(kl_reward, 1) if self.config.baseline else None
+        baseline = leave_one_out_mean(kl_reward, rollout.group) if self.config.baseline else None
         loss, _ = kl_control_loss(logp, rollout.reward, rollout.log_base, self.beta, baseline)
         return loss, {"reward": rollout.reward.mean(), "kl_reward": kl_reward.mean(), "beta": self.beta,
                       **kl_estimates(logp, rollout.log_base), "episodes": float(self.episodes)}

@@ -58,10 +58,12 @@ def base_log_ratio(potential) -> LogRatioFn:
 
 
 @torch.no_grad()
-def draw(proposal, num: int, log_ratio: LogRatioFn, generator: torch.Generator | None = None) -> ProposalDraw:
-    """``num`` samples of the proposal (eval mode) with their log q and log ratio."""
+def draw(proposal, num: int, log_ratio: LogRatioFn, generator: torch.Generator | None = None,
+         context: SequenceBatch | None = None) -> ProposalDraw:
+    """``num`` samples of the proposal (eval mode) with their log q and log ratio; with ``context`` (prompts),
+    ``num`` completions of each prompt, prompt-major, the prompts in the batch's context."""
     with eval_mode(proposal):
-        samples = proposal.sample(num, generator=generator)
+        samples = proposal.sample(num, context, generator=generator)
     log_q = samples.logp
     return ProposalDraw(samples.batch, log_q, log_ratio(samples.batch, log_q))
 

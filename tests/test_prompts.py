@@ -1,0 +1,125 @@
+"""Prompts for the algorithms that draw their own samples (issue 23): completions conditioned on prompts, one
+target per prompt, Conditional DPG (Korbak et al., 2022), and ``seqrl.exact`` enumerating π(·|x) per prompt.
+
+The prompted policy here is the attention encoder–decoder reading the prompt as its source (the HF causal LMs read
+it as a prefix: tests/test_hf_*.py); the algorithms see only ``batch.context``, whichever policy reads it."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from seqrl import exact
+from seqrl.algorithms import make_algorithm, per_prompt_log_z
+from seqrl.ebm.base import base_log_prob
+from seqrl.policies import make_policy
+from seqrl.prompts import PromptSchedule
+from seqrl.rewards.base import FunctionReward
+from seqrl.training import FitConfig, fit
+from seqrl.types import SequenceBatch, Vocab
+
+V = Vocab(["a", "b"])
+L = 4  # 15 completions per prompt
+PROMPTS = SequenceBatch.from_lists([[3], [4, 3], [4, 4]], pad=0)  # "a", "b a", "b b"
+FAST = dict(progress=False, device="cpu", seed=0)
+
+
+def last_prompt_symbol(batch: SequenceBatch) -> torch.Tensor:
+    assert batch.context is not None
+    return batch.context.tokens.gather(1, (batch.context.lengths - 1)[:, None]).squeeze(1)
+
+
+def agree(batch: SequenceBatch) -> torch.Tensor:
+    """2·[the completion starts with the prompt's last symbol]: a prompt-dependent score b(x, y)."""
+    return 2.0 * (batch.tokens[:, 0] == last_prompt_symbol(batch)).float()
+
+
+@pytest.fixture
+def setting():
+    a = make_policy("seq2seq", V, L, source_vocab=V, hidden_size=16, embedding_dim=8, dropout=0.0, seed=0)
+
+    class Conditional:
+        """log P(x, y) = log a(y|x) + b(x, y): the conditional EBM of [Korbak et al. 2022], one Z_x per prompt."""
+
+        name = "agree"
+
+        def log_potential(self, batch):
+            return base_log_prob(a, batch) + agree(batch)
+
+    space = exact.enumerate_sequences(V, L)
+    return a, Conditional(), space
+
+
+def trainable_copy(a):
+    policy = a.frozen_copy()
+    for p in policy.parameters():
+        p.requires_grad_(True)
+    return policy
+
+
+def test_schedule_visits_every_prompt_and_spreads_the_samples():
+    schedule = PromptSchedule(PROMPTS, per_step=2)
+    steps = [schedule.step(t, samples=5) for t in range(3)]
+    assert [s.index.tolist() for s in steps] == [[0, 1], [2, 0], [1, 2]] and steps[0].per_prompt == 3
+    everything = PromptSchedule(PROMPTS).step(7, samples=96)
+    assert everything.index.tolist() == [0, 1, 2] and everything.per_prompt == 32
+    with pytest.raises(ValueError, match="≥ 1"):
+        PromptSchedule(PROMPTS, per_step=0)
+
+
+def test_per_prompt_normalizer():
+    log_w = torch.tensor([0.0, math.log(3.0), -math.inf, -math.inf, math.log(2.0), math.log(2.0)])
+    log_z = per_prompt_log_z(log_w, 2).exp()
+    assert log_z.tolist() == pytest.approx([2.0, 2.0, 0.0, 0.0, 2.0, 2.0])
+
+
+def test_exact_targets_have_one_normalizer_per_prompt(setting):
+    a, potential, space = setting
+    targets = exact.conditional_targets(potential.log_potential, space, PROMPTS)
+    pis = exact.conditional_distributions(a, space, PROMPTS)
+    assert targets.shape == pis.shape == (3, space.batch_size)
+    assert torch.allclose(targets.sum(1), torch.ones(3, dtype=torch.float64))
+    assert not torch.allclose(targets[0], targets[2])  # prompts ending in a and in b want different first symbols
+
+
+@pytest.mark.parametrize("name, settings", [("cdpg", {}), ("cdpg", {"baseline": True}), ("gdcpp", {})])
+def test_distribution_matching_reaches_every_prompts_target(setting, name, settings):
+    """KL(p_x‖π(·|x)) by enumeration, mean over 3 prompts: from ≈ 0.45 to < 0.05 in 60 steps of 96 completions
+    (measured: cdpg 0.012, cdpg with the baseline 0.0005, gdcpp 0.0003)."""
+    a, potential, space = setting
+    targets = exact.conditional_targets(potential.log_potential, space, PROMPTS)
+    policy = trainable_copy(a)
+    algo = make_algorithm(name, policy, potential=potential, proposal=a, prompts=PROMPTS, samples_per_step=96,
+                          lr=3e-2, **settings)
+
+    def mean_kl() -> float:
+        pis = exact.conditional_distributions(policy, space, PROMPTS)
+        return sum(exact.kl(targets[i], pis[i]) for i in range(3)) / 3
+
+    before = mean_kl()
+    fit(algo, None, config=FitConfig(max_steps=60, **FAST))
+    after = mean_kl()
+    assert before > 0.3 and after < 0.05, (before, after)
+    assert algo.episodes >= 60 * 96
+
+
+def test_kl_control_on_prompts_reaches_each_prompts_optimum(setting):
+    """KL-control with a prompt-dependent reward and the leave-one-out baseline per prompt (RLOO): π(·|x) →
+    p_z(·|x) ∝ a(·|x)·e^{r(x,·)/β}, KL(π‖p_z) < 0.05 for every prompt."""
+    a, _, space = setting
+    policy = trainable_copy(a)
+    algo = make_algorithm("kl_control", policy, reward=FunctionReward(agree, "agree"), base=a, beta=1.0,
+                          prompts=PROMPTS, samples_per_step=96, lr=3e-2)
+    targets = exact.conditional_targets(algo.implied_potential().log_potential, space, PROMPTS)
+    fit(algo, None, config=FitConfig(max_steps=60, **FAST))
+    pis = exact.conditional_distributions(policy, space, PROMPTS)
+    kls = [exact.kl(pis[i], targets[i]) for i in range(3)]
+    assert max(kls) < 0.05, kls
+
+
+def test_cdpg_needs_prompts(setting):
+    a, potential, _ = setting
+    with pytest.raises(ValueError, match="pass prompts="):
+        make_algorithm("cdpg", trainable_copy(a), potential=potential)
