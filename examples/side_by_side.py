@@ -310,7 +310,10 @@ def main(argv: list[str] | None = None) -> list[Row]:
     parser.add_argument("--algos", default=None, help="comma-separated subset (default: every registered one)")
     args = parser.parse_args(argv)
     toy = build_toy()
-    names = args.algos.split(",") if args.algos else ALGORITHMS.names()
+    # the space here is unconditional: algorithms with one target per prompt (cdpg) run in tests/test_prompts.py
+    # and examples/prompted_lm.py
+    names = args.algos.split(",") if args.algos else [n for n in ALGORITHMS.names()
+                                                       if not ALGORITHMS.get(n).requires.prompts]
     rows = [run_one(name, toy, args.quick) for name in names]
     print(format_table(["algorithm", "exact target", "KL", "start", "end", "cpu s"],
                        [[r.algorithm, r.target, r.direction,

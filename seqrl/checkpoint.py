@@ -135,6 +135,11 @@ def save_training_state(path: Path, payload: dict[str, Any]) -> Path:
     return atomic_save({"format": STATE_FORMAT, **payload}, path, "training state")
 
 
+def rank_state_path(path: Path, rank: int) -> Path:
+    """Where rank ``rank`` (> 0) of a run over several processes keeps its random streams, beside the state."""
+    return path.with_name(f"{path.name}.rank{rank}")
+
+
 def load_training_state(path: str | Path, inputs: dict[str, Any]) -> dict[str, Any]:
     """The training state at ``path``, after checking that it is one and that its run had these ``inputs``."""
     path = Path(path)

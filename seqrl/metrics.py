@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from .textscore import corpus_bleu, corpus_rouge, distinct_n, self_bleu  # noqa: F401  (seqrl.metrics' API)
@@ -125,3 +127,31 @@ def reward_score(reward, policy, data: SequenceBatch) -> float:
     if corpus is not None:
         return float(corpus(hyps, refs))
     return float(compute_reward(reward, hyps, refs).mean())
+
+
+@torch.no_grad()
+def prompt_scores(policy, prompts: SequenceBatch, *, reward=None, potential=None, per_prompt: int = 16,
+                  seed: int = 0) -> dict[str, float]:
+    """Scores of ``per_prompt`` completions π(·|x) of every prompt x (eval mode, drawn from a generator seeded by
+    ``seed``, so that successive evaluations compare on common random numbers): ``valid_reward``, the mean reward
+    r(x, y), with a reward; ``valid_kl_p_pi``, the self-normalized importance estimate of the mean over prompts of
+    KL(p_x‖π(·|x)) = E_π[(w/Z_x) log(w/Z_x)], w = P(x, y)/π(y|x), Ẑ_x = mean w, with a potential (consistent as
+    ``per_prompt`` grows; it cannot see mass p_x puts where π draws nothing)."""
+    from .ebm.base import checked_log_potential
+    from .rewards.base import compute_reward
+
+    prompts = prompts.to(policy.device)
+    generator = torch.Generator(device=policy.device).manual_seed(seed)
+    with eval_mode(policy):
+        samples = policy.sample(per_prompt, prompts, generator=generator)
+    scores: dict[str, float] = {}
+    if reward is not None:
+        scores["valid_reward"] = float(compute_reward(reward, samples.batch, None).mean())
+    if potential is not None:
+        log_w = (checked_log_potential(potential, samples.batch, require_support=False).to(samples.logp)
+                 - samples.logp).double().view(-1, per_prompt)
+        log_z = torch.logsumexp(log_w, 1, keepdim=True) - math.log(per_prompt)
+        p_hat = (log_w - log_z).exp() / per_prompt  # self-normalized weights, summing to 1 per prompt
+        kl = torch.where(p_hat > 0, p_hat * (log_w - log_z), torch.zeros_like(p_hat)).sum(1)
+        scores["valid_kl_p_pi"] = float(kl[torch.isfinite(log_z.squeeze(1))].mean())
+    return scores

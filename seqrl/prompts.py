@@ -6,17 +6,30 @@ added); a step draws ``per_prompt`` completions of each of its prompts, prompt-m
 the ``j``-th completion of the step's ``i``-th prompt). With ``per_step = None`` every step uses every prompt
 (each trained on at every step); otherwise the prompts are visited in order, ``per_step`` at a time, so that
 every prompt is trained on once per pass.
+
+With several processes (:mod:`seqrl.distributed`) each rank samples the completions of its contiguous chunk of
+the step's prompts (:meth:`PromptSchedule.local_step`), so that every prompt's group of completions, the group
+a leave-one-out baseline and CDPG's Ẑ_x average over, lies on one rank.
 """
 
 from __future__ import annotations
 
+import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from .types import BatchError, SequenceBatch
+from .config import check_size
+from .distributed import share, world
+from .types import BatchError, SequenceBatch, Vocab
+
+MAX_PROMPTS = 10_000_000
+"""Prompts a file may hold (a prompt set lives in memory as one padded batch)."""
+MAX_PROMPT_TOKENS = 100_000
 
 
 @dataclass(frozen=True)
@@ -48,5 +61,70 @@ class PromptSchedule:
         per_prompt = max(1, math.ceil(samples / self.per_step))
         return PromptStep(self.prompts.index(index.to(self.prompts.device)), index, per_prompt)
 
+    def local_step(self, step: int, samples: int) -> PromptStep:
+        """This process's part of :meth:`step`: its chunk of the step's prompts (all of them with one process)."""
+        full = self.step(step, samples)
+        w = world()
+        if w.size == 1:
+            return full
+        part = share(len(full.index), "prompts per step")
+        index = full.index[w.rank * part : (w.rank + 1) * part]
+        return PromptStep(self.prompts.index(index.to(self.prompts.device)), index, full.per_prompt)
 
-__all__ = ["PromptSchedule", "PromptStep"]
+
+def read_prompt_texts(path: str | Path, what: str = "prompts") -> list[str]:
+    """The prompts of a file: one per line (blank lines skipped), or JSON lines with a ``"prompt"`` field (a
+    ``.jsonl`` file, or one whose first non-blank line starts with ``{``), TRL's dataset convention."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what}: no such file {str(path)!r}")
+    lines = path.read_text(encoding="utf-8").splitlines()
+    numbered = [(i + 1, line) for i, line in enumerate(lines) if line.strip()]
+    if not numbered:
+        raise BatchError(f"{what}: {path} holds no prompt")
+    check_size(f"{what}: prompts in {path}", len(numbered), MAX_PROMPTS)
+    if path.suffix != ".jsonl" and not numbered[0][1].lstrip().startswith("{"):
+        return [line for _, line in numbered]
+    texts = []
+    for number, line in numbered:
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{what}: {path}:{number}: not JSON ({err.msg})") from None
+        if not isinstance(record, dict) or not isinstance(record.get("prompt"), str):
+            raise ValueError(f'{what}: {path}:{number}: expected an object with a "prompt" string')
+        texts.append(record["prompt"])
+    return texts
+
+
+def encode_prompts(texts: Sequence[str], vocab: Vocab, what: str = "prompts") -> SequenceBatch:
+    """Prompt texts as a context batch of ``vocab``'s ids: a tokenizer's vocabulary gives each text's ids exactly
+    as the tokenizer does (its ``encode_prompts``); seqrl's own takes space-separated symbols. No EOS is added,
+    and a prompt without tokens is refused (nothing to condition on)."""
+    encode = getattr(vocab, "encode_prompts", None)
+    if encode is not None:
+        batch = encode(list(texts))
+    else:
+        rows = []
+        for i, text in enumerate(texts):
+            try:
+                rows.append(vocab.encode(text, add_eos=False))
+            except ValueError as err:
+                raise ValueError(f"{what}: prompt {i + 1} ({text[:40]!r}): {err}") from None
+        empty = [i + 1 for i, row in enumerate(rows) if not row]
+        if empty:
+            raise BatchError(f"{what}: prompt {empty[0]} has no tokens: give every prompt some text")
+        check_size(f"{what}: tokens in the longest prompt", max(len(r) for r in rows), MAX_PROMPT_TOKENS)
+        batch = SequenceBatch.from_lists(rows, pad=vocab.pad)
+    if bool((batch.lengths == 0).any()):
+        first = int((batch.lengths == 0).nonzero()[0]) + 1
+        raise BatchError(f"{what}: prompt {first} has no tokens: give every prompt some text")
+    return batch
+
+
+def read_prompts(path: str | Path, vocab: Vocab) -> SequenceBatch:
+    """:func:`read_prompt_texts` then :func:`encode_prompts`."""
+    return encode_prompts(read_prompt_texts(path), vocab, f"prompts in {path}")
+
+
+__all__ = ["MAX_PROMPTS", "PromptSchedule", "PromptStep", "encode_prompts", "read_prompt_texts", "read_prompts"]

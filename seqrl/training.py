@@ -16,7 +16,7 @@ import math
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,6 +27,7 @@ from .callbacks import Callback, FitState
 from .checkpoint import (
     load_checkpoint,  # noqa: F401  (re-exported: seqrl.training.load_checkpoint)
     load_training_state,
+    rank_state_path,
     rng_state,
     run_inputs,
     save_checkpoint,
@@ -34,15 +35,16 @@ from .checkpoint import (
     set_rng_state,
 )
 from .config import SettingError, validate_fields
+from .distributed import any_rank, broadcast_state, mean_metrics, rank_seed, shard, share, world
 from .interrupts import Interrupted, InterruptFlag
-from .metrics import cross_entropy, reward_score
+from .metrics import cross_entropy, prompt_scores, reward_score
 from .registry import plugin_notes
 from .tracking import loggers_for
 from .types import BatchError, SequenceBatch, check_vocab
 from .utils import resolve_device, seed_everything
 
 DIRECTIONS: dict[str, Literal["min", "max"]] = {"valid_ce": "min", "valid_reward": "max", "valid_bleu": "max",
-                                                "kl_p_pi": "min"}
+                                                "kl_p_pi": "min", "valid_kl_p_pi": "min"}
 """The direction of the evaluation metrics seqrl's evaluations produce (others need ``FitConfig.mode``)."""
 
 
@@ -213,7 +215,8 @@ class DataStream:
             for i, start in enumerate(range(0, self.data.batch_size, self.batch_size)):
                 if i >= skip:
                     self.position["batch"] = i + 1
-                    yield self.data.index(order[start : start + self.batch_size].to(self.data.device))
+                    # several processes: the same order on every rank, each taking its rows of the minibatch
+                    yield shard(self.data.index(order[start : start + self.batch_size].to(self.data.device)))
             skip, self.position["batch"] = 0, 0
             self.position["epoch"] += 1
 
@@ -236,6 +239,17 @@ def default_evaluate(valid: SequenceBatch) -> Callable[[Any], dict[str, float]]:
         if reward is not None:
             scores["valid_reward"] = reward_score(reward, algorithm.policy, valid)
         return scores
+
+    return evaluate
+
+
+def prompt_evaluate(prompts: SequenceBatch, per_prompt: int = 16) -> Callable[[Any], dict[str, float]]:
+    """The evaluation of a prompted run: :func:`~seqrl.metrics.prompt_scores` of the policy's completions of the
+    validation prompts, under the algorithm's reward (``valid_reward``) or its potential (``valid_kl_p_pi``)."""
+
+    def evaluate(algorithm: Any) -> dict[str, float]:
+        return prompt_scores(algorithm.policy, prompts, reward=getattr(algorithm, "reward", None),
+                             potential=getattr(algorithm, "potential", None), per_prompt=per_prompt)
 
     return evaluate
 
@@ -282,14 +296,18 @@ class _Run:
     def save(self) -> Path | None:
         if self.config.state_path is None:
             return None
-        state = self.state
-        return save_training_state(Path(self.config.state_path), {
+        state, path, rank = self.state, Path(self.config.state_path), world().rank
+        if rank > 0:  # the other ranks' own random streams, beside rank 0's full state
+            save_training_state(rank_state_path(path, rank), {"inputs": self.inputs, "step": state.step,
+                                                             "rng": rng_state()})
+            return path
+        return save_training_state(path, {
             "inputs": self.inputs, "algorithm": self.algorithm.training_state(),
             "ranking": self.ranking.state_dict() if self.ranking is not None else None,
             "loop": {"step": state.step, "epoch": state.epoch, "history": state.history, "metrics": state.metrics},
             "position": self.stream.position, "rng": rng_state()})
 
-    def restore(self, saved: dict[str, Any]) -> None:
+    def restore(self, saved: dict[str, Any], path: Path) -> None:
         self.algorithm.load_training_state(saved["algorithm"])
         if self.ranking is not None and saved["ranking"] is not None:
             self.ranking.load_state_dict(saved["ranking"])
@@ -297,7 +315,19 @@ class _Run:
         self.state.step, self.state.epoch = loop["step"], loop["epoch"]
         self.state.history, self.state.metrics = loop["history"], loop["metrics"]
         self.stream.restore(saved["position"])
+        rank = world().rank
+        if rank > 0:
+            own = load_training_state(rank_state_path(path, rank), self.inputs)
+            if own["step"] != self.state.step:
+                raise ValueError(f"resume: {rank_state_path(path, rank)} is from step {own['step']}, the training "
+                                 f"state from step {self.state.step}")
+            saved = own
         set_rng_state(saved["rng"])
+
+    def add_loggers(self, resumed: bool) -> None:
+        if world().main:
+            self.callbacks += loggers_for(self.config, self.algorithm.name,
+                                          resumed_at=self.state.step if resumed else None)
 
     def evaluation(self) -> None:
         state = self.state
@@ -312,7 +342,7 @@ class _Run:
             cb.on_evaluation(self.algorithm, state)
 
     def log_step(self, metrics: dict[str, Any]) -> None:
-        numbers = {k: float(v) for k, v in metrics.items()}  # the step's only host sync
+        numbers = mean_metrics({k: float(v) for k, v in metrics.items()})  # the step's only host sync
         if not math.isfinite(numbers.get("loss", 0.0)):
             raise FloatingPointError(f"{self.algorithm.name}: loss became {numbers['loss']} at step "
                                      f"{self.state.step}{plugin_notes(self.algorithm)}")
@@ -353,9 +383,17 @@ def _budget(algorithm: Any, config: FitConfig, stream: DataStream) -> int:
 def _prepare(algorithm: Any, train: SequenceBatch | None, valid: SequenceBatch | None, config: FitConfig,
              evaluate: Callable[[Any], dict[str, float]] | None, callbacks: Sequence[Callback]) -> _Run:
     """Device, seed, data (the algorithm's ``setup``), budget, evaluation, ranking and loggers, all checked."""
+    if not world().main:  # several processes: rank 0 alone writes outputs and shows progress
+        config = replace(config, checkpoint=None, log_dir=None, tensorboard_dir=None, progress=False)
     device = resolve_device(config.device)
-    generator = seed_everything(config.seed)
+    generator = seed_everything(config.seed)  # the data order: one stream, the same on every rank
     algorithm.to(device).train()
+    processes = world()
+    if processes.size > 1:
+        seed_everything(rank_seed(config.seed, processes.rank))  # sampling and dropout: each rank its own stream
+        broadcast_state(algorithm)
+        if algorithm.uses_data and algorithm.batch_size:
+            share(algorithm.batch_size, f"{algorithm.name}: batch_size")
     train = algorithm.setup(train.to(device) if train is not None else None)
     check_vocab(algorithm.policy, train, "the training data")
     check_vocab(algorithm.policy, valid, "the validation data")
@@ -375,7 +413,8 @@ def _prepare(algorithm: Any, train: SequenceBatch | None, valid: SequenceBatch |
         if mode is None:
             raise ValueError(f"monitor {monitor!r}: say whether lower or higher is better (FitConfig.mode)")
         ranking = Ranking(monitor, mode, config.patience, config.keep == "best")
-    inputs = run_inputs(algorithm, train, {"seed": config.seed, "eval_every": config.eval_every})
+    inputs = run_inputs(algorithm, train, {"seed": config.seed, "eval_every": config.eval_every,
+                                           "processes": processes.size})
     return _Run(algorithm, config, stream, total, config.eval_every or stream.steps_per_epoch or 100, evaluate,
                 ranking, [*([ranking] if ranking else []), *callbacks], inputs)
 
@@ -394,10 +433,10 @@ def fit(algorithm: Any, train: SequenceBatch | None = None, *, valid: SequenceBa
     if resume_from is not None and not Path(resume_from).is_file():
         raise FileNotFoundError(f"resume_from: no training state at {resume_from}")
     run = _prepare(algorithm, train, valid, config, evaluate, callbacks)
-    state, started = run.state, time.perf_counter()
+    config, state, started = run.config, run.state, time.perf_counter()
     if resume_from is not None:
-        run.restore(load_training_state(resume_from, run.inputs))
-    run.callbacks += loggers_for(config, algorithm.name, resumed_at=state.step if resume_from is not None else None)
+        run.restore(load_training_state(resume_from, run.inputs), Path(resume_from))
+    run.add_loggers(resumed=resume_from is not None)
     progress = Progress(config.progress, algorithm.name, run.total, state.step,
                         run.ranking.monitor if run.ranking else None)
     run.callbacks.append(progress)
@@ -416,7 +455,7 @@ def fit(algorithm: Any, train: SequenceBatch | None = None, *, valid: SequenceBa
             evaluated = state.step % run.eval_every == 0 or state.step == run.total
             if evaluated:
                 run.evaluation()
-            if interrupted.raised:
+            if any_rank(interrupted.raised):
                 raise TrainingInterrupted(state.step, run.save(), interrupted.signum)
             if (config.state_every and state.step % config.state_every == 0) or (not config.state_every and evaluated):
                 run.save()
@@ -430,4 +469,4 @@ def fit(algorithm: Any, train: SequenceBatch | None = None, *, valid: SequenceBa
 
 
 __all__ = ["Callback", "DataStream", "FitConfig", "FitResult", "FitState", "Ranking", "TrainingInterrupted",
-           "default_evaluate", "fit", "load_checkpoint", "minibatches", "save_checkpoint"]
+           "default_evaluate", "fit", "prompt_evaluate", "load_checkpoint", "minibatches", "save_checkpoint"]

@@ -22,6 +22,7 @@ from seqrl.checkpoint import load_checkpoint
 from seqrl.cli import main
 from seqrl.policies import make_policy
 from seqrl.training import FitConfig, fit
+from seqrl.types import SequenceBatch
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = dict(progress=False, device="cpu")
@@ -120,7 +121,7 @@ def _captured(monkeypatch):
 
 
 @pytest.mark.parametrize("name", sorted(ALGORITHMS.names()))
-def test_seqrl_train_and_the_api_build_the_same_algorithm(name, monkeypatch, capsys):
+def test_seqrl_train_and_the_api_build_the_same_algorithm(name, monkeypatch, capsys, tmp_path):
     """Every registered algorithm: ``seqrl train NAME`` builds the config the API's ``make_algorithm`` builds for
     the same offer and settings (GDC++ unclipped under both: it clipped at 1.0 under ``seqrl train`` only)."""
     from seqrl.envs import task_for_env
@@ -131,15 +132,21 @@ def test_seqrl_train_and_the_api_build_the_same_algorithm(name, monkeypatch, cap
     extra = ["--potential", "test_core_third_pass:log_p_motif"] if cls.requires.potential else []
     settings = {"log_bound": 5.0} if name == "distill" else {}
     extra += [f"--set={k}={v}" for k, v in settings.items()]
+    if cls.requires.prompts:
+        (tmp_path / "prompts.txt").write_text("1 0\n0 1 1\n")
+        extra += ["--prompts", str(tmp_path / "prompts.txt")]
     code, _, err = run_cli(capsys, "train", name, *env, *extra, "--steps", "3")
     assert code == 130, err  # the fake fit's stop
     built = seen["algorithm"]
     task_kwargs = dict(a.split("=") for a, before in zip(env[1:], env) if before == "--task-set")
     task = task_for_env(env[1], **{k: (v if k == "motif" else int(v)) for k, v in task_kwargs.items()})
-    policy = make_policy("seq2seq" if task.is_conditional else "lstm", task.vocab, task.max_len,
-                         source_vocab=task.source_vocab, **built.policy.config)
-    offer = Offer(train=task.split("train"), valid=task.split("valid"), steps=3, from_scratch=True,
-                  potential=getattr(built, "potential", None), proposal=policy if cls.requires.potential else None)
+    prompted = cls.requires.prompts
+    policy = make_policy("seq2seq" if task.is_conditional or prompted else "lstm", task.vocab, task.max_len,
+                         source_vocab=task.source_vocab or (task.vocab if prompted else None), **built.policy.config)
+    offer = Offer(train=None if prompted else task.split("train"), valid=None if prompted else task.split("valid"),
+                  steps=3, from_scratch=True, potential=getattr(built, "potential", None),
+                  proposal=policy if cls.requires.potential else None,
+                  prompts=SequenceBatch.from_lists([[4, 3], [3, 4, 4]]) if prompted else None)
     again = make_algorithm(name, policy, offer, **settings)
     assert again.config == built.config, name
     if name == "gdcpp":

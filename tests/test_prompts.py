@@ -7,6 +7,7 @@ it as a prefix: tests/test_hf_*.py); the algorithms see only ``batch.context``, 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -18,7 +19,7 @@ from seqrl.policies import make_policy
 from seqrl.prompts import PromptSchedule
 from seqrl.rewards.base import FunctionReward
 from seqrl.training import FitConfig, fit
-from seqrl.types import SequenceBatch, Vocab
+from seqrl.types import BatchError, SequenceBatch, Vocab
 
 V = Vocab(["a", "b"])
 L = 4  # 15 completions per prompt
@@ -123,3 +124,80 @@ def test_cdpg_needs_prompts(setting):
     a, potential, _ = setting
     with pytest.raises(ValueError, match="pass prompts="):
         make_algorithm("cdpg", trainable_copy(a), potential=potential)
+
+
+# --- prompts from files, on the command line --------------------------------------------------------------
+MOTIF = ["--env", "seqrl/Motif-v0", "--task-set", "motif=101", "--task-set", "length=6", "--device", "cpu",
+         "--no-progress"]
+
+
+def seqrl_train(capsys, *argv):
+    from seqrl.cli import main
+
+    code = main(["train", *map(str, argv)])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def ones_count(batch):
+    """log P(x, y) = ½·(number of 1s in y): a plug-in potential (the motif vocabulary's "1" is id 4)."""
+    return (batch.tokens == 4).float().sum(1) * 0.5
+
+
+def test_read_prompts_lines_and_jsonl(tmp_path):
+    from seqrl.prompts import read_prompt_texts, read_prompts
+
+    (tmp_path / "p.txt").write_text("a b\n\n b \n")
+    assert read_prompt_texts(tmp_path / "p.txt") == ["a b", " b "]
+    assert read_prompts(tmp_path / "p.txt", V).to_lists() == [[3, 4], [4]]  # no EOS added to a prompt
+    (tmp_path / "p.jsonl").write_text('{"prompt": "b a", "id": 1}\n{"prompt": "a"}\n')
+    assert read_prompts(tmp_path / "p.jsonl", V).to_lists() == [[4, 3], [3]]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("", "holds no prompt"),
+    ('{"prompt": "a"}\n{"prompt": 3}\n', r'p.jsonl:2: expected an object with a "prompt" string'),
+    ('{"prompt": "a"}\n{oops\n', r"p.jsonl:2: not JSON"),
+    ("a c\n", r"prompt 1 \('a c'\): unknown symbol 'c'"),
+])
+def test_bad_prompt_files_are_refused_with_the_line(tmp_path, text, message):
+    from seqrl.prompts import read_prompts
+
+    path = tmp_path / ("p.jsonl" if "{" in text else "p.txt")
+    path.write_text(text)
+    with pytest.raises((ValueError, BatchError), match=message):
+        read_prompts(path, V)
+
+
+def test_seqrl_train_cdpg_on_a_prompts_file(capsys, tmp_path, monkeypatch):
+    """``--prompts`` defines the task (the policy reads each prompt as its source), ``--valid-prompts`` the
+    evaluation (the estimated KL(p_x‖π) toward the potential), ``--steps`` alone the length."""
+    import json
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    (tmp_path / "train.txt").write_text("1 0\n0 0 1\n")
+    (tmp_path / "valid.jsonl").write_text('{"prompt": "1"}\n{"prompt": "0 1"}\n')
+    code, out, err = seqrl_train(capsys, "cdpg", *MOTIF, "--prompts", tmp_path / "train.txt", "--valid-prompts",
+                                 tmp_path / "valid.jsonl", "--potential", "test_prompts:ones_count", "--steps", 4,
+                                 "--eval-every", 2, "--set", "samples_per_step=32")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["monitor"] == "valid_kl_p_pi" and report["steps"] == 4
+    assert report["final_evaluation"]["episodes"] == 4 * 32 and "test_ce" not in report
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["mle", "--prompts", "{train}", "--epochs", "1"], "mle learns from the task's references"),
+    (["cdpg", "--steps", "2", "--potential", "test_prompts:ones_count"], "cdpg trains one target per prompt"),
+    (["kl_control", "--steps", "2", "--valid-prompts", "{train}"], "give --prompts FILE too"),
+    (["kl_control", "--steps", "2", "--prompts", "{train}", "--policy", "lstm"], "policy 'lstm' reads no prompts"),
+    (["kl_control", "--steps", "2", "--prompts", "{train}", "--keep", "best"], "give them"),
+    (["gdcpp", "--steps", "2", "--prompts", "{train}"], "give --potential"),
+    (["kl_control", "--steps", "2", "--prompts", "{missing}"], "--prompts: no such file"),
+])
+def test_prompt_options_that_cannot_work_are_refused(capsys, tmp_path, monkeypatch, argv, message):
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    (tmp_path / "train.txt").write_text("1 0\n")
+    argv = [a.format(train=tmp_path / "train.txt", missing=tmp_path / "nope.txt") for a in argv]
+    code, _, err = seqrl_train(capsys, argv[0], *MOTIF, *argv[1:])
+    assert code == 2 and message in err, err

@@ -26,6 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from ..config import SettingError, Settings
+from ..distributed import all_reduce_sum, average_gradients, world
 from ..policies.base import AutoregressivePolicy
 from ..registry import Registry, plugin_notes
 from ..types import SequenceBatch
@@ -61,6 +62,8 @@ class Requirements:
     """Its paper trains it from a random initialization (else it fine-tunes a pretrained policy)."""
     validation: bool = False
     """It reads validation data itself (``valid=``) to schedule its update (annealing, lr decay, proposal swaps)."""
+    prompts: bool = False
+    """It needs prompts (``prompts=``): its target is one distribution per prompt."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -261,7 +264,8 @@ class Algorithm(nn.Module):
 
         A non-finite loss stops the run before any weight changes; the check reads the loss on the CPU, where it
         costs nothing, and is left to the logged metrics on an accelerator (no host sync per step)."""
-        if loss.device.type == "cpu" and not bool(torch.isfinite(loss)):
+        if loss.device.type == "cpu" and not bool(all_reduce_sum(torch.isfinite(loss.detach()).double()) ==
+                                                  world().size):  # every rank stops together
             raise FloatingPointError(f"{self.name}: loss became {float(loss.detach())} at step {self.steps}"
                                      f"{plugin_notes(self)}")
         names = tuple(self._optimizers) if groups is None else groups
@@ -271,6 +275,7 @@ class Algorithm(nn.Module):
         metrics: dict[str, Tensor | float] = {"loss": loss.detach()}
         for i, name in enumerate(names):
             entry = self._optimizers[name]
+            average_gradients(entry.params)  # several processes: the global batch's gradient, before clipping
             if entry.clip is not None:
                 norm = torch.nn.utils.clip_grad_norm_(entry.params, entry.clip)
                 metrics["grad_norm" if i == 0 else f"grad_norm_{name}"] = norm.detach()

@@ -21,7 +21,7 @@ from torch import Tensor
 
 from ..ebm.sampling import LogRatioFn
 from ..types import SequenceBatch
-from .base import register_algorithm
+from .base import Requirements, register_algorithm
 from .dpg import DPGBase, DPGRollout, dpg_loss
 
 
@@ -42,6 +42,7 @@ class CDPG(DPGBase):
     baseline, which leaves the expected update unchanged). Needs ``prompts=`` (an offer's prompts)."""
 
     in_default_bench = False  # the suites' tasks have no prompts
+    requires = Requirements(potential=True, data=False, prompts=True)
 
     @dataclass(frozen=True, kw_only=True)
     class Config(DPGBase.Config):
@@ -66,7 +67,7 @@ class CDPG(DPGBase):
         """−(1/B) Σ (P/q)/Ẑ_x · log π(y|x), Ẑ_x from the step's samples of each prompt (rows of a prompt whose
         samples all have P = 0 carry no weight)."""
         assert self.schedule is not None
-        per_prompt = self.schedule.step(self.steps, self.config.samples_per_step).per_prompt
+        per_prompt = self.schedule.local_step(self.steps, self.config.samples_per_step).per_prompt
         logp_pi = self.policy.sequence_log_prob(rollout.batch)
         log_z = per_prompt_log_z(rollout.log_weight, per_prompt)
         supported = torch.isfinite(log_z)

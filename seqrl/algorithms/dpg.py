@@ -18,6 +18,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
+from ..distributed import all_reduce_sum, share, world
 from ..ebm.base import PotentialError
 from ..ebm.sampling import LogRatioFn, ProposalDraw, draw, estimate_divergences, potential_log_ratio
 from ..metrics import cross_entropy
@@ -182,33 +183,38 @@ class DPGBase(Algorithm):
         return metrics
 
     def draw(self, samples: int, log_ratio: LogRatioFn) -> ProposalDraw:
-        """``samples`` draws of q, spread over the step's prompts when there are prompts (prompt-major)."""
+        """``samples`` draws of q, spread over the step's prompts when there are prompts (prompt-major); with
+        several processes, this rank's share of them."""
         if self.schedule is None:
-            return draw(self.sampler, samples, log_ratio)
-        step = self.schedule.step(self.steps, samples)
+            return draw(self.sampler, share(samples, f"{self.name}: samples per step"), log_ratio)
+        step = self.schedule.local_step(self.steps, samples)
         return draw(self.sampler, step.per_prompt, log_ratio, context=step.prompts)
 
     def collect(self, batch: SequenceBatch | None = None) -> DPGRollout:
         """A batch of q's samples with log q and log P/q; Ẑ's running sums and the episode count updated."""
         d = self.draw(self.config.samples_per_step, self._log_ratio)
-        self.episodes += d.log_ratio.numel()
-        if bool((d.log_ratio == -math.inf).all()) and float(self.z_sum) == 0:
+        drawn = d.log_ratio.numel() * world().size  # the global batch: every rank draws an equal share
+        self.episodes += drawn
+        # Ẑ's sums are over the global batch (one all-reduce), so every rank holds the same Ẑ.
+        batch_sums = all_reduce_sum(torch.stack([d.log_ratio.double().exp().sum(),
+                                                 torch.isfinite(d.log_ratio).sum().double()]))
+        if float(batch_sums[1]) == 0 and float(self.z_sum) == 0:
             self.draws_without_support += 1
             if self.draws_without_support >= self.config.max_draws_without_support:
                 raise PotentialError(
                     f"the potential is zero (log P = -inf) on every one of the {self.draws_without_support} × "
-                    f"{d.log_ratio.numel()} samples of the proposal drawn so far: no learning signal "
+                    f"{drawn} samples of the proposal drawn so far: no learning signal "
                     "(is P -inf everywhere, or its support too rare for max_draws_without_support?)"
                 )
-            self.z_count += d.log_ratio.numel()  # their zero weights belong to Ẑ's mean
+            self.z_count += drawn  # their zero weights belong to Ẑ's mean
             return DPGRollout(d.batch, d.log_q, d.log_ratio, None, before_support=True)
         log_z_before = self.log_z() if float(self.z_count) > 0 and self.config.z_from == "earlier" else None
-        self.z_sum += d.log_ratio.double().exp().sum()
+        self.z_sum += batch_sums[0].to(self.z_sum)
         if not bool(torch.isfinite(self.z_sum)):
             raise PotentialError(f"{self.name}: the running estimate Ẑ (the mean of P/q) overflowed: the largest "
                                  f"log P/q of the batch is {float(d.log_ratio.max()):.4g}, beyond float64's e^709"
                                  f"{plugin_notes(self)}; rescale the potential (log P by a constant)")
-        self.z_count += d.log_ratio.numel()
+        self.z_count += drawn
         return DPGRollout(d.batch, d.log_q, d.log_ratio, log_z_before)
 
     def loss(self, rollout: DPGRollout) -> tuple[Tensor, dict[str, Tensor | float]]:
@@ -248,13 +254,14 @@ class DPGBase(Algorithm):
         two scores, mean_q (p/q)·log(m₂/m₁), then has the sign of the true difference whatever Ẑ's error.
         Its ``kl_samples`` draws count as episodes."""
         d = self.draw(self.config.kl_samples, potential_log_ratio(self.potential, require_support=False))
-        self.episodes += d.log_ratio.numel()
+        self.episodes += d.log_ratio.numel() * world().size
         scores = []
         for model in models:
             with eval_mode(model):
                 log_model = model.sequence_log_prob(d.batch)
             scores.append(estimate_divergences(d.log_ratio + d.log_q, log_model, self.log_z(), d.log_q)["kl_p_pi"])
-        return scores
+        # each rank's estimate is a mean over its equal share: their mean is the global batch's
+        return (all_reduce_sum(torch.tensor(scores, dtype=torch.float64)) / world().size).tolist()
 
     def maybe_update_proposal(self) -> None:
         """q ← π_θ when π_θ is better: in validation CE ([DPG] Alg. 1) or in the estimated KL(p‖·) ([GDC++] Alg. 1)."""

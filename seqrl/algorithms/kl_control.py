@@ -16,6 +16,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from ..distributed import all_reduce_sum, share, world
 from ..ebm.base import base_log_prob
 from ..policies.base import AutoregressivePolicy
 from ..prompts import PromptSchedule
@@ -179,7 +180,9 @@ class KLControl(Algorithm):
         """x ~ π (as a distribution), one step on −(R^z − b)·log π(x), then Ziegler's β controller."""
         loss, metrics = self.loss(self.collect())
         metrics.update(self.optimize(loss))
-        self.adapt_beta(float(metrics["kl_k1"]))
+        if self.config.target_kl is not None:  # the global batch's k1 (each rank's is a mean over an equal share)
+            kl = torch.as_tensor(metrics["kl_k1"], dtype=torch.float64)
+            self.adapt_beta(float(all_reduce_sum(kl)) / world().size)
         return metrics
 
     @torch.no_grad()
@@ -189,13 +192,13 @@ class KLControl(Algorithm):
         group = 1
         with eval_mode(self.policy):
             if self.schedule is None:
-                samples = self.policy.sample(self.config.samples_per_step).batch
+                samples = self.policy.sample(share(self.config.samples_per_step, "kl_control: samples per step")).batch
             else:
-                step = self.schedule.step(self.steps, self.config.samples_per_step)
+                step = self.schedule.local_step(self.steps, self.config.samples_per_step)
                 samples = self.policy.sample(step.per_prompt, step.prompts).batch
                 group = step.per_prompt
         reward = compute_reward(self.reward, samples, None)
-        self.episodes += samples.batch_size
+        self.episodes += samples.batch_size * world().size
         return KLControlRollout(samples, reward, self.base.sequence_log_prob(samples), group)
 
     def loss(self, rollout: KLControlRollout) -> tuple[Tensor, dict[str, Tensor | float]]:

@@ -14,6 +14,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from ..distributed import all_reduce_sum
 from ..proposals import samples_per_reference
 from ..rewards.base import compute_reward
 from ..types import SequenceBatch
@@ -37,14 +38,17 @@ def reinforce_loss(logp: Tensor, reward: Tensor, baseline: Tensor | None = None,
 
 def leave_one_out_mean(reward: Tensor, group: int) -> Tensor:
     """[B] mean of the other rewards in each group of ``group`` consecutive samples (B = G·group);
-    with group = 1 the mean over the rest of the batch."""
+    with group = 1 the mean over the rest of the batch, the global batch when several processes share it (each
+    rank's rows are its own; a group > 1 lies on one rank)."""
     if group > 1:
         r = reward.view(-1, group)
         return ((r.sum(1, keepdim=True) - r) / (group - 1)).flatten()
-    n = reward.numel()
+    totals = all_reduce_sum(torch.stack([reward.sum(), torch.tensor(float(reward.numel()), device=reward.device,
+                                                                    dtype=reward.dtype)]))
+    n = int(round(float(totals[1])))
     if n < 2:
         return torch.zeros_like(reward)
-    return (reward.sum() - reward) / (n - 1)
+    return (totals[0] - reward) / (n - 1)
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,6 +75,12 @@ def add_parser(sub: Any, choices: Callable[[str], str]) -> None:
     p.add_argument("--potential", metavar="NAME",
                    help="the EBM for dpg/gdcpp/…: a registered name or module:function giving log P(x) (default: the "
                         "task's own; on the motif task the GAM P_λ = r·exp(λ·φ), r trained first)")
+    p.add_argument("--prompts", metavar="FILE",
+                   help="train on these prompts (one per line, or JSON lines with a \"prompt\" field), each step "
+                        "sampling completions of them: algorithms that draw their own samples; the policy must read "
+                        "prompts (seq2seq, an HF model)")
+    p.add_argument("--valid-prompts", metavar="FILE", help="prompts to evaluate on (the reward, or the estimated "
+                                                           "KL(p_x‖π) toward a potential, of 16 completions each)")
     progress_options(p)
     p.set_defaults(func=cmd_train)
 
@@ -90,6 +97,8 @@ class TrainPlan:
     policy_kwargs: dict[str, Any]
     out: Path | None
     fit: dict[str, Any] = field(default_factory=dict)
+    prompt_texts: list[str] | None = None
+    valid_prompt_texts: list[str] | None = None
 
 
 def plan(args: argparse.Namespace) -> TrainPlan:
@@ -114,11 +123,34 @@ def plan(args: argparse.Namespace) -> TrainPlan:
     settings = _algorithm_settings(args, cls)
     if not cls.uses_data and args.steps is None:
         raise UsageError(f"{cls.name} draws its own samples: give --steps N (its length in optimizer steps)")
+    prompts, valid_prompts = _prompt_texts(args, cls)
     fit_settings = {"max_epochs": args.epochs if args.epochs is not None else (20 if args.steps is None else None),
                     "max_steps": args.steps, "eval_every": args.eval_every, "keep": args.keep,
                     "monitor": args.monitor, "patience": args.patience}
-    return TrainPlan(cls, task_cls, task_kwargs, settings, args.policy, _policy_kwargs(args, task_cls), out,
-                     fit_settings)
+    if prompts is not None and args.monitor is None:  # a prompted run's evaluation (training.prompt_evaluate)
+        fit_settings["monitor"] = "valid_reward" if cls.requires.reward else "valid_kl_p_pi"
+    return TrainPlan(cls, task_cls, task_kwargs, settings, args.policy, _policy_kwargs(args, task_cls, prompts),
+                     out, fit_settings, prompts, valid_prompts)
+
+
+def _prompt_texts(args: argparse.Namespace, cls: Any) -> tuple[list[str] | None, list[str] | None]:
+    """``--prompts`` and ``--valid-prompts`` read (not yet tokenized: that needs the policy's vocabulary)."""
+    from ..prompts import read_prompt_texts
+
+    if args.prompts is None:
+        if cls.requires.prompts:
+            raise UsageError(f"{cls.name} trains one target per prompt: give --prompts FILE")
+        if args.valid_prompts is not None:
+            raise UsageError("--valid-prompts evaluates a prompted run: give --prompts FILE too")
+        return None, None
+    if args.keep == "best" and args.valid_prompts is None:
+        raise UsageError("--keep best ranks evaluations, which a prompted run makes on --valid-prompts: give them")
+    if cls.uses_data:
+        raise UsageError(f"--prompts: {cls.name} learns from the task's references; prompts are for the algorithms "
+                         "that draw their own samples (kl_control, dpg, gdcpp, fdpg, cdpg, …)")
+    return (with_option("--prompts", lambda: read_prompt_texts(args.prompts, "--prompts")),
+            with_option("--valid-prompts", lambda: read_prompt_texts(args.valid_prompts, "--valid-prompts"))
+            if args.valid_prompts is not None else None)
 
 
 def _check_resume(args: argparse.Namespace, out: Path | None) -> None:
@@ -167,14 +199,22 @@ def _algorithm_settings(args: argparse.Namespace, cls: Any) -> dict[str, Any]:
     return settings
 
 
-def _policy_kwargs(args: argparse.Namespace, task_cls: Any) -> dict[str, Any]:
+def _policy_kwargs(args: argparse.Namespace, task_cls: Any, prompts: list[str] | None) -> dict[str, Any]:
     from ..config import parse_settings
     from ..policies import POLICIES
 
     if args.init is not None:
         return {}
-    name = args.policy or ("seq2seq" if _conditional(task_cls) else "lstm")
-    return parse_settings(split_sets(args.policy_set, "--policy-set"), POLICIES.get(name), "--policy-set")
+    name = args.policy or _default_policy(task_cls, prompts is not None)
+    cls = POLICIES.get(name)
+    if prompts is not None and not (cls.is_conditional or getattr(cls, "accepts_prompts", False)):
+        raise UsageError(f"--prompts: policy {name!r} reads no prompts; use --policy seq2seq (the prompt as its "
+                         "source) or an HF model")
+    return parse_settings(split_sets(args.policy_set, "--policy-set"), cls, "--policy-set")
+
+
+def _default_policy(task_cls: Any, prompted: bool) -> str:
+    return "seq2seq" if prompted or _conditional(task_cls) else "lstm"
 
 
 def _conditional(task_cls: Any) -> bool:
@@ -194,9 +234,10 @@ def build_policy(args: argparse.Namespace, plan_: TrainPlan, task: Any) -> Any:
             raise UsageError(f"--init {args.init!r}: its vocabulary ({len(policy.vocab)} ids) is not the task's "
                              f"({len(task.vocab)} ids)")
         return policy
-    name = plan_.policy_name or ("seq2seq" if task.is_conditional else "lstm")
-    return with_option("--policy-set", lambda: make_policy(name, task.vocab, task.max_len,
-                                                           source_vocab=task.source_vocab, **plan_.policy_kwargs))
+    name = plan_.policy_name or _default_policy(type(task), plan_.prompt_texts is not None)
+    source_vocab = task.source_vocab or (task.vocab if plan_.prompt_texts is not None else None)  # prompts: symbols
+    return with_option("--policy-set", lambda: make_policy(name, task.vocab, task.max_len, source_vocab=source_vocab,
+                                                           **plan_.policy_kwargs))
 
 
 def build_target(args: argparse.Namespace, cls: Any, task: Any, policy: Any) -> dict[str, Any]:
@@ -211,6 +252,9 @@ def build_target(args: argparse.Namespace, cls: Any, task: Any, policy: Any) -> 
         return {}
     if args.potential is not None:
         return {"potential": make_potential(args.potential, task.vocab), "proposal": policy}
+    if args.prompts is not None:
+        raise UsageError(f"{cls.name} trains toward a potential over prompts and completions: give --potential "
+                         "module:function (log P(x, y) of a batch whose context holds the prompts)")
     if isinstance(task, MotifTask):
         from ..bench.gam import motif_target
         from ..utils import resolve_device
@@ -227,29 +271,36 @@ def build_target(args: argparse.Namespace, cls: Any, task: Any, policy: Any) -> 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from ..algorithms import Offer, make_algorithm
+    from ..distributed import init_from_env
     from ..envs import task_for_env
     from ..files import locked
     from ..training import FitConfig, fit
     from ..utils import seed_everything
 
     plan_ = plan(args)
-    set_threads(args.threads)
+    set_threads(args.threads, workers=int(os.environ.get("LOCAL_WORLD_SIZE", "1")))  # torchrun's processes here
+    main = init_from_env(args.device).main  # under torchrun: join the run's processes; rank 0 writes
     seed_everything(args.seed)  # before the task's and the policy's random draws: same seed, same run
     task = with_option("--task-set", lambda: task_for_env(args.env, **plan_.task_kwargs))
     policy = build_policy(args, plan_, task)
     target = build_target(args, plan_.cls, task, policy)
-    offer = Offer(train=task.split("train"), valid=task.split("valid"), epochs=plan_.fit["max_epochs"],
-                  steps=plan_.fit["max_steps"], from_scratch=args.init is None, **target)
+    prompts, valid, evaluate = _prompt_sets(plan_, policy, task)
+    train = task.split("train") if prompts is None else None  # a prompted run samples; the task's data unused
+    offer = Offer(train=train, valid=task.split("valid") if prompts is None else None,
+                  epochs=plan_.fit["max_epochs"], steps=plan_.fit["max_steps"], from_scratch=args.init is None,
+                  prompts=prompts, **target)
     algorithm = with_option("--set", lambda: make_algorithm(plan_.cls, policy, offer, **plan_.settings))
     out = plan_.out
     config = FitConfig(**plan_.fit, device=args.device, seed=args.seed, progress=progress(args),
                        checkpoint=str(out / "policy.pt") if out else None,
                        state_path=str(out / "state.pt") if out else None,
                        log_dir=str(out) if out else None, tensorboard_dir=args.tensorboard)
-    with locked(out):
-        result = fit(algorithm, task.split("train"), valid=task.split("valid"), config=config,
+    with locked(out if main else None):
+        result = fit(algorithm, train, valid=valid, config=config, evaluate=evaluate,
                      resume_from=(out / "state.pt") if args.resume and out else None)
-        report = train_report(args, algorithm, task, result)
+        if not main:
+            return 0
+        report = train_report(args, algorithm, task, result, prompted=prompts is not None)
         print(json.dumps(report, indent=2))
         if out:
             from ..files import atomic_write_text
@@ -259,17 +310,38 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def train_report(args: argparse.Namespace, algorithm: Any, task: Any, result: Any) -> dict[str, Any]:
-    """What the run did and what it left: which weights it kept (and why), its last evaluation, and the test
-    split's CE, the reward for reward algorithms, and greedy BLEU for conditional tasks."""
+def _prompt_sets(plan_: TrainPlan, policy: Any, task: Any) -> tuple[Any, Any, Any]:
+    """(training prompts, validation data, evaluation): a prompted run evaluates on its validation prompts (none
+    without ``--valid-prompts``); others on the task's validation split."""
+    from ..prompts import encode_prompts
+    from ..training import prompt_evaluate
+
+    if plan_.prompt_texts is None:
+        return None, task.split("valid"), None
+    vocab = getattr(policy, "source_vocab", None) or policy.vocab
+    prompts = with_option("--prompts", lambda: encode_prompts(plan_.prompt_texts or [], vocab, "--prompts"))
+    if plan_.valid_prompt_texts is None:
+        return prompts, None, None
+    valid = with_option("--valid-prompts", lambda: encode_prompts(plan_.valid_prompt_texts or [], vocab,
+                                                                  "--valid-prompts"))
+    return prompts, None, prompt_evaluate(valid)
+
+
+def train_report(args: argparse.Namespace, algorithm: Any, task: Any, result: Any,
+                 prompted: bool = False) -> dict[str, Any]:
+    """What the run did and what it left: which weights it kept (and why), its last evaluation, and (unless the
+    run was prompted: its test split has no prompts) the test split's CE, the reward for reward algorithms, and
+    greedy BLEU for conditional tasks."""
     from ..metrics import corpus_bleu, cross_entropy, reward_score
 
     policy, test = algorithm.policy, task.split("test")
     report: dict[str, Any] = {"algorithm": algorithm.name, "env": args.env, "seed": args.seed, "steps": result.steps,
                               "kept": result.kept, "kept_step": result.kept_step, "summary": result.describe(),
                               "monitor": result.monitor, "best": None if math.isnan(result.best) else result.best,
-                              "final_evaluation": result.final, "test_ce": cross_entropy(policy, test),
-                              "wall_s": result.wall_s}
+                              "final_evaluation": result.final, "wall_s": result.wall_s}
+    if prompted:
+        return report
+    report["test_ce"] = cross_entropy(policy, test)
     reward = getattr(algorithm, "reward", None)
     if reward is not None and (not getattr(reward, "needs_reference", True) or test.batch_size):
         report["test_reward"] = reward_score(reward, policy, test)
