@@ -115,6 +115,8 @@ def main() -> int:
     parser.add_argument("--out", required=True)
     parser.add_argument("--virtual", type=int, default=1)
     parser.add_argument("--cases", nargs="*", default=list(CASES))
+    parser.add_argument("--then-train", nargs=argparse.REMAINDER, default=None,
+                        help="then run `seqrl train` with these arguments in the same processes")
     args = parser.parse_args()
     torch.set_num_threads(1)
     init_from_env("cpu")
@@ -122,6 +124,10 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     for name in args.cases:
         run_case(name, out, args.virtual)
+    if args.then_train:
+        from seqrl.cli import main as seqrl
+
+        return seqrl(["train", *args.then_train])
     return 0
 
 

@@ -36,8 +36,13 @@ def run(command: list[str], cwd: Path) -> subprocess.CompletedProcess:
 
 
 def test_two_processes_take_the_steps_of_one_process_on_the_global_batch(tmp_path):
+    """Then, in the same two processes, ``seqrl train`` as torchrun runs it: data sharded, rank 0 alone writing."""
+    out = tmp_path / "run"
     run([sys.executable, str(HERE / "ddp_case.py"), "--out", str(tmp_path / "one"), "--virtual", "2"], tmp_path)
-    run([*TORCHRUN, str(HERE / "ddp_case.py"), "--out", str(tmp_path / "two")], tmp_path)
+    done = run([*TORCHRUN, str(HERE / "ddp_case.py"), "--out", str(tmp_path / "two"), "--then-train", "mle",
+                "--env", "seqrl/Copy-v0", "--epochs", "2", "--batch-size", "8", "--task-set", "train_size=24",
+                "--task-set", "valid_size=8", "--task-set", "test_size=8", "--policy-set", "hidden_size=8",
+                "--device", "cpu", "--no-progress", "--out", str(out)], tmp_path)
     for case in CASES:
         one = torch.load(tmp_path / "one" / f"{case}.pt")
         two = torch.load(tmp_path / "two" / f"{case}.pt")
@@ -51,20 +56,8 @@ def test_two_processes_take_the_steps_of_one_process_on_the_global_batch(tmp_pat
         if one["log_z"] is not None:
             assert float(two["log_z"]) == pytest.approx(float(one["log_z"]), rel=1e-9)
         assert two["proposal_updates"] == one["proposal_updates"]
-    assert one_case_swapped_its_proposal(tmp_path / "one" / "gdcpp.pt")
+    assert torch.load(tmp_path / "one" / "gdcpp.pt")["proposal_updates"] > 0  # the KL rule's swaps were exercised
 
-
-def one_case_swapped_its_proposal(path: Path) -> bool:
-    """The KL rule's decisions were exercised (they read the ranks' estimates averaged)."""
-    return torch.load(path)["proposal_updates"] > 0
-
-
-def test_torchrun_trains_from_the_command_line_and_only_rank_0_writes(tmp_path):
-    out = tmp_path / "run"
-    done = run([*TORCHRUN, "-m", "seqrl", "train", "mle", "--env", "seqrl/Copy-v0", "--epochs", "2",
-                "--batch-size", "8", "--task-set", "train_size=24", "--task-set", "valid_size=8",
-                "--task-set", "test_size=8", "--policy-set", "hidden_size=8", "--device", "cpu", "--no-progress",
-                "--out", str(out)], tmp_path)
     report = json.loads((out / "train.json").read_text())
     assert report["steps"] == 6  # 24 rows, 8 a step (4 on each process), 2 epochs
     assert done.stdout.count('"algorithm": "mle"') == 1  # one report, from rank 0
