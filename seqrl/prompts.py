@@ -4,8 +4,9 @@ samples from, and how many completions each gets.
 A prompt set is a :class:`~seqrl.types.SequenceBatch` of prompt token ids (the policy's vocabulary, no EOS
 added); a step draws ``per_prompt`` completions of each of its prompts, prompt-major (row ``i·per_prompt + j`` is
 the ``j``-th completion of the step's ``i``-th prompt). With ``per_step = None`` every step uses every prompt
-(each trained on at every step); otherwise the prompts are visited in order, ``per_step`` at a time, so that
-every prompt is trained on once per pass.
+(each trained on at every step) as long as each then gets at least :data:`MIN_COMPLETIONS` completions, else
+as many as do; the prompts are visited in order, ``per_step`` at a time, so that every prompt is trained on once
+per pass.
 
 With several processes (:mod:`seqrl.distributed`) each rank samples the completions of its contiguous chunk of
 the step's prompts (:meth:`PromptSchedule.local_step`), so that every prompt's group of completions, the group
@@ -27,6 +28,9 @@ from .config import check_size
 from .distributed import share, world
 from .types import BatchError, SequenceBatch, Vocab
 
+MIN_COMPLETIONS = 4
+"""Completions each prompt of a step gets at least under the default ``per_step``: a per-prompt baseline (RLOO)
+or normalizer (CDPG's Ẑ_x) needs several; TRL's GRPO draws 8, its RLOO 2."""
 MAX_PROMPTS = 10_000_000
 """Prompts a file may hold (a prompt set lives in memory as one padded batch)."""
 MAX_PROMPT_TOKENS = 100_000
@@ -45,14 +49,17 @@ class PromptStep:
 class PromptSchedule:
     """Which prompts step ``t`` samples from (see the module docstring)."""
 
-    def __init__(self, prompts: SequenceBatch, per_step: int | None = None) -> None:
+    def __init__(self, prompts: SequenceBatch, per_step: int | None = None, samples: int | None = None) -> None:
+        """``samples``: the completions a step draws, which the default ``per_step`` reads."""
         if prompts.batch_size == 0:
             raise BatchError("empty prompt set: give at least one prompt")
         if per_step is not None and per_step < 1:
             raise ValueError(f"prompts per step must be ≥ 1 or None, got {per_step}")
         self.prompts = prompts
         self.size = prompts.batch_size
-        self.per_step = min(per_step or self.size, self.size)
+        if per_step is None:
+            per_step = self.size if samples is None else max(1, min(self.size, samples // MIN_COMPLETIONS))
+        self.per_step = min(per_step, self.size)
 
     def step(self, step: int, samples: int) -> PromptStep:
         """The prompts of step ``step`` (0-based) and the completions each gets: ``ceil(samples / P)``."""
@@ -127,4 +134,5 @@ def read_prompts(path: str | Path, vocab: Vocab) -> SequenceBatch:
     return encode_prompts(read_prompt_texts(path), vocab, f"prompts in {path}")
 
 
-__all__ = ["MAX_PROMPTS", "PromptSchedule", "PromptStep", "encode_prompts", "read_prompt_texts", "read_prompts"]
+__all__ = ["MAX_PROMPTS", "MIN_COMPLETIONS", "PromptSchedule", "PromptStep", "encode_prompts", "read_prompt_texts",
+           "read_prompts"]

@@ -201,3 +201,21 @@ def test_prompt_options_that_cannot_work_are_refused(capsys, tmp_path, monkeypat
     argv = [a.format(train=tmp_path / "train.txt", missing=tmp_path / "nope.txt") for a in argv]
     code, _, err = seqrl_train(capsys, argv[0], *MOTIF, *argv[1:])
     assert code == 2 and message in err, err
+
+
+def test_by_default_each_prompt_of_a_step_gets_several_completions():
+    """Many prompts, few samples: a step takes as many prompts as get 4 completions each (a per-prompt baseline
+    or Ẑ_x from one completion carries no signal), and a pass visits every prompt."""
+    many = SequenceBatch.from_lists([[3 + (i % 2)] * (1 + i % 3) for i in range(50)], pad=0)
+    schedule = PromptSchedule(many, None, samples=64)
+    assert schedule.per_step == 16 and schedule.step(0, 64).per_prompt == 4
+    seen = torch.cat([schedule.step(t, 64).index for t in range(4)])
+    assert set(seen.tolist()) == set(range(50))
+    assert PromptSchedule(PROMPTS, None, samples=64).per_step == 3  # few prompts: all of them, every step
+
+
+def test_cdpg_refuses_one_completion_per_prompt(setting):
+    a, potential, _ = setting
+    with pytest.raises(ValueError, match="one completion per prompt"):
+        make_algorithm("cdpg", trainable_copy(a), potential=potential, prompts=PROMPTS, samples_per_step=3,
+                       prompts_per_step=3)

@@ -62,6 +62,11 @@ class CDPG(DPGBase):
             raise ValueError("cdpg trains π(·|x) for prompts x: pass prompts= (a SequenceBatch of prompt ids)")
         super().__init__(policy, config, potential=potential, proposal=proposal, valid=valid, log_ratio=log_ratio,
                          prompts=prompts)
+        assert self.schedule is not None
+        if self.schedule.step(0, self.config.samples_per_step).per_prompt < 2:
+            raise ValueError(f"cdpg: {self.config.samples_per_step} samples per step over {self.schedule.per_step} "
+                             "prompts is one completion per prompt, whose Ẑ_x is its own weight: no signal; draw "
+                             "more samples per step or set fewer prompts_per_step")
 
     def loss(self, rollout: DPGRollout) -> tuple[Tensor, dict[str, Tensor | float]]:
         """−(1/B) Σ (P/q)/Ẑ_x · log π(y|x), Ẑ_x from the step's samples of each prompt (rows of a prompt whose

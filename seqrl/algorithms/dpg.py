@@ -122,8 +122,9 @@ class DPGBase(Algorithm):
         (a potential that is -inf everywhere); until then such a batch is no step (a rare pointwise
         constraint, [GDC++] Sec. 4.1, may need a few batches before its first sample)."""
         prompts_per_step: int | None = None
-        """With prompts: how many a step samples from (None: all of them, every step); the step's
-        ``samples_per_step`` completions are spread evenly over them (:mod:`seqrl.prompts`)."""
+        """With prompts: how many a step samples from (None: all of them, every step, while each gets at least 4
+        completions; else ``samples_per_step // 4``); the step's ``samples_per_step`` completions are spread
+        evenly over them (:mod:`seqrl.prompts`)."""
 
         def check(self) -> None:
             super().check()
@@ -136,7 +137,8 @@ class DPGBase(Algorithm):
                  valid: SequenceBatch | None = None, log_ratio: LogRatioFn | None = None,
                  prompts: SequenceBatch | None = None) -> None:
         super().__init__(policy, config)
-        self.schedule = PromptSchedule(prompts, self.config.prompts_per_step) if prompts is not None else None
+        self.schedule = (PromptSchedule(prompts, self.config.prompts_per_step, self.config.samples_per_step)
+                         if prompts is not None else None)
         if potential is None or not hasattr(potential, "log_potential"):
             raise TypeError(f"{self.name} needs potential=<object with log_potential(batch)>")
         object.__setattr__(self, "potential", potential)  # not a submodule: not trained, saved or moved here

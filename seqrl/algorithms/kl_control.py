@@ -136,8 +136,9 @@ class KLControl(Algorithm):
         itself, so that b is independent of x and the estimate stays unbiased); with prompts, of the other
         completions of the same prompt (RLOO)."""
         prompts_per_step: int | None = None
-        """With prompts: how many a step samples from (None: all of them, every step); the step's
-        ``samples_per_step`` completions are spread evenly over them (:mod:`seqrl.prompts`)."""
+        """With prompts: how many a step samples from (None: all of them, every step, while each gets at least 4
+        completions; else ``samples_per_step // 4``); the step's ``samples_per_step`` completions are spread
+        evenly over them (:mod:`seqrl.prompts`)."""
 
         def check(self) -> None:
             super().check()
@@ -155,7 +156,8 @@ class KLControl(Algorithm):
     def __init__(self, policy: AutoregressivePolicy, config: Config | None = None, *, reward=None,
                  base: AutoregressivePolicy | None = None, prompts: SequenceBatch | None = None) -> None:
         super().__init__(policy, config)
-        self.schedule = PromptSchedule(prompts, self.config.prompts_per_step) if prompts is not None else None
+        self.schedule = (PromptSchedule(prompts, self.config.prompts_per_step, self.config.samples_per_step)
+                         if prompts is not None else None)
         self.reward = resolve_reward(reward, self.config.reward, policy.vocab)
         if getattr(self.reward, "needs_reference", True):
             raise ValueError(f"kl_control samples its own sequences, which have no references: it needs a reward "
