@@ -229,13 +229,20 @@ def test_dropout_override_works_for_a_loaded_model(tmp_path, space):
                                atol=1e-5, rtol=0)
 
 
-def test_no_deprecated_cache_argument_and_the_checkpoint_round_trip(policy, space, tmp_path):
+def test_no_deprecated_cache_argument_and_the_checkpoint_round_trip(policy, space, tmp_path, monkeypatch):
     prompts = policy.vocab.encode_prompts(PROMPTS)
+    generic = pytest.importorskip("transformers.utils.generic")
+
+    def deprecated(message, *args, **kwargs):  # transformers logs its deprecations once per process: catch them all
+        raise AssertionError(f"transformers warned: {message}")
+
+    monkeypatch.setattr(generic.logger, "warning_once", deprecated)
     with warnings.catch_warnings():
         warnings.simplefilter("error", FutureWarning)
         warnings.simplefilter("error", DeprecationWarning)
         policy.sample(4, prompts)
         policy.beam_search(prompts, beam_size=3)
+        policy.sequence_log_prob(policy.sample(2).batch)
     path = save_checkpoint(tmp_path / "hf.pt", policy.set_sampling(top_k=2))
     loaded = load_checkpoint(path)
     assert isinstance(loaded.vocab, TokenizerVocab) and loaded.vocab == policy.vocab

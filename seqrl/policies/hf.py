@@ -346,8 +346,7 @@ class HFCausalLMPolicy(AutoregressivePolicy):
         logits = out.logits[:, -keep:] if keep else out.logits
         if not self.identity_ids:
             logits = logits.index_select(-1, self._token_ids)
-        new_cache = out.get("cache") if "cache" in out else out.get("past_key_values")
-        return logits, new_cache
+        return logits, out.get(self._cache_keyword) if use_cache else None
 
     def _prompt(self, context: SequenceBatch | None, batch_size: int) -> _Prompt:
         """The prompts left-padded (an empty prompt, or none at all, is BOS alone)."""
