@@ -92,6 +92,17 @@ class SamplingOptions:
                 if getattr(self, f.name) != getattr(default, f.name)}
 
 
+def inverse_cdf_draw(log_probs: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """One token per row of ``log_probs`` [B, V] by inverting the CDF (in float64): one uniform number per row
+    instead of ``torch.multinomial``'s V exponential ones (a large vocabulary's sampling cost). Exactly the
+    distribution given: a token of probability 0 is never drawn."""
+    cdf = log_probs.double().exp().cumsum(-1)  # (B, V)
+    total = cdf[:, -1:]
+    u = torch.rand(total.shape, dtype=cdf.dtype, device=cdf.device, generator=generator) * total
+    u = torch.minimum(u, torch.nextafter(total, torch.zeros_like(total)))  # u < total: some cdf[i] > u
+    return torch.searchsorted(cdf, u, right=True).squeeze(1)  # the first i with cdf[i] > u: p_i > 0
+
+
 def top_k_filter(logits: Tensor, k: int) -> Tensor:
     """``logits`` [..., V] with −inf below the k-th largest value of each row."""
     if k >= logits.shape[-1]:
@@ -252,10 +263,18 @@ class AutoregressivePolicy(nn.Module):
 
         ``logits`` is [..., V]; ``positions`` broadcasts against its leading dims.
         """
+        if isinstance(positions, int):  # one step of the sampler: one mask for the whole batch
+            allowed = self._eos_only if positions >= self.max_len - 1 else self._allowed
+            return logits.masked_fill(~allowed, float("-inf"))
         positions = torch.as_tensor(positions, device=logits.device)
         last = (positions >= self.max_len - 1)[..., None]
         allowed = torch.where(last, self._eos_only, self._allowed)
         return logits.masked_fill(~allowed, float("-inf"))
+
+    def draw(self, log_probs: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """One token per row from the log-distributions ``log_probs`` [B, V] (``torch.multinomial``; a policy may
+        draw from the same distribution another way: the ``hf`` policy inverts the CDF)."""
+        return torch.multinomial(log_probs.exp(), 1, generator=generator).squeeze(1)
 
     def set_sampling(self, **settings: Any) -> AutoregressivePolicy:
         """Change the sampling options (``temperature=``, ``top_k=``, ``top_p=``; the others kept); returns the
@@ -345,7 +364,7 @@ class AutoregressivePolicy(nn.Module):
             if greedy:
                 tok = log_probs.argmax(-1)
             else:
-                tok = torch.multinomial(log_probs.exp(), 1, generator=generator).squeeze(1)
+                tok = self.draw(log_probs, generator)
             if override is not None:
                 tok = override(StepInfo(t, tokens[:, :t], log_probs, tok, finished, ctx))
                 if t == max_len - 1:

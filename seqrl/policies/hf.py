@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from ..types import BatchError, SequenceBatch, TokenizerVocab, Vocab
-from .base import SAMPLING_KEYS, AutoregressivePolicy, State
+from .base import SAMPLING_KEYS, AutoregressivePolicy, State, inverse_cdf_draw
 from .hf_lora import (
     LoraSpec,
     MissingExtraError,
@@ -129,6 +129,23 @@ def _id_map(vocab: Vocab, model_vocab: int, token_ids: Sequence[int] | None) -> 
     if bool((ids < 0).any()) or bool((ids >= model_vocab).any()):
         raise ValueError(f"token_ids must lie in [0, {model_vocab}) (the model's vocabulary)")
     return ids
+
+
+def _runs(ids: Tensor) -> list[tuple[int, int]]:
+    """``ids`` as runs of consecutive model ids [start, stop): the logits over the seqrl vocabulary are then slices
+    of the model's (one run: a view; a few: one copy), not a gather."""
+    values = ids.tolist()
+    runs: list[tuple[int, int]] = []
+    for i in values:
+        if runs and runs[-1][1] == i:
+            runs[-1] = (runs[-1][0], i + 1)
+        else:
+            runs.append((i, i + 1))
+    return runs
+
+
+_MAX_RUNS = 16
+"""Above this many runs, the seqrl vocabulary's logits are gathered (index_select) instead of sliced."""
 
 
 def _local_directory(path: str | Path) -> Path:
@@ -250,6 +267,8 @@ class HFCausalLMPolicy(AutoregressivePolicy):
             raise ValueError(f"the model has {self.positions} positions; max_len={max_len} needs at least {max_len}")
         self.identity_ids = len(vocab) == int(model.config.vocab_size) and bool(
             torch.equal(ids, torch.arange(len(vocab))))
+        runs = _runs(ids)
+        self._runs = runs if len(runs) <= _MAX_RUNS else None
         accepted = _forward_parameters(model)
         self._cache_keyword = "cache" if "cache" in accepted else "past_key_values"
         self._keeps_logits = "logits_to_keep" in accepted
@@ -345,8 +364,23 @@ class HFCausalLMPolicy(AutoregressivePolicy):
         out = self.model(**kwargs)
         logits = out.logits[:, -keep:] if keep else out.logits
         if not self.identity_ids:
-            logits = logits.index_select(-1, self._token_ids)
+            logits = self._vocabulary_logits(logits)
         return logits, out.get(self._cache_keyword) if use_cache else None
+
+    def draw(self, log_probs: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """A token per row by inverting the CDF (exactly π's distribution; one uniform number per row, where
+        ``torch.multinomial`` would draw one per vocabulary entry: the cost that dominates a sampling step of a
+        language model's vocabulary)."""
+        return inverse_cdf_draw(log_probs, generator)
+
+    def _vocabulary_logits(self, logits: Tensor) -> Tensor:
+        """The model's logits [..., model vocab] restricted to the seqrl vocabulary [..., V], in seqrl id order."""
+        if self._runs is None:
+            return logits.index_select(-1, self._token_ids)
+        if len(self._runs) == 1:
+            start, stop = self._runs[0]
+            return logits[..., start:stop]
+        return torch.cat([logits[..., start:stop] for start, stop in self._runs], -1)
 
     def _prompt(self, context: SequenceBatch | None, batch_size: int) -> _Prompt:
         """The prompts left-padded (an empty prompt, or none at all, is BOS alone)."""
@@ -426,7 +460,7 @@ class _FrozenLoraView(HFCausalLMPolicy):
         AutoregressivePolicy.__init__(self, source.vocab, source.max_len)
         object.__setattr__(self, "model", source.model)  # shared, not registered: not moved, saved or trained here
         self.register_buffer("_token_ids", source._token_ids.clone(), persistent=False)
-        self.positions, self.identity_ids = source.positions, source.identity_ids
+        self.positions, self.identity_ids, self._runs = source.positions, source.identity_ids, source._runs
         self._cache_keyword, self._keeps_logits = source._cache_keyword, source._keeps_logits
         self.config, self.sampling, self.adapter = dict(source.config), source.sampling, adapter
         self._layers = tuner_layers(source.model)
