@@ -114,9 +114,8 @@ def test_lora_memory_no_second_copy(lm_dir):
     alone = storage_bytes(lora)
     adapter = sum(p.numel() * p.element_size() for n, p in lora.named_parameters() if "lora_" in n)
     # The frozen copy adds one adapter's weights (and its few bytes of vocabulary masks), not a model.
-    frozen = lora.frozen_copy()
-    own = sum(b.untyped_storage().nbytes() for b in frozen.buffers())
-    assert storage_bytes(lora, frozen) == alone + adapter + own and own < 100
+    extra = storage_bytes(lora, lora.frozen_copy()) - alone - adapter
+    assert 0 <= extra < 100, extra
 
 
 def test_save_pretrained_merged_loads_without_peft(policy, space, tmp_path):

@@ -459,7 +459,7 @@ class _FrozenLoraView(HFCausalLMPolicy):
     def __init__(self, source: HFCausalLMPolicy, adapter: str) -> None:
         AutoregressivePolicy.__init__(self, source.vocab, source.max_len)
         object.__setattr__(self, "model", source.model)  # shared, not registered: not moved, saved or trained here
-        self.register_buffer("_token_ids", source._token_ids.clone(), persistent=False)
+        self.register_buffer("_token_ids", source._token_ids, persistent=False)  # shared: never written
         self.positions, self.identity_ids, self._runs = source.positions, source.identity_ids, source._runs
         self._cache_keyword, self._keeps_logits = source._cache_keyword, source._keeps_logits
         self.config, self.sampling, self.adapter = dict(source.config), source.sampling, adapter
