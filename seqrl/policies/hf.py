@@ -365,7 +365,9 @@ class HFCausalLMPolicy(AutoregressivePolicy):
         logits = out.logits[:, -keep:] if keep else out.logits
         if not self.identity_ids:
             logits = self._vocabulary_logits(logits)
-        return logits, out.get(self._cache_keyword) if use_cache else None
+        # float32 logits whatever the model's dtype: the log-probabilities the algorithms compare (π/q, log π − log a)
+        # are those the sampler draws with, which works in float32
+        return logits.float(), out.get(self._cache_keyword) if use_cache else None
 
     def draw(self, log_probs: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """A token per row by inverting the CDF (exactly π's distribution; one uniform number per row, where
