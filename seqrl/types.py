@@ -13,10 +13,11 @@ Conventions used across seqrl:
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Any, Literal, cast
 
 import torch
 from torch import Tensor
@@ -113,10 +114,18 @@ class Vocab:
             ids.append(self.eos)
         return ids
 
-    def decode(self, ids: Iterable[int], strip: bool = True) -> list[str]:
-        """Map ids to symbols; with ``strip`` stop at EOS and drop PAD/BOS."""
+    def decode(self, ids: Iterable[int] | SequenceBatch | Sequence[Sequence[int]] | Tensor,
+               strip: bool = True) -> list[str]:
+        """Map ids to symbols; with ``strip`` stop at EOS and drop PAD/BOS.
+
+        Given a whole batch instead (a :class:`SequenceBatch`, a [B, T] tensor or a list of id lists), the text
+        of each row: its symbols joined by spaces (what a text-level reward receives; a :class:`TokenizerVocab`
+        gives the tokenizer's text instead)."""
+        rows = batch_rows(ids)
+        if rows is not None:
+            return [" ".join(self.decode(row, strip)) for row in rows]
         out: list[str] = []
-        for i in ids:
+        for i in cast(Iterable[int], ids):  # one row: batch_rows took every batch
             i = int(i)
             if i < 0 or i >= len(self.itos):
                 raise VocabError(f"id {i} outside vocabulary of size {len(self)}")
@@ -136,6 +145,9 @@ class Vocab:
 
     @classmethod
     def from_state_dict(cls, state: dict) -> Vocab:
+        """The vocabulary :meth:`state_dict` describes (a :class:`TokenizerVocab` when it names a tokenizer)."""
+        if "tokenizer" in state:
+            return TokenizerVocab.from_state_dict(state)
         return cls(state["symbols"], unknown=state["unknown"])
 
     @classmethod
@@ -341,3 +353,173 @@ def check_vocab(policy: object, data: SequenceBatch | Vocab | None, what: str = 
             which = "" if side == "target" else "source "
             raise VocabError(f"{what} holds {side} token id {bad} but the policy's {which}vocabulary has "
                              f"{len(side_vocab)} ids [0, {len(side_vocab)}) (the data needs ≥ {top + 1}); {fix}")
+
+
+def batch_rows(ids: object) -> list[list[int]] | None:
+    """The rows of a batch given as a :class:`SequenceBatch` (each row up to its length), a [B, T] tensor or a
+    list of id lists; None for a single row of ids."""
+    if isinstance(ids, SequenceBatch):
+        return ids.to_lists()
+    if isinstance(ids, Tensor):
+        return [list(row) for row in ids.tolist()] if ids.dim() == 2 else None
+    if isinstance(ids, list | tuple) and ids and all(
+            isinstance(r, list | tuple) or (isinstance(r, Tensor) and r.dim() == 1) for r in ids):
+        return [[int(i) for i in row] for row in ids]
+    return None
+
+
+_TOKENIZER_SPECIALS = ("pad_token", "bos_token", "eos_token", "unk_token")
+
+
+class TokenizerVocab(Vocab):
+    """A Hugging Face tokenizer's vocabulary as a seqrl :class:`Vocab` (built by
+    :func:`seqrl.policies.hf.tokenizer_vocab`).
+
+    seqrl ids 0, 1, 2 are PAD, BOS, EOS as everywhere in seqrl; they stand for the tokenizer's pad, bos and eos
+    ids (a tokenizer without a pad or a bos token uses its eos for it: GPT-2's one ``<|endoftext|>`` is all
+    three). seqrl ids 3, 4, … are the tokenizer's other ids in increasing order. ``model_ids`` (a LongTensor) is
+    the model's id of each seqrl id; ``tokenizer`` is the tokenizer itself.
+
+    * :meth:`decode` of a batch (a :class:`SequenceBatch`, a [B, T] tensor, a list of id lists) gives each row's
+      text, decoded by the tokenizer (``skip_special_tokens=True``, as TRL decodes completions); with
+      ``strip=True`` (the default) a row ends at its EOS and PAD/BOS are dropped. Of one row of ids it gives the
+      tokens' strings, like :meth:`Vocab.decode`; :meth:`to_string` gives one row's text.
+    * :meth:`encode_prompts` turns prompt texts into a context batch: each text's ids exactly as the tokenizer
+      gives them (its own special tokens, such as a Llama BOS, included; nothing added by seqrl), lengths = the
+      number of prompt tokens. :meth:`encode` of a text (a completion, a target) uses no special tokens and
+      ends it with EOS.
+    * :meth:`state_dict` keeps the tokenizer with it (a fast tokenizer's JSON, else its directory), so that
+      checkpoints of a policy with this vocabulary load back (:meth:`Vocab.from_state_dict`); a policy is saved
+      for transformers with :meth:`seqrl.policies.hf.HFCausalLMPolicy.save_pretrained`.
+    """
+
+    def __init__(self, tokenizer: object) -> None:
+        eos = getattr(tokenizer, "eos_token_id", None)
+        if eos is None:
+            raise VocabError("the tokenizer defines no EOS token (eos_token): seqrl ends every sequence with one; "
+                             "set tokenizer.eos_token before building the vocabulary")
+        bos = getattr(tokenizer, "bos_token_id", None)
+        pad = getattr(tokenizer, "pad_token_id", None)
+        bos = eos if bos is None else bos
+        pad = eos if pad is None else pad
+        known = sorted(set(tokenizer.get_vocab().values()))  # type: ignore[attr-defined]
+        model_ids = [pad, bos, eos] + [i for i in known if i not in (pad, bos, eos)]
+        tokens = tokenizer.convert_ids_to_tokens(model_ids)  # type: ignore[attr-defined]
+        self.tokenizer = tokenizer
+        self.unknown = "error"
+        self.unk = None
+        self.pad, self.bos, self.eos = 0, 1, 2
+        self.itos = [str(t) if t is not None else f"<id {m}>" for t, m in zip(tokens, model_ids)]
+        self.stoi = {s: i for i, s in enumerate(self.itos) if i > 2}
+        for i in (2, 1, 0):  # the specials' strings name EOS first (GPT-2's <|endoftext|>)
+            self.stoi.setdefault(self.itos[i], i)
+        self.model_ids = torch.tensor(model_ids, dtype=torch.long)
+        to_seqrl = torch.full((max(model_ids) + 1,), -1, dtype=torch.long)
+        to_seqrl[self.model_ids[3:]] = torch.arange(3, len(model_ids))
+        for i, m in ((2, eos), (0, pad), (1, bos)):  # a prompt's special token: BOS first, then PAD, then EOS
+            to_seqrl[m] = i
+        self._to_seqrl = to_seqrl
+
+    def __repr__(self) -> str:
+        name = getattr(self.tokenizer, "name_or_path", "") or type(self.tokenizer).__name__
+        return f"TokenizerVocab({name!r}, {len(self)} ids)"
+
+    # --- ids -----------------------------------------------------------------------------------------------
+    def seqrl_ids(self, model_ids: Sequence[int]) -> list[int]:
+        """The seqrl ids of the tokenizer's ``model_ids`` (a VocabError names an id the tokenizer does not list)."""
+        ids = torch.as_tensor(list(model_ids), dtype=torch.long)
+        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= len(self._to_seqrl)
+                            or bool((self._to_seqrl[ids] < 0).any())):
+            bad = [int(i) for i in ids if i < 0 or i >= len(self._to_seqrl) or self._to_seqrl[i] < 0][0]
+            raise VocabError(f"the tokenizer gave id {bad}, which its vocabulary does not list")
+        return self._to_seqrl[ids].tolist()
+
+    def model_rows(self, rows: Sequence[Sequence[int]]) -> list[list[int]]:
+        """Rows of seqrl ids as the tokenizer's (the model's) ids."""
+        table = self.model_ids.tolist()
+        return [[table[int(i)] for i in row] for row in rows]
+
+    def _stripped(self, row: Sequence[int]) -> list[int]:
+        out: list[int] = []
+        for i in row:
+            if i == self.eos:
+                break
+            if i not in (self.pad, self.bos):
+                out.append(int(i))
+        return out
+
+    # --- text ----------------------------------------------------------------------------------------------
+    def decode(self, ids: Iterable[int] | SequenceBatch | Sequence[Sequence[int]] | Tensor,
+               strip: bool = True) -> list[str]:
+        """Texts of a batch's rows (by the tokenizer), or the token strings of one row (see the class)."""
+        rows = batch_rows(ids)
+        if rows is None:
+            return super().decode(ids, strip)
+        if strip:
+            rows = [self._stripped(row) for row in rows]
+        for row in rows:
+            if row and (min(row) < 0 or max(row) >= len(self)):
+                raise VocabError(f"id {min(row) if min(row) < 0 else max(row)} outside vocabulary of size {len(self)}")
+        texts = self.tokenizer.batch_decode(self.model_rows(rows), skip_special_tokens=True)  # type: ignore[attr-defined]
+        return [str(t) for t in texts]
+
+    def to_string(self, ids: Iterable[int], sep: str = " ") -> str:
+        """One row's text as the tokenizer writes it (``sep`` is not used: the tokenizer places the spaces)."""
+        return self.decode([list(ids)])[0]
+
+    def encode(self, text: str | Sequence[str], add_eos: bool = True) -> list[int]:
+        """A text's ids by the tokenizer, without its special tokens, then EOS (a list of token strings is mapped
+        one by one, as :meth:`Vocab.encode` does)."""
+        if not isinstance(text, str):
+            return super().encode(text, add_eos)
+        ids = self.seqrl_ids(self.tokenizer(text, add_special_tokens=False)["input_ids"])  # type: ignore[operator]
+        return ids + ([self.eos] if add_eos else [])
+
+    def encode_prompts(self, texts: Sequence[str], device: torch.device | str | None = None) -> SequenceBatch:
+        """Prompt texts as a context batch: each text's ids exactly as the tokenizer gives them, nothing added
+        (no EOS: a prompt is continued, not ended); ``lengths`` are the numbers of prompt tokens."""
+        if isinstance(texts, str) or not texts:
+            raise BatchError("encode_prompts takes a non-empty list of prompt texts")
+        rows = [self.seqrl_ids(self.tokenizer(t)["input_ids"]) for t in texts]  # type: ignore[operator]
+        return SequenceBatch.from_lists(rows, pad=self.pad, device=device)
+
+    # --- saving --------------------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """Data only: the symbols, the id map and the tokenizer (a fast tokenizer's JSON and special tokens; a
+        slow one is named by its directory, which must still hold it when the state is loaded)."""
+        tok = self.tokenizer
+        backend = getattr(tok, "backend_tokenizer", None)
+        specials = {k: str(getattr(tok, k)) for k in _TOKENIZER_SPECIALS if isinstance(getattr(tok, k, None), str)}
+        clean = getattr(tok, "clean_up_tokenization_spaces", None)
+        return {"symbols": self.itos[3:], "unknown": "error", "model_ids": self.model_ids.tolist(),
+                "tokenizer": {"json": backend.to_str() if backend is not None else None,
+                              "name_or_path": str(getattr(tok, "name_or_path", "") or ""),
+                              "special_tokens": specials,
+                              "clean_up_tokenization_spaces": clean if isinstance(clean, bool) else None}}
+
+    @classmethod
+    def from_state_dict(cls, state: dict) -> TokenizerVocab:
+        """The vocabulary :meth:`state_dict` wrote, its tokenizer rebuilt without any download."""
+        info = state["tokenizer"]
+        try:
+            import transformers
+        except ImportError:
+            raise VocabError("this vocabulary is a Hugging Face tokenizer's: loading it needs transformers "
+                             "(pip install seqrl[hf])") from None
+        tokenizer: Any
+        if info.get("json"):
+            from tokenizers import Tokenizer
+
+            options = {} if info.get("clean_up_tokenization_spaces") is None else {
+                "clean_up_tokenization_spaces": info["clean_up_tokenization_spaces"]}
+            tokenizer = transformers.PreTrainedTokenizerFast(tokenizer_object=Tokenizer.from_str(info["json"]),
+                                                             **info.get("special_tokens", {}), **options)
+        elif info.get("name_or_path") and os.path.isdir(info["name_or_path"]):
+            tokenizer = transformers.AutoTokenizer.from_pretrained(info["name_or_path"], local_files_only=True)
+        else:
+            raise VocabError(f"cannot rebuild the tokenizer of this vocabulary: it was not a fast tokenizer and its "
+                             f"directory {info.get('name_or_path')!r} is gone")
+        vocab = cls(tokenizer)
+        if vocab.model_ids.tolist() != list(state["model_ids"]):
+            raise VocabError("the rebuilt tokenizer maps ids differently from the saved vocabulary")
+        return vocab

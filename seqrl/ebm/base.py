@@ -24,6 +24,7 @@ from ..registry import (
     plugin_source,
     record_range,
 )
+from ..rewards.base import call_text_function, text_signature
 from ..types import SequenceBatch, Vocab
 from ..utils import eval_mode, motif_presence
 
@@ -40,14 +41,24 @@ class Potential(Protocol):
 
 
 class FunctionPotential:
-    """A plain function ``fn(batch) → [B]`` log P(x) as a :class:`Potential`."""
+    """A plain function ``fn(batch) → [B]`` log P(x) as a :class:`Potential`.
 
-    def __init__(self, fn: Callable[[SequenceBatch], Tensor], name: str, vocab: Vocab | None = None) -> None:
+    A function with a parameter named ``completions`` is text-level: ``fn(completions=[str], prompts=[str], …)``
+    returns log P of each decoded completion (a list of floats or a [B] tensor), called as text-level rewards are
+    (:func:`seqrl.rewards.base.call_text_function`; it needs ``vocab``)."""
+
+    def __init__(self, fn: Callable[..., Any], name: str, vocab: Vocab | None = None) -> None:
         self.fn, self.name, self.vocab = fn, name, vocab
+        self.text = text_signature(fn)
         self.plugin_source = object_source(fn)
 
     def log_potential(self, batch: SequenceBatch) -> Tensor:
-        return self.fn(batch)
+        if self.text is None:
+            return self.fn(batch)
+        values = call_text_function(self.fn, self.text, batch, None, self.vocab, f"potential {self.name!r}",
+                                    PotentialError)
+        return values if isinstance(values, Tensor) else torch.as_tensor(values, dtype=torch.float32,
+                                                                         device=batch.device)
 
     def __repr__(self) -> str:
         return f"FunctionPotential({self.name!r}, {self.plugin_source})"

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from ..registry import Registry
 from ..types import Vocab
-from .base import AutoregressivePolicy, OverrideHook, Policy, Samples, StepInfo
+from .base import SAMPLING_KEYS, AutoregressivePolicy, OverrideHook, Policy, Samples, SamplingOptions, StepInfo
 from .hf import HFCausalLMPolicy
 from .rnn import GRUPolicy, LSTMPolicy, RNNPolicy
 from .seq2seq import Seq2SeqPolicy
@@ -26,6 +26,9 @@ def make_policy(
 ) -> AutoregressivePolicy:
     """Build a registered policy; conditional ones also take ``source_vocab``.
 
+    ``temperature``, ``top_k`` and ``top_p`` are the sampling options of every policy
+    (:class:`~seqrl.policies.base.SamplingOptions`, set after construction); the other settings go to its class.
+
     ``seed`` fixes the initial weights (the same seed gives the same policy) without touching the
     global random state; without it the weights come from torch's global generator."""
     if seed is not None:
@@ -37,14 +40,16 @@ def make_policy(
             torch.manual_seed(seed)
             return make_policy(name, vocab, max_len, source_vocab, **kwargs)
     cls = POLICIES.get(name)
+    sampling = {key: kwargs.pop(key) for key in SAMPLING_KEYS if key in kwargs}
+    SamplingOptions(**sampling)  # checked before any weight is allocated
     check_policy_size(name, vocab, max_len, source_vocab, kwargs)
     if cls.is_conditional:
         # Conditional subclasses (e.g. Seq2SeqPolicy) add ``source_vocab`` to the base signature.
         conditional: Callable[..., AutoregressivePolicy] = cls
-        return conditional(vocab, max_len, source_vocab=source_vocab, **kwargs)
+        return conditional(vocab, max_len, source_vocab=source_vocab, **kwargs).set_sampling(**sampling)
     if source_vocab is not None:
         raise ValueError(f"policy {name!r} is unconditional; use 'seq2seq' for a task with a source side")
-    return cls(vocab, max_len, **kwargs)
+    return cls(vocab, max_len, **kwargs).set_sampling(**sampling)
 
 
 MAX_PARAMETERS = 2_000_000_000
@@ -91,6 +96,7 @@ __all__ = [
     "Policy",
     "RNNPolicy",
     "Samples",
+    "SamplingOptions",
     "Seq2SeqPolicy",
     "StepInfo",
     "TransformerPolicy",

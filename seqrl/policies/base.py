@@ -9,8 +9,9 @@ batched sampling, greedy and beam decoding are written once, here.
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from typing import Any, Protocol, runtime_checkable
 
 import torch
@@ -47,14 +48,87 @@ class StepInfo:
 OverrideHook = Callable[[StepInfo], Tensor]
 
 
+SAMPLING_KEYS = ("temperature", "top_k", "top_p")
+
+
+@dataclass(frozen=True)
+class SamplingOptions:
+    """How a policy turns its logits into the distribution π it samples from *and* scores with.
+
+    Applied in this order, after the masking every policy does (PAD/BOS never, EOS at ``max_len - 1``):
+    logits / ``temperature``; then only the ``top_k`` largest logits kept (0: all; ties at the k-th value are
+    kept); then only the smallest set of most probable tokens whose probability reaches ``top_p`` (1.0: all; the
+    most probable token is always kept); the rest get −inf and the kept ones are renormalized. The defaults are
+    off: exactly the plain softmax.
+
+    :meth:`AutoregressivePolicy.sample`, :meth:`~AutoregressivePolicy.log_dists` (so ``sequence_log_prob``),
+    greedy and beam search all use this one distribution, so the log-probabilities an algorithm reads are those
+    of what was sampled (DPG's π/q ratio, the PG log-likelihoods, KL-control's log π − log a).
+    """
+
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+
+    def __post_init__(self) -> None:
+        t, k, p = self.temperature, self.top_k, self.top_p
+        if isinstance(t, bool) or not isinstance(t, int | float) or not (math.isfinite(t) and t > 0):
+            raise ValueError(f"temperature must be a finite number > 0, got {t!r}")
+        if isinstance(k, bool) or not isinstance(k, int) or k < 0:
+            raise ValueError(f"top_k must be an int ≥ 0 (0: off), got {k!r}")
+        if isinstance(p, bool) or not isinstance(p, int | float) or not (0 < p <= 1):
+            raise ValueError(f"top_p must lie in (0, 1] (1: off), got {p!r}")
+        object.__setattr__(self, "temperature", float(t))
+        object.__setattr__(self, "top_p", float(p))
+
+    @property
+    def is_default(self) -> bool:
+        return self == SamplingOptions()
+
+    def changed(self) -> dict[str, float | int]:
+        """The settings that differ from the defaults (what a checkpoint records)."""
+        default = SamplingOptions()
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if getattr(self, f.name) != getattr(default, f.name)}
+
+
+def inverse_cdf_draw(log_probs: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """One token per row of ``log_probs`` [B, V] by inverting the CDF (in float64): one uniform number per row
+    instead of ``torch.multinomial``'s V exponential ones (a large vocabulary's sampling cost). Exactly the
+    distribution given: a token of probability 0 is never drawn."""
+    cdf = log_probs.double().exp().cumsum(-1)  # (B, V)
+    total = cdf[:, -1:]
+    u = torch.rand(total.shape, dtype=cdf.dtype, device=cdf.device, generator=generator) * total
+    u = torch.minimum(u, torch.nextafter(total, torch.zeros_like(total)))  # u < total: some cdf[i] > u
+    return torch.searchsorted(cdf, u, right=True).squeeze(1)  # the first i with cdf[i] > u: p_i > 0
+
+
+def top_k_filter(logits: Tensor, k: int) -> Tensor:
+    """``logits`` [..., V] with −inf below the k-th largest value of each row."""
+    if k >= logits.shape[-1]:
+        return logits
+    kth = logits.topk(k, dim=-1).values[..., -1:]
+    return logits.masked_fill(logits < kth, float("-inf"))
+
+
+def top_p_filter(logits: Tensor, p: float) -> Tensor:
+    """``logits`` [..., V] with −inf outside the smallest most-probable set whose probability reaches ``p``."""
+    probs, order = torch.softmax(logits, -1).sort(-1, descending=True)
+    before = probs.cumsum(-1) - probs  # mass of the strictly more probable tokens
+    drop_sorted = before >= p
+    drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+    return logits.masked_fill(drop, float("-inf"))
+
+
 @dataclass(frozen=True)
 class Samples:
     """A batch of sampled sequences with their per-token log-probabilities.
 
     ``logp_t[b, t]`` is log of the probability with which token ``t`` was chosen by the
-    sampling distribution (temperature applied; the policy's probability of the emitted
-    token when an override replaced it); 0 on padding. At temperature 1 with no override
-    it equals the policy's own log π(y_t | y_<t, x).
+    sampling distribution (the policy's :class:`SamplingOptions` and any call-level temperature
+    applied; the policy's probability of the emitted token when an override replaced it); 0 on
+    padding. With no call-level temperature and no override it equals the policy's own
+    log π(y_t | y_<t, x), as :meth:`AutoregressivePolicy.log_dists` gives it.
     """
 
     batch: SequenceBatch
@@ -111,10 +185,20 @@ class AutoregressivePolicy(nn.Module):
     Args:
         vocab: target vocabulary.
         max_len: longest sequence, EOS included; EOS is forced at position ``max_len - 1``.
+
+    Sampling options (temperature, top-k, top-p: :class:`SamplingOptions`) are the attribute ``sampling``, set
+    with :meth:`set_sampling` after construction (``make_policy`` and checkpoints pass them as settings
+    ``temperature=``, ``top_k=``, ``top_p=``); they define π itself, for sampling and scoring alike.
+
+    ``accepts_prompts``: an unconditional policy that may still be given a context (prompt tokens in its own
+    vocabulary, ``SequenceBatch.context``) to condition on, as the ``hf`` policy does; without one it is the
+    unconditional model.
     """
 
     is_conditional: bool = False
+    accepts_prompts: bool = False
     registry_name: str = ""
+    sampling: SamplingOptions = SamplingOptions()
     _allowed: Tensor  # buffers (register_buffer below), declared so that they type as tensors
     _eos_only: Tensor
 
@@ -163,6 +247,12 @@ class AutoregressivePolicy(nn.Module):
         return torch.cat([bos, tokens[:, :-1]], 1)
 
     def _check_context(self, context: SequenceBatch | None) -> None:
+        if self.accepts_prompts and not self.is_conditional:
+            if context is not None and context.tokens.numel() and (
+                    int(context.tokens.min()) < 0 or int(context.tokens.max()) >= len(self.vocab)):
+                raise BatchError(f"prompt token ids outside [0, {len(self.vocab)}): a prompt is in the policy's own "
+                                 "vocabulary (vocab.encode_prompts)")
+            return
         if self.is_conditional and context is None:
             raise BatchError(f"{type(self).__name__} is conditional: pass a context (source) batch")
         if not self.is_conditional and context is not None:
@@ -173,10 +263,41 @@ class AutoregressivePolicy(nn.Module):
 
         ``logits`` is [..., V]; ``positions`` broadcasts against its leading dims.
         """
+        if isinstance(positions, int):  # one step of the sampler: one mask for the whole batch
+            allowed = self._eos_only if positions >= self.max_len - 1 else self._allowed
+            return logits.masked_fill(~allowed, float("-inf"))
         positions = torch.as_tensor(positions, device=logits.device)
         last = (positions >= self.max_len - 1)[..., None]
         allowed = torch.where(last, self._eos_only, self._allowed)
         return logits.masked_fill(~allowed, float("-inf"))
+
+    def draw(self, log_probs: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """One token per row from the log-distributions ``log_probs`` [B, V] (``torch.multinomial``; a policy may
+        draw from the same distribution another way: the ``hf`` policy inverts the CDF)."""
+        return torch.multinomial(log_probs.exp(), 1, generator=generator).squeeze(1)
+
+    def set_sampling(self, **settings: Any) -> AutoregressivePolicy:
+        """Change the sampling options (``temperature=``, ``top_k=``, ``top_p=``; the others kept); returns the
+        policy. They define π for sampling and scoring alike (see :class:`SamplingOptions`)."""
+        unknown = sorted(set(settings) - set(SAMPLING_KEYS))
+        if unknown:
+            raise ValueError(f"unknown sampling option(s) {unknown}; expected {list(SAMPLING_KEYS)}")
+        self.sampling = replace(self.sampling, **settings)
+        return self
+
+    def next_log_probs(self, logits: Tensor, positions: Tensor | int, temperature: float = 1.0) -> Tensor:
+        """log π(· | prefix) from raw next-token ``logits`` [..., V] at ``positions``: masked (:meth:`mask_logits`),
+        then the sampling options (and an extra call-level ``temperature``) applied, then log-softmax."""
+        options = self.sampling
+        logits = self.mask_logits(logits, positions)
+        scale = options.temperature * temperature
+        if scale != 1.0:
+            logits = logits / scale
+        if options.top_k:
+            logits = top_k_filter(logits, options.top_k)
+        if options.top_p < 1.0:
+            logits = top_p_filter(logits, options.top_p)
+        return F.log_softmax(logits, -1)
 
     def log_dists(self, batch: SequenceBatch) -> Tensor:
         """[B, T, V] teacher-forced log π(· | y_<t, x) (masked ids hold -inf)."""
@@ -185,7 +306,7 @@ class AutoregressivePolicy(nn.Module):
             raise BatchError(f"batch width {batch.tokens.shape[1]} exceeds max_len={self.max_len}")
         logits_t = self.teacher_forced_logits(batch)  # (B, T, V)
         steps = torch.arange(logits_t.shape[1], device=logits_t.device)
-        return F.log_softmax(self.mask_logits(logits_t, steps[None, :]), -1)
+        return self.next_log_probs(logits_t, steps[None, :])
 
     def token_log_probs(self, batch: SequenceBatch) -> Tensor:
         """[B, T] log π(y_t | y_<t, x) of the batch's own tokens, 0 on padding."""
@@ -219,8 +340,10 @@ class AutoregressivePolicy(nn.Module):
     ) -> Samples:
         """Sample whole sequences, batched on the policy's device.
 
-        Unconditional: ``num_samples`` sequences. Conditional: ``num_samples`` per row of
-        ``context`` (rows repeated in place). The loop runs ``max_len`` steps with no host
+        Unconditional: ``num_samples`` sequences. Conditional (or a prompted policy given a
+        ``context``): ``num_samples`` per row of ``context`` (rows repeated in place). The
+        distribution is the policy's (its :class:`SamplingOptions`), further divided by a
+        call-level ``temperature``. The loop runs ``max_len`` steps with no host
         synchronisation; rows that finished emit PAD with log-probability 0. ``override``
         may replace the sampled token of any row at any step (MIXER, scheduled sampling,
         interpolation); EOS is forced at the last position regardless.
@@ -237,11 +360,11 @@ class AutoregressivePolicy(nn.Module):
         state = self.init_state(ctx, batch_size)
         for t in range(max_len):
             logits, state = self.step(state, prev)
-            log_probs = F.log_softmax(self.mask_logits(logits.float() / temperature, t), -1)  # (B, V)
+            log_probs = self.next_log_probs(logits.float(), t, temperature)  # (B, V)
             if greedy:
                 tok = log_probs.argmax(-1)
             else:
-                tok = torch.multinomial(log_probs.exp(), 1, generator=generator).squeeze(1)
+                tok = self.draw(log_probs, generator)
             if override is not None:
                 tok = override(StepInfo(t, tokens[:, :t], log_probs, tok, finished, ctx))
                 if t == max_len - 1:
@@ -290,7 +413,7 @@ class AutoregressivePolicy(nn.Module):
         base = (torch.arange(batch_size, device=dev) * K)[:, None]
         for t in range(self.max_len):
             logits, state = self.step(state, prev)
-            log_probs = F.log_softmax(self.mask_logits(logits.float(), t), -1).view(batch_size, K, V)
+            log_probs = self.next_log_probs(logits.float(), t).view(batch_size, K, V)
             log_probs = torch.where(finished[..., None], pad_only, log_probs)
             cand = (scores[..., None] + log_probs).view(batch_size, K * V)  # (B, K·V)
             scores, flat = cand.topk(K, dim=1)
@@ -311,7 +434,7 @@ class AutoregressivePolicy(nn.Module):
         """A copy that does not train (no gradients), for what an algorithm keeps fixed or swaps in (DPG's
         proposal, KL-control's base model). A policy whose weights are mostly shared and frozen (LoRA adapters
         over a base model) may return a view that shares them instead of a second copy."""
-        frozen = copy.deepcopy(self)
+        frozen = copy.deepcopy(self, {id(self.vocab): self.vocab})  # the vocabulary (a tokenizer's, say) is shared
         for p in frozen.parameters():
             p.requires_grad_(False)
         return frozen
@@ -322,5 +445,6 @@ class AutoregressivePolicy(nn.Module):
 
     # --- config, for checkpoints -------------------------------------------------------
     def extra_state(self) -> dict[str, Any]:
-        """Constructor arguments besides vocab (and source vocab), for checkpoints."""
-        return dict(self.config)
+        """Constructor arguments besides vocab (and source vocab), and the sampling options that differ from the
+        defaults, for checkpoints (``make_policy`` takes both)."""
+        return {**self.config, **self.sampling.changed()}

@@ -25,10 +25,11 @@ from .builtin import (
     levenshtein,
     motif_presence,
 )
+from .classifier import ClassifierReward, classifier
 
 __all__ = [
-    "REWARDS", "BaseReward", "candidate_rewards", "BleuReward", "DeltaReward", "EditReward", "HammingReward",
-    "MotifReward",
+    "REWARDS", "BaseReward", "candidate_rewards", "BleuReward", "ClassifierReward", "classifier", "DeltaReward",
+    "EditReward", "HammingReward", "MotifReward",
     "PotentialReward", "Reward", "RewardError", "RougeReward", "WeightedReward", "compute_reward",
     "levenshtein", "make_reward", "motif_presence", "prefixes_with_eos", "register_reward", "token_rewards",
 ]

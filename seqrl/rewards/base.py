@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol, cast, runtime_checkable
 
 import numpy as np
@@ -93,15 +94,87 @@ class BaseReward:
         return f"{type(self).__name__}(name={self.name!r})"
 
 
+# --- text-level functions: TRL's convention ----------------------------------------------------------------
+@dataclass(frozen=True)
+class TextSignature:
+    """How a text-level function (one with a parameter named ``completions``) is called: whether it receives
+    ``prompts=`` and ``references=`` (by name, or through ``**kwargs``), whether it takes ``**kwargs`` (then it
+    also receives ``completion_ids=``), and whether it needs references (a ``references`` parameter without a
+    default)."""
+
+    prompts: bool
+    references: bool
+    var_keyword: bool
+    needs_reference: bool
+
+
+def text_signature(fn: Callable[..., Any]) -> TextSignature | None:
+    """The :class:`TextSignature` of ``fn``, None unless it has a parameter named ``completions``."""
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return None
+    if "completions" not in params:
+        return None
+    var_keyword = any(p.kind == p.VAR_KEYWORD for p in params.values())
+    refs = params.get("references")
+    return TextSignature(prompts="prompts" in params or var_keyword,
+                         references="references" in params or var_keyword, var_keyword=var_keyword,
+                         needs_reference=refs is not None and refs.default is inspect.Parameter.empty)
+
+
+def _completion_ids(batch: SequenceBatch, vocab: Vocab) -> list[list[int]]:
+    """Each row's ids up to its EOS (excluded): the tokenizer's ids for a tokenizer's vocabulary."""
+    rows = [row[:-1] if row and row[-1] == vocab.eos else row for row in batch.to_lists()]
+    model_rows = getattr(vocab, "model_rows", None)
+    return model_rows(rows) if callable(model_rows) else rows
+
+
+def call_text_function(fn: Callable[..., Any], signature: TextSignature, hyps: SequenceBatch,
+                       refs: SequenceBatch | None, vocab: Vocab | None, label: str,
+                       error: type[Exception] = ValueError) -> Any:
+    """Call a text-level function TRL's way and return what it returned (checked for its length).
+
+    ``fn(completions=[str], prompts=[str], references=[str], completion_ids=[[int]])``: ``completions`` are the
+    decoded completions without the prompt (``vocab.decode``: a tokenizer's text, or a plain vocabulary's
+    space-joined symbols; EOS and padding dropped); ``prompts`` the prompt texts (``hyps.context``, decoded with the
+    same vocabulary; "" for a row without one) when ``fn`` has that parameter or ``**kwargs``; ``references`` the
+    reference texts, when given, likewise; ``completion_ids`` only through ``**kwargs``. It returns a list of
+    floats or a [B] tensor."""
+    if vocab is None:
+        raise error(f"{label} takes completions= (texts): it needs the vocabulary to decode them (vocab=)")
+    B = hyps.batch_size
+    kwargs: dict[str, Any] = {"completions": vocab.decode(hyps)}
+    if signature.prompts:
+        kwargs["prompts"] = vocab.decode(hyps.context, strip=False) if hyps.context is not None else [""] * B
+    if signature.references and refs is not None:
+        kwargs["references"] = vocab.decode(refs)
+    if signature.var_keyword:
+        kwargs["completion_ids"] = _completion_ids(hyps, vocab)
+    values = fn(**kwargs)
+    count = len(values) if isinstance(values, list | tuple) else (
+        values.shape[0] if isinstance(values, Tensor) and values.dim() == 1 else None)
+    if count is not None and count != B:
+        raise error(f"{label} returned {count} values for {B} completions; expected one per completion")
+    return values
+
+
 class FunctionReward:
     """A plain scoring function ``fn(hyps, refs) → [B]`` (or ``fn(hyps)``) as a :class:`Reward`.
 
     ``needs_reference``: whether ``fn``'s second parameter has no default. ``fn`` may carry the
-    attributes ``needs_reference``, ``terminal_only`` and ``allows_neg_inf`` to say otherwise."""
+    attributes ``needs_reference``, ``terminal_only`` and ``allows_neg_inf`` to say otherwise.
+
+    A function with a parameter named ``completions`` is text-level, called TRL's way (so a TRL reward function
+    works as it is): ``fn(completions=[str], prompts=[str], …) → list of floats or [B]`` (see
+    :func:`call_text_function`); it needs ``vocab`` to decode with, scores whole completions
+    (``terminal_only`` unless it says otherwise) and needs references only through a ``references`` parameter
+    without a default."""
 
     reference_symmetric = False
 
     def __init__(self, fn: Callable[..., Any], name: str, vocab: Vocab | None = None) -> None:
+        self.text = text_signature(fn)
         try:
             params = [p for p in inspect.signature(fn).parameters.values()
                       if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)]
@@ -111,14 +184,19 @@ class FunctionReward:
         self.takes_refs = not params or len(params) >= 2 or params[0].kind == params[0].VAR_POSITIONAL
         required = len(params) >= 2 and params[1].kind != params[1].VAR_POSITIONAL \
             and params[1].default is inspect.Parameter.empty
+        if self.text is not None:
+            required = self.text.needs_reference
         self.needs_reference = bool(getattr(fn, "needs_reference", required))
-        self.terminal_only = bool(getattr(fn, "terminal_only", False))
+        self.terminal_only = bool(getattr(fn, "terminal_only", self.text is not None))
         self.allows_neg_inf = bool(getattr(fn, "allows_neg_inf", False))
         self.plugin_source = object_source(fn)
 
     def __call__(self, hyps: SequenceBatch, refs: SequenceBatch | None = None) -> Any:
         if self.needs_reference and refs is None:
             raise RewardError(f"reward {self.name!r} compares with a reference: pass refs")
+        if self.text is not None:
+            return call_text_function(self.fn, self.text, hyps, refs, self.vocab, f"reward {self.name!r}",
+                                      RewardError)
         return self.fn(hyps, refs) if self.takes_refs else self.fn(hyps)
 
     def __repr__(self) -> str:
