@@ -43,7 +43,11 @@ def test_critic_of_a_fixed_actor_converges_to_the_exact_soft_q(binary_vocab, nam
     before = [p.detach().clone() for p in policy.parameters()]
     opt = torch.optim.SGD(critic.parameters(), lr=1.0)
     data = ref.repeat_interleave(128)
-    for _ in range(100):
+    # The error falls geometrically, at a rate set by how often π visits its rarest (prefix, token) pair. Over 24
+    # torch seeds (0-19 and 1000-4000: the actor's init and the samples; 1 and 2 threads agree to 1e-6; erac and
+    # ac alike), max error after 100 steps: 0.00004-0.119 (5 of 38 runs above 0.05); after 200: at most 0.0064
+    # (mean 0.0006); after 50 steps it is still up to 0.50.
+    for _ in range(200):
         loss, _ = algo.loss(algo.collect(data))
         opt.zero_grad()
         loss.backward()
@@ -82,6 +86,9 @@ def test_actor_step_with_the_exact_critic_increases_the_soft_return(binary_vocab
     loss.backward()
     opt.step()
     after = _soft_return(policy, reward, binary_vocab, ref, tau)
+    # Torch seeds 0-19 (the actor's init and the 256 samples) × 1 and 2 threads: gain 0.0007-0.014 (mean 0.006,
+    # s.d. 0.004), the same with 1024 samples: the init spreads it, not the sampling. A small step along the exact
+    # soft policy gradient cannot lower the return; the smallest gain measured is 7× the 1e-4 asked.
     assert after > before + 1e-4
 
 

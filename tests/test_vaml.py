@@ -167,6 +167,7 @@ def test_phase2_with_exact_q_drives_policy_to_exponentiated_payoff():
     kl_before = exact.kl(target, exact.policy_distribution(policy, space))
     fit(algo, repeat(REF, 16), config=FitConfig(max_epochs=200, **FAST))
     kl_after = exact.kl(target, exact.policy_distribution(policy, space))
+    # every torch seed s → s + 1000k (k = 0-4) × 1 and 2 threads: after 0.00005-0.00016, before 1.10-1.43.
     assert kl_before > 0.5 and kl_after < 0.02, (kl_before, kl_after)
 
 
