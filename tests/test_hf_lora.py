@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_hf_prompts import MAX_LEN, PROMPTS, write_tiny_lm
+from test_hf_prompts import PROMPTS
+from tiny_lm import MAX_LEN, write_tiny_lm
 from torch import nn
 
 from seqrl import exact

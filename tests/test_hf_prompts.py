@@ -20,40 +20,7 @@ from seqrl.types import BatchError, SequenceBatch, TokenizerVocab, Vocab
 transformers = pytest.importorskip("transformers")
 tokenizers = pytest.importorskip("tokenizers")
 
-MAX_LEN = 4  # completions of at most 3 symbols + EOS over {a, b, c}: 40 sequences
-GPT2_WORDS = {"<|endoftext|>": 0, "a": 1, "b": 2, "c": 3}
-LLAMA_WORDS = {"<pad>": 0, "<s>": 1, "</s>": 2, "a": 3, "b": 4, "c": 5}
-
-
-def make_tokenizer(words: dict[str, int] = GPT2_WORDS):
-    """A word-level fast tokenizer over ``words``: GPT-2's layout (one <|endoftext|> for everything) or, with
-    LLAMA_WORDS, separate pad/bos/eos tokens (and the BOS its post-processor adds to every text, as Llama's)."""
-    model = tokenizers.models.WordLevel(words, unk_token=next(iter(words)))
-    backend = tokenizers.Tokenizer(model)
-    backend.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()
-    if words is GPT2_WORDS:
-        return transformers.PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|endoftext|>",
-                                                    bos_token="<|endoftext|>")
-    backend.post_processor = tokenizers.processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
-    return transformers.PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", bos_token="<s>",
-                                                eos_token="</s>")
-
-
-def write_tiny_lm(directory, *, dropout: float = 0.0, seed: int = 0, words: dict[str, int] = GPT2_WORDS,
-                  n_positions: int = 16):
-    """A 2-layer GPT-2 (large initial weights, so that its distributions depend on prompt and position) and its
-    tokenizer, saved with save_pretrained into ``directory``."""
-    tokenizer = make_tokenizer(words)
-    config = transformers.GPT2Config(vocab_size=len(words), n_positions=n_positions, n_embd=16, n_layer=2, n_head=2,
-                                     resid_pdrop=dropout, embd_pdrop=dropout, attn_pdrop=dropout,
-                                     initializer_range=0.4, bos_token_id=tokenizer.bos_token_id,
-                                     eos_token_id=tokenizer.eos_token_id)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = transformers.GPT2LMHeadModel(config)
-    model.save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    return directory
+from tiny_lm import GPT2_WORDS, LLAMA_WORDS, MAX_LEN, make_tokenizer, write_tiny_lm  # noqa: E402, F401
 
 
 @pytest.fixture(scope="module")

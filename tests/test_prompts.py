@@ -192,7 +192,7 @@ def test_seqrl_train_cdpg_on_a_prompts_file(capsys, tmp_path, monkeypatch):
     (["kl_control", "--steps", "2", "--valid-prompts", "{train}"], "give --prompts FILE too"),
     (["kl_control", "--steps", "2", "--prompts", "{train}", "--policy", "lstm"], "policy 'lstm' reads no prompts"),
     (["kl_control", "--steps", "2", "--prompts", "{train}", "--keep", "best"], "give them"),
-    (["gdcpp", "--steps", "2", "--prompts", "{train}"], "give --potential"),
+    (["gdcpp", "--steps", "2", "--prompts", "{train}"], "give --scorer"),
     (["kl_control", "--steps", "2", "--prompts", "{missing}"], "--prompts: no such file"),
 ])
 def test_prompt_options_that_cannot_work_are_refused(capsys, tmp_path, monkeypatch, argv, message):

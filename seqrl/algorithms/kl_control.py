@@ -103,7 +103,8 @@ class KLControlRollout:
 class KLControl(Algorithm):
     """KL-control / Ziegler ([GDC++] Eq. 2): on-policy PG on R^z = r − β log π/a, a frozen; target p_z ∝ a·e^{r/β}.
 
-    ``base`` (a) defaults to a frozen copy of the policy at construction (π starts at a, [GDC++] Alg. 1 line 1).
+    ``base`` (a) defaults to a frozen copy of the policy at construction (π starts at a, [GDC++] Alg. 1 line 1),
+    at π's temperature but without top-k/top-p truncation (a must cover wherever π goes).
     Logged per step: ``reward`` (mean r), ``kl_reward`` (mean R^z), ``beta``, and KL(π‖a) as ``kl_k1`` and
     ``kl_k3`` (:func:`kl_estimates`): values only, outside the gradient, which is the exact score-function
     gradient of E_π R^z. With ``target_kl``, β follows Ziegler's controller after every step.
@@ -164,6 +165,9 @@ class KLControl(Algorithm):
                              f"that scores a sequence alone (needs_reference=False, e.g. 'motif'), got "
                              f"{getattr(self.reward, 'name', self.reward)!r}")
         self.base: AutoregressivePolicy = (base if base is not None else policy).frozen_copy()
+        # a keeps π's temperature (TRL scores its reference so too) but never truncates: π's support moves as it
+        # trains, and a token outside a's own top-k/top-p would make log a = −inf and R^z undefined
+        self.base.set_sampling(top_k=0, top_p=1.0)
         self.base.eval()
         self.beta = float(self.config.beta)
         self.episodes = 0

@@ -26,6 +26,7 @@ from .common import (
     tensorboard_dir,
     with_option,
 )
+from .lm import check_model_options, load_model, model_settings, quiet_transformers, save_model
 
 
 def add_parser(sub: Any, choices: Callable[[str], str]) -> None:
@@ -33,10 +34,13 @@ def add_parser(sub: Any, choices: Callable[[str], str]) -> None:
                        epilog=f"algorithms: {choices('algorithms')} (or module:Class). environments: "
                               f"{choices('envs')}. policies: {choices('policies')}. rewards: {choices('rewards')}.")
     p.add_argument("algorithm", help=f"one of: {choices('algorithms')}, or module:Class for your own")
-    p.add_argument("--env", required=True, help=f"environment id: {choices('envs')}")
+    p.add_argument("--env", help=f"environment id (or --model): {choices('envs')}")
+    p.add_argument("--model", metavar="DIR",
+                   help="a local transformers causal LM and its tokenizer (save_pretrained's folder; never a hub "
+                        "name: seqrl downloads nothing) as the policy; with --out, the result goes to OUT/model")
     p.add_argument("--policy", help=f"policy (default: lstm, or seq2seq for conditional tasks): {choices('policies')}")
-    p.add_argument("--init", metavar="PATH", help="start from a saved policy (a policy.pt of seqrl train or bench) "
-                                                  "instead of a random one")
+    p.add_argument("--init", metavar="PATH", help="start from a saved policy (a policy.pt of seqrl train or bench, "
+                                                  "or an OUT/model folder) instead of a random one")
     p.add_argument("--epochs", type=positive, default=None,
                    help="passes over the training data (algorithms that learn from data; default 20)")
     p.add_argument("--steps", type=positive, default=None,
@@ -75,6 +79,10 @@ def add_parser(sub: Any, choices: Callable[[str], str]) -> None:
     p.add_argument("--potential", metavar="NAME",
                    help="the EBM for dpg/gdcpp/…: a registered name or module:function giving log P(x) (default: the "
                         "task's own; on the motif task the GAM P_λ = r·exp(λ·φ), r trained first)")
+    p.add_argument("--scorer", metavar="NAME",
+                   help="the EBM P(x, y) = a(y|x)·b(x, y) for dpg/gdcpp/cdpg/…, a the starting policy and b ≥ 0 this "
+                        "function's score (a reward name or module:function, e.g. of completions=; a 0/1 score is "
+                        "a pointwise constraint): disco's base * scorer")
     p.add_argument("--prompts", metavar="FILE",
                    help="train on these prompts (one per line, or JSON lines with a \"prompt\" field), each step "
                         "sampling completions of them: algorithms that draw their own samples; the policy must read "
@@ -99,6 +107,8 @@ class TrainPlan:
     fit: dict[str, Any] = field(default_factory=dict)
     prompt_texts: list[str] | None = None
     valid_prompt_texts: list[str] | None = None
+    model: Path | None = None
+    """The language model's directory (``--model``, or ``--init DIR``); None: a seqrl policy on ``--env``."""
 
 
 def plan(args: argparse.Namespace) -> TrainPlan:
@@ -109,17 +119,22 @@ def plan(args: argparse.Namespace) -> TrainPlan:
     from ..envs.tasks import TASKS
 
     cls = resolve_algorithm(args.algorithm)
-    task_cls = TASKS.get(ENV_IDS.get(args.env, args.env)) if (args.env in ENV_IDS or args.env in TASKS) else None
-    if task_cls is None:
-        task_for_env(args.env)  # raises, listing the known environments
+    model = check_model_options(args, cls)
+    task_cls = None
+    if model is None:
+        task_cls = TASKS.get(ENV_IDS.get(args.env, args.env)) if (args.env in ENV_IDS or args.env in TASKS) else None
+        if task_cls is None:
+            task_for_env(args.env)  # raises, listing the known environments
+        if args.init is not None and (args.policy is not None or args.policy_set):
+            raise UsageError("--init brings its own policy: drop --policy/--policy-set")
+        if args.init is not None and not Path(args.init).is_file():
+            raise UsageError(f"--init {args.init!r}: no such file")
+    elif args.task_set:
+        raise UsageError("--task-set sets a seqrl env's task; a --model run has none: drop it")
     out = out_dir(args.out)
     tensorboard_dir(args.tensorboard)
     _check_resume(args, out)
-    if args.init is not None and (args.policy is not None or args.policy_set):
-        raise UsageError("--init brings its own policy: drop --policy/--policy-set")
-    if args.init is not None and not Path(args.init).is_file():
-        raise UsageError(f"--init {args.init!r}: no such file")
-    task_kwargs = parse_settings(split_sets(args.task_set, "--task-set"), task_cls, "--task-set")
+    task_kwargs = parse_settings(split_sets(args.task_set, "--task-set"), task_cls, "--task-set") if task_cls else {}
     settings = _algorithm_settings(args, cls)
     if not cls.uses_data and args.steps is None:
         raise UsageError(f"{cls.name} draws its own samples: give --steps N (its length in optimizer steps)")
@@ -129,8 +144,9 @@ def plan(args: argparse.Namespace) -> TrainPlan:
                     "monitor": args.monitor, "patience": args.patience}
     if prompts is not None and args.monitor is None:  # a prompted run's evaluation (training.prompt_evaluate)
         fit_settings["monitor"] = "valid_reward" if cls.requires.reward else "valid_kl_p_pi"
-    return TrainPlan(cls, task_cls, task_kwargs, settings, args.policy, _policy_kwargs(args, task_cls, prompts),
-                     out, fit_settings, prompts, valid_prompts)
+    policy_kwargs = model_settings(args) if model is not None else _policy_kwargs(args, task_cls, prompts)
+    return TrainPlan(cls, task_cls, task_kwargs, settings, args.policy, policy_kwargs, out, fit_settings, prompts,
+                     valid_prompts, model)
 
 
 def _prompt_texts(args: argparse.Namespace, cls: Any) -> tuple[list[str] | None, list[str] | None]:
@@ -183,8 +199,7 @@ def _algorithm_settings(args: argparse.Namespace, cls: Any) -> dict[str, Any]:
         texts["reward"] = args.reward
     if "reward" in texts:
         REWARDS.get(texts["reward"])  # a missing plug-in fails now
-    if args.potential is not None and not cls.requires.potential:
-        raise UsageError(f"--potential: {cls.name} takes no potential (it does not train toward an EBM)")
+    _check_target_options(args, cls)
     settings = {k: parse_text(f"--set {k}", v, field_type(cls, k)) for k, v in texts.items()}
     if args.lr is not None:
         settings["lr"] = args.lr
@@ -199,9 +214,18 @@ def _algorithm_settings(args: argparse.Namespace, cls: Any) -> dict[str, Any]:
     return settings
 
 
+def _check_target_options(args: argparse.Namespace, cls: Any) -> None:
+    for option, value in (("--potential", args.potential), ("--scorer", args.scorer)):
+        if value is not None and not cls.requires.potential:
+            raise UsageError(f"{option}: {cls.name} takes no potential (it does not train toward an EBM)")
+    if args.potential is not None and args.scorer is not None:
+        raise UsageError("give the target once: --potential (log P itself) or --scorer (P = a·b)")
+
+
 def _policy_kwargs(args: argparse.Namespace, task_cls: Any, prompts: list[str] | None) -> dict[str, Any]:
     from ..config import parse_settings
     from ..policies import POLICIES
+    from ..policies.base import SAMPLING_KEYS, SamplingOptions
 
     if args.init is not None:
         return {}
@@ -210,7 +234,10 @@ def _policy_kwargs(args: argparse.Namespace, task_cls: Any, prompts: list[str] |
     if prompts is not None and not (cls.is_conditional or getattr(cls, "accepts_prompts", False)):
         raise UsageError(f"--prompts: policy {name!r} reads no prompts; use --policy seq2seq (the prompt as its "
                          "source) or an HF model")
-    return parse_settings(split_sets(args.policy_set, "--policy-set"), cls, "--policy-set")
+    texts = split_sets(args.policy_set, "--policy-set")
+    sampling = {k: texts.pop(k) for k in SAMPLING_KEYS if k in texts}  # every policy takes them (make_policy)
+    return {**parse_settings(texts, cls, "--policy-set"),
+            **parse_settings(sampling, SamplingOptions, "--policy-set")}
 
 
 def _default_policy(task_cls: Any, prompted: bool) -> str:
@@ -224,10 +251,13 @@ def _conditional(task_cls: Any) -> bool:
 
 
 def build_policy(args: argparse.Namespace, plan_: TrainPlan, task: Any) -> Any:
-    """The starting policy: ``--init``'s (its vocabulary must be the task's), else a new one."""
+    """The starting policy: the model of ``--model``/``--init DIR``; ``--init``'s (its vocabulary must be the
+    task's); else a new one."""
     from ..checkpoint import load_checkpoint
     from ..policies import make_policy
 
+    if plan_.model is not None:
+        return load_model(plan_.model, plan_.policy_kwargs).train()
     if args.init is not None:
         policy = load_checkpoint(args.init).train()
         if list(policy.vocab.itos) != list(task.vocab.itos):
@@ -250,11 +280,20 @@ def build_target(args: argparse.Namespace, cls: Any, task: Any, policy: Any) -> 
 
     if not cls.requires.potential:
         return {}
+    if args.scorer is not None:
+        from ..ebm.base import ScoredBase
+        from ..rewards import make_reward
+
+        scorer = with_option("--scorer", lambda: make_reward(args.scorer, policy.vocab))
+        return {"potential": ScoredBase(policy.frozen_copy().eval(), scorer, name=args.scorer), "proposal": policy}
     if args.potential is not None:
-        return {"potential": make_potential(args.potential, task.vocab), "proposal": policy}
+        return {"potential": make_potential(args.potential, policy.vocab), "proposal": policy}
     if args.prompts is not None:
-        raise UsageError(f"{cls.name} trains toward a potential over prompts and completions: give --potential "
-                         "module:function (log P(x, y) of a batch whose context holds the prompts)")
+        raise UsageError(f"{cls.name} trains toward a potential over prompts and completions: give --scorer "
+                         "module:function (P = a·b) or --potential module:function (log P(x, y) itself)")
+    if task is None:
+        raise UsageError(f"{cls.name} trains toward a potential: give --scorer module:function (P = a·b, a the "
+                         "model) or --potential module:function (log P itself)")
     if isinstance(task, MotifTask):
         from ..bench.gam import motif_target
         from ..utils import resolve_device
@@ -266,7 +305,7 @@ def build_target(args: argparse.Namespace, cls: Any, task: Any, policy: Any) -> 
     if callable(getattr(task, "potential", None)):
         return {"potential": task.potential(), "proposal": policy}
     raise UsageError(f"{cls.name} trains toward a potential and task {args.env!r} has none: give --potential NAME "
-                     "or module:function")
+                     "or module:function, or --scorer")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -281,33 +320,43 @@ def cmd_train(args: argparse.Namespace) -> int:
     set_threads(args.threads, workers=int(os.environ.get("LOCAL_WORLD_SIZE", "1")))  # torchrun's processes here
     main = init_from_env(args.device).main  # under torchrun: join the run's processes; rank 0 writes
     seed_everything(args.seed)  # before the task's and the policy's random draws: same seed, same run
-    task = with_option("--task-set", lambda: task_for_env(args.env, **plan_.task_kwargs))
+    if plan_.model is not None:
+        quiet_transformers(progress(args) is True)
+    task = None if plan_.model else with_option("--task-set", lambda: task_for_env(args.env, **plan_.task_kwargs))
     policy = build_policy(args, plan_, task)
     target = build_target(args, plan_.cls, task, policy)
     prompts, valid, evaluate = _prompt_sets(plan_, policy, task)
-    train = task.split("train") if prompts is None else None  # a prompted run samples; the task's data unused
-    offer = Offer(train=train, valid=task.split("valid") if prompts is None else None,
-                  epochs=plan_.fit["max_epochs"], steps=plan_.fit["max_steps"], from_scratch=args.init is None,
+    data_task = task if prompts is None else None  # a prompted run samples; a task's data goes unused
+    train = data_task.split("train") if data_task is not None else None
+    offer = Offer(train=train, valid=data_task.split("valid") if data_task is not None else None,
+                  epochs=plan_.fit["max_epochs"],
+                  steps=plan_.fit["max_steps"], from_scratch=args.init is None and plan_.model is None,
                   prompts=prompts, **target)
     algorithm = with_option("--set", lambda: make_algorithm(plan_.cls, policy, offer, **plan_.settings))
     out = plan_.out
     config = FitConfig(**plan_.fit, device=args.device, seed=args.seed, progress=progress(args),
-                       checkpoint=str(out / "policy.pt") if out else None,
+                       checkpoint=str(out / "policy.pt") if out and plan_.model is None else None,
                        state_path=str(out / "state.pt") if out else None,
                        log_dir=str(out) if out else None, tensorboard_dir=args.tensorboard)
     with locked(out if main else None):
         result = fit(algorithm, train, valid=valid, config=config, evaluate=evaluate,
                      resume_from=(out / "state.pt") if args.resume and out else None)
-        if not main:
-            return 0
-        report = train_report(args, algorithm, task, result, prompted=prompts is not None)
-        print(json.dumps(report, indent=2))
-        if out:
-            from ..files import atomic_write_text
-
-            atomic_write_text(out / "train.json", json.dumps({**report, "history": result.history}, indent=2),
-                              "run report")
+        if main:
+            _write_outputs(args, plan_, algorithm, data_task, result)
     return 0
+
+
+def _write_outputs(args: argparse.Namespace, plan_: TrainPlan, algorithm: Any, task: Any, result: Any) -> None:
+    """The report on stdout and, with ``--out``, in ``train.json``; a model run's kept weights in ``OUT/model``."""
+    from ..files import atomic_write_text
+
+    report = train_report(args, algorithm, task, result)
+    if plan_.out and plan_.model is not None:
+        report["model"] = str(save_model(algorithm.policy, plan_.out))
+    print(json.dumps(report, indent=2))
+    if plan_.out:
+        atomic_write_text(plan_.out / "train.json", json.dumps({**report, "history": result.history}, indent=2),
+                          "run report")
 
 
 def _prompt_sets(plan_: TrainPlan, policy: Any, task: Any) -> tuple[Any, Any, Any]:
@@ -317,7 +366,7 @@ def _prompt_sets(plan_: TrainPlan, policy: Any, task: Any) -> tuple[Any, Any, An
     from ..training import prompt_evaluate
 
     if plan_.prompt_texts is None:
-        return None, task.split("valid"), None
+        return None, task.split("valid") if task is not None else None, None
     vocab = getattr(policy, "source_vocab", None) or policy.vocab
     prompts = with_option("--prompts", lambda: encode_prompts(plan_.prompt_texts or [], vocab, "--prompts"))
     if plan_.valid_prompt_texts is None:
@@ -327,20 +376,19 @@ def _prompt_sets(plan_: TrainPlan, policy: Any, task: Any) -> tuple[Any, Any, An
     return prompts, None, prompt_evaluate(valid)
 
 
-def train_report(args: argparse.Namespace, algorithm: Any, task: Any, result: Any,
-                 prompted: bool = False) -> dict[str, Any]:
-    """What the run did and what it left: which weights it kept (and why), its last evaluation, and (unless the
-    run was prompted: its test split has no prompts) the test split's CE, the reward for reward algorithms, and
-    greedy BLEU for conditional tasks."""
+def train_report(args: argparse.Namespace, algorithm: Any, task: Any, result: Any) -> dict[str, Any]:
+    """What the run did and what it left: which weights it kept (and why), its last evaluation, and, on a task's
+    data (``task`` None for a prompted or a model run), the test split's CE, the reward for reward algorithms,
+    and greedy BLEU for conditional tasks."""
     from ..metrics import corpus_bleu, cross_entropy, reward_score
 
-    policy, test = algorithm.policy, task.split("test")
     report: dict[str, Any] = {"algorithm": algorithm.name, "env": args.env, "seed": args.seed, "steps": result.steps,
                               "kept": result.kept, "kept_step": result.kept_step, "summary": result.describe(),
                               "monitor": result.monitor, "best": None if math.isnan(result.best) else result.best,
                               "final_evaluation": result.final, "wall_s": result.wall_s}
-    if prompted:
+    if task is None:
         return report
+    policy, test = algorithm.policy, task.split("test")
     report["test_ce"] = cross_entropy(policy, test)
     reward = getattr(algorithm, "reward", None)
     if reward is not None and (not getattr(reward, "needs_reference", True) or test.batch_size):

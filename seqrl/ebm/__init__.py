@@ -1,6 +1,6 @@
 """Potentials (EBMs), GAM features, Training-1 and the Monte-Carlo tools around them."""
 
-from .base import MotifProcessPotential, Potential, PotentialError, checked_log_potential
+from .base import MotifProcessPotential, Potential, PotentialError, ScoredBase, checked_log_potential
 from .constraints import Constraint, ConstraintPotential, InfeasibleConstraintError
 from .features import FEATURE_NAMES, FeatureMaskError, MotifFeatures, parse_mask
 from .gam import GAMPotential
@@ -20,5 +20,5 @@ __all__ = [
     "FEATURE_NAMES", "BoundViolation", "FeatureMaskError", "GAMPotential", "MotifFeatures", "MotifProcessPotential",
     "Potential", "PotentialError", "Training1Config", "Training1Result", "base_log_ratio", "checked_log_potential",
     "estimate_divergences", "estimate_log_z", "exact_moments", "fit_lambda", "parse_mask", "potential_log_ratio",
-    "rejection_sample", "snis_moments",
+    "rejection_sample", "ScoredBase", "snis_moments",
 ]

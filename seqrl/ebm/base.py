@@ -186,6 +186,36 @@ def checked_log_potential(potential: Potential, batch: SequenceBatch, *, require
     return values
 
 
+class ScoredBase:
+    """log P(x, y) = log a(y|x) + log b(x, y): a base model a times a scorer b ≥ 0, disco's ``base * scorer``.
+    With b ∈ {0, 1} it is GDC's pointwise constraint a·1[φ = 1] ([GDC++] Eq. 16); with prompts, CDPG's
+    P(x, y) = a(y|x)·b(x, y) (Korbak et al., 2022), one Z_x per prompt. The scorer is any reward
+    (:func:`~seqrl.rewards.make_reward`: a registered name, ``module:function``, a text-level function of
+    ``completions``); a score below 0 is refused, 0 excludes the sequence."""
+
+    def __init__(self, base: Any, scorer: Any, name: str = "scored_base") -> None:
+        self.base, self.scorer, self.name = base, scorer, name
+        for p in base.parameters():
+            p.requires_grad_(False)
+
+    @torch.no_grad()
+    def log_ratio_to_base(self, batch: SequenceBatch) -> Tensor:
+        """[B] log b(x, y) (−inf where b = 0)."""
+        from ..rewards.base import compute_reward
+
+        scores = compute_reward(self.scorer, batch, None).double()
+        if bool((scores < 0).any()):
+            raise PotentialError(f"scorer {getattr(self.scorer, 'name', self.scorer)!r} returned {float(scores.min())}"
+                                 ": a scorer's b(x, y) must be ≥ 0 (0 excludes a sequence)")
+        return scores.log()
+
+    @torch.no_grad()
+    def log_potential(self, batch: SequenceBatch) -> Tensor:
+        """[B] log a(y|x) + log b(x, y)."""
+        log_a = base_log_prob(self.base, batch)
+        return log_a + self.log_ratio_to_base(batch).to(log_a)
+
+
 class MotifProcessPotential:
     """Unnormalized p_true of the GAM motif task ([DPG] Sec. 4, A.3): white noise filtered by
     the motif. P(x) = 2^-n if |x| = n and m occurs in x, else 0."""
