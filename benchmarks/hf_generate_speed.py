@@ -28,19 +28,10 @@ import torch
 
 def build_model(directory: Path, words: int, layers: int, width: int, heads: int, positions: int) -> None:
     """A GPT-2 of the given size and a word-level tokenizer over ``words`` words, saved to ``directory``."""
-    import transformers
-    from tokenizers import Tokenizer, models, pre_tokenizers
+    from seqrl.policies.toy_lm import write_word_lm
 
-    vocab = {"<|endoftext|>": 0, **{f"w{i}": i + 1 for i in range(words - 1)}}
-    backend = Tokenizer(models.WordLevel(vocab, unk_token="<|endoftext|>"))
-    backend.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer = transformers.PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|endoftext|>",
-                                                     bos_token="<|endoftext|>")
-    config = transformers.GPT2Config(vocab_size=words, n_positions=positions, n_embd=width, n_layer=layers,
-                                     n_head=heads, bos_token_id=0, eos_token_id=0, pad_token_id=0)
-    torch.manual_seed(0)
-    transformers.GPT2LMHeadModel(config).save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
+    write_word_lm(directory, [f"w{i}" for i in range(words - 1)], width=width, layers=layers, heads=heads,
+                  positions=positions, init_range=0.02)
 
 
 def prompts_of(batch: int, shortest: int, longest: int, words: int, seed: int = 0) -> list[str]:

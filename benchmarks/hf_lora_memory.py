@@ -34,6 +34,12 @@ def storage_bytes(*policies: nn.Module) -> int:
     return sum(seen.values())
 
 
+def plain_parameters(directory: str) -> list[torch.Tensor]:
+    import transformers
+
+    return list(transformers.AutoModelForCausalLM.from_pretrained(directory, local_files_only=True).parameters())
+
+
 def main(argv: list[str] | None = None) -> dict[str, int]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--layers", type=int, default=12)
@@ -43,20 +49,13 @@ def main(argv: list[str] | None = None) -> dict[str, int]:
     parser.add_argument("--rank", type=int, default=8, help="LoRA rank r (on GPT-2's c_attn, peft's default)")
     args = parser.parse_args(argv)
     import transformers
-    from tokenizers import Tokenizer, models
 
     from seqrl.policies.hf import HFCausalLMPolicy
+    from seqrl.policies.toy_lm import write_word_lm
 
     with tempfile.TemporaryDirectory() as tmp:
-        vocab = {"<|endoftext|>": 0, **{f"w{i}": i + 1 for i in range(args.words - 1)}}
-        tokenizer = transformers.PreTrainedTokenizerFast(
-            tokenizer_object=Tokenizer(models.WordLevel(vocab, unk_token="<|endoftext|>")),
-            eos_token="<|endoftext|>", bos_token="<|endoftext|>")
-        config = transformers.GPT2Config(vocab_size=args.words, n_embd=args.width, n_layer=args.layers,
-                                         n_head=args.heads, bos_token_id=0, eos_token_id=0)
-        torch.manual_seed(0)
-        transformers.GPT2LMHeadModel(config).save_pretrained(Path(tmp))
-        tokenizer.save_pretrained(Path(tmp))
+        write_word_lm(Path(tmp), [f"w{i}" for i in range(args.words - 1)], width=args.width, layers=args.layers,
+                      heads=args.heads, positions=1024, init_range=0.02)
         rows = {}
         plain = HFCausalLMPolicy.from_pretrained(tmp, max_len=32)
         rows["policy"] = storage_bytes(plain)
@@ -66,7 +65,7 @@ def main(argv: list[str] | None = None) -> dict[str, int]:
         rows["LoRA policy"] = storage_bytes(lora)
         rows["LoRA policy + frozen copy"] = storage_bytes(lora, lora.frozen_copy())
         trainable = sum(p.numel() for p in lora.parameters() if p.requires_grad)
-    params = sum(p.numel() for p in transformers.GPT2LMHeadModel(config).parameters())
+        params = sum(p.numel() for p in plain_parameters(tmp))
     print(f"GPT-2 {args.layers}×{args.width}, {args.words} words: {params / 1e6:.1f}M parameters; LoRA r={args.rank} "
           f"on c_attn: {trainable / 1e6:.3f}M trainable; float32, torch {torch.__version__}, transformers "
           f"{transformers.__version__}")
