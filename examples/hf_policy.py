@@ -2,9 +2,10 @@
 
 ``seqrl.policies.hf`` wraps any ``AutoModelForCausalLM`` behind the policy interface (sampling with a
 key/value cache, teacher-forced log-distributions, EOS forced at ``max_len``), so every algorithm
-trains it. Here a tiny GPT-2 is built from a ``GPT2Config`` with random weights (nothing is downloaded;
-a user's ``from_pretrained`` model plugs in the same way, with ``token_ids=`` mapping the vocabulary),
-over the 40 sequences of at most 3 symbols from {a, b, c}, and trained
+trains it. Here a tiny GPT-2 is built from a ``GPT2Config`` with random weights over a seqrl vocabulary
+(nothing is downloaded; a saved model and its tokenizer load with ``HFCausalLMPolicy.from_pretrained(dir,
+max_len=…)``, the tokenizer giving the vocabulary: examples/prompted_lm.py), over the 40 sequences of at most
+3 symbols from {a, b, c}, and trained
 
 * by ``dpg`` ([DPG] Eq. 5) toward p = P/Z, log P(x) = 1.5·#a(x) − 0.5·|x|: exact KL(p‖π) before/after;
 * by ``kl_control`` ([GDC++] Eq. 2) with reward r(x) = #a(x) and β = 0.5, toward its implied target
