@@ -65,12 +65,15 @@ def rank_seed(seed: int, rank: int) -> int:
 
 
 def all_reduce_sum(tensor: Tensor) -> Tensor:
-    """The sum of ``tensor`` over the ranks (itself with one process)."""
+    """The sum of ``tensor`` over the ranks (itself with one process), on ``tensor``'s device (NCCL reduces
+    on the rank's GPU: a CPU tensor goes there and back)."""
     if world().size == 1:
         return tensor
-    out = tensor.clone()
-    torch.distributed.all_reduce(out, op=torch.distributed.ReduceOp.SUM)
-    return out
+    dist = torch.distributed
+    on_gpu = dist.get_backend() == "nccl" and tensor.device.type != "cuda"
+    out = tensor.to(torch.device("cuda", torch.cuda.current_device())) if on_gpu else tensor.clone()
+    dist.all_reduce(out, op=dist.ReduceOp.SUM)
+    return out.to(tensor.device) if on_gpu else out
 
 
 def average_gradients(params: Iterable[torch.nn.Parameter]) -> None:
