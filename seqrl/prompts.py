@@ -79,6 +79,14 @@ class PromptSchedule:
         return PromptStep(self.prompts.index(index.to(self.prompts.device)), index, full.per_prompt)
 
 
+def prompt_rows(prompts: SequenceBatch, vocab: Vocab) -> SequenceBatch:
+    """Prompts as data for an algorithm that samples per row (REINFORCE): each row's context a prompt, its
+    target an empty reference (EOS alone), which a reward that needs no reference never reads."""
+    eos = torch.full((prompts.batch_size, 1), vocab.eos, dtype=torch.long, device=prompts.device)
+    return SequenceBatch(eos, torch.ones(prompts.batch_size, dtype=torch.long, device=prompts.device),
+                         context=prompts)
+
+
 def read_prompt_texts(path: str | Path, what: str = "prompts") -> list[str]:
     """The prompts of a file: one per line (blank lines skipped), or JSON lines with a ``"prompt"`` field (a
     ``.jsonl`` file, or one whose first non-blank line starts with ``{``), TRL's dataset convention."""
@@ -134,5 +142,5 @@ def read_prompts(path: str | Path, vocab: Vocab) -> SequenceBatch:
     return encode_prompts(read_prompt_texts(path), vocab, f"prompts in {path}")
 
 
-__all__ = ["MAX_PROMPTS", "MIN_COMPLETIONS", "PromptSchedule", "PromptStep", "encode_prompts", "read_prompt_texts",
-           "read_prompts"]
+__all__ = ["MAX_PROMPTS", "MIN_COMPLETIONS", "PromptSchedule", "PromptStep", "encode_prompts", "prompt_rows",
+           "read_prompt_texts", "read_prompts"]

@@ -180,6 +180,10 @@ class Algorithm(nn.Module):
     draws) and its budget counts epochs; False: ``update(None)``, it draws its own samples every step."""
     resumable: ClassVar[tuple[str, ...]] = ("steps",)
     """Plain attributes a resumed run must get back (besides weights, buffers and optimizer states)."""
+    learns_from_prompts: ClassVar[bool] = False
+    """A data algorithm whose data may be prompts alone (:func:`~seqrl.prompts.prompt_rows`: each row a prompt and
+    no reference), its reward scoring the completions it samples (REINFORCE); the algorithms that draw their own
+    samples take ``prompts=`` instead."""
 
     config: Any
 

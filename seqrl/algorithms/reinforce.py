@@ -64,6 +64,7 @@ class Reinforce(Algorithm):
 
     erpo_point = ERPOPoint(reward="log R", alpha=1.0, beta=0.0)
     requires = Requirements(reward=True)
+    learns_from_prompts = True  # references only feed the reward: prompts alone serve a reward that needs none
 
     @dataclass(frozen=True, kw_only=True)
     class Config(DataConfig):

@@ -44,9 +44,9 @@ def check_model_options(args: argparse.Namespace, cls: Any) -> Path | None:
                          "save it with save_pretrained (model and tokenizer) and give that directory")
     if not (directory / "config.json").is_file():
         raise UsageError(f"{option} {str(directory)!r} holds no config.json: not a saved transformers model")
-    if cls.uses_data:
+    if cls.uses_data and not (cls.learns_from_prompts and args.prompts is not None):
         raise UsageError(f"{cls.name} learns from a task's references; with {option}, train an algorithm that "
-                         "draws its own samples (kl_control, dpg, gdcpp, fdpg, cdpg, …) on --prompts")
+                         "draws its own samples (kl_control, dpg, gdcpp, fdpg, cdpg, …), or reinforce, on --prompts")
     if cls.requires.potential and args.scorer is None and args.potential is None:
         raise UsageError(f"{cls.name} trains toward a potential: give --scorer module:function (P = a·b, a the "
                          "model) or --potential module:function (log P itself)")

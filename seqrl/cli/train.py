@@ -161,9 +161,9 @@ def _prompt_texts(args: argparse.Namespace, cls: Any) -> tuple[list[str] | None,
         return None, None
     if args.keep == "best" and args.valid_prompts is None:
         raise UsageError("--keep best ranks evaluations, which a prompted run makes on --valid-prompts: give them")
-    if cls.uses_data:
+    if cls.uses_data and not cls.learns_from_prompts:
         raise UsageError(f"--prompts: {cls.name} learns from the task's references; prompts are for the algorithms "
-                         "that draw their own samples (kl_control, dpg, gdcpp, fdpg, cdpg, …)")
+                         "that draw their own samples (kl_control, dpg, gdcpp, fdpg, cdpg, …) and reinforce")
     return (with_option("--prompts", lambda: read_prompt_texts(args.prompts, "--prompts")),
             with_option("--valid-prompts", lambda: read_prompt_texts(args.valid_prompts, "--valid-prompts"))
             if args.valid_prompts is not None else None)
@@ -327,12 +327,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     target = build_target(args, plan_.cls, task, policy)
     prompts, valid, evaluate = _prompt_sets(plan_, policy, task)
     data_task = task if prompts is None else None  # a prompted run samples; a task's data goes unused
-    train = data_task.split("train") if data_task is not None else None
+    train = _training_data(plan_.cls, data_task, prompts, policy)
     offer = Offer(train=train, valid=data_task.split("valid") if data_task is not None else None,
                   epochs=plan_.fit["max_epochs"],
                   steps=plan_.fit["max_steps"], from_scratch=args.init is None and plan_.model is None,
                   prompts=prompts, **target)
     algorithm = with_option("--set", lambda: make_algorithm(plan_.cls, policy, offer, **plan_.settings))
+    if prompts is not None and algorithm.uses_data and getattr(algorithm.reward, "needs_reference", True):
+        raise UsageError(f"--prompts: {algorithm.name} on prompts has no references, and its reward "
+                         f"{getattr(algorithm.reward, 'name', '')!r} needs them: give one that scores completions "
+                         "alone (e.g. a function of completions=)")
     out = plan_.out
     config = FitConfig(**plan_.fit, device=args.device, seed=args.seed, progress=progress(args),
                        checkpoint=str(out / "policy.pt") if out and plan_.model is None else None,
@@ -344,6 +348,17 @@ def cmd_train(args: argparse.Namespace) -> int:
         if main:
             _write_outputs(args, plan_, algorithm, data_task, result)
     return 0
+
+
+def _training_data(cls: Any, task: Any, prompts: Any, policy: Any) -> Any:
+    """The task's training split; for a data algorithm on prompts (reinforce), the prompts as its rows."""
+    from ..prompts import prompt_rows
+
+    if task is not None:
+        return task.split("train")
+    if prompts is not None and cls.uses_data:
+        return prompt_rows(prompts, policy.vocab)
+    return None
 
 
 def _write_outputs(args: argparse.Namespace, plan_: TrainPlan, algorithm: Any, task: Any, result: Any) -> None:
