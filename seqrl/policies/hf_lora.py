@@ -9,6 +9,7 @@ so the base weights exist once: what :func:`add_frozen_adapter`, :func:`selected
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -62,7 +63,9 @@ def apply_lora(model: nn.Module, lora: LoraSpec) -> nn.Module:
     else:
         raise TypeError(f"lora= takes True, a dict of peft.LoraConfig settings or a LoraConfig, got "
                         f"{type(lora).__name__}")
-    return peft.get_peft_model(model, config)
+    with warnings.catch_warnings():  # peft (≤ 0.21) asks transformers ≥ 5.2 a question it has renamed: not ours
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        return peft.get_peft_model(model, config)
 
 
 def lora_settings(model: Any) -> dict[str, Any]:
