@@ -180,15 +180,21 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 
 def load_checkpoint(path: str | Path, device: str = "cpu"):
     """Rebuild the policy saved by :func:`save_checkpoint` (weights loaded, eval mode)."""
-    from .policies import make_policy
+    from .policies import POLICIES, make_policy
+    from .registry import names_only
     from .utils import resolve_device
 
     ckpt = read_checkpoint(path)
-    vocab = Vocab.from_state_dict(ckpt["vocab"])
-    source = Vocab.from_state_dict(ckpt["source_vocab"]) if ckpt["source_vocab"] else None
-    config = dict(ckpt["config"])
-    config.pop("cell", None)
-    policy = make_policy(ckpt["policy"], vocab, ckpt["max_len"], source_vocab=source, **config)
+    name = ckpt["policy"]
+    with names_only():  # a name written in a file never chooses code to import (no module:Class)
+        if not isinstance(name, str) or name not in POLICIES:
+            raise UnsafeFileError(f"{path} names the policy {str(name)[:80]!r}, which is not a registered policy "
+                                  f"(known: {', '.join(POLICIES.names())}); a checkpoint never imports code")
+        vocab = Vocab.from_state_dict(ckpt["vocab"])
+        source = Vocab.from_state_dict(ckpt["source_vocab"]) if ckpt["source_vocab"] else None
+        config = dict(ckpt["config"])
+        config.pop("cell", None)
+        policy = make_policy(name, vocab, ckpt["max_len"], source_vocab=source, **config)
     try:
         policy.load_state_dict(ckpt["state_dict"])
     except RuntimeError as err:

@@ -108,6 +108,18 @@ def test_a_planted_file_runs_nothing_by_any_route(tmp_path, monkeypatch, capsys,
     code, _, err = run_cli(capsys, "report", report)
     assert code == 2 and "not registered" in err and err.count("\n") == 1
     assert not marker.exists() and "evilmod" not in sys.modules
+    # a checkpoint whose policy name is module:Class never imports the module
+    saved = tmp_path / "named.pt"
+    seqrl.save_checkpoint(saved, make_policy("lstm", binary_vocab, 3, hidden_size=4))
+    payload = torch.load(saved, weights_only=True)
+    payload["policy"] = "evilmod:Policy"
+    torch.save(payload, saved)
+    with pytest.raises(UnsafeFileError, match="names the policy 'evilmod:Policy', which is not a registered policy"):
+        load_checkpoint(saved)
+    code, _, err = run_cli(capsys, "train", "reinforce", "--env", "seqrl/Copy-v0", *TINY_TRAIN[:6], "--init", saved,
+                           "--steps", "1", "--no-progress")
+    assert code == 2 and "not a registered policy" in err and err.count("\n") == 1, err
+    assert not marker.exists() and "evilmod" not in sys.modules
 
 
 # --- 2. every number checked before anything is computed or written -----------------------------------------
@@ -136,7 +148,7 @@ BAD_NUMBERS = [
     (["train", "mle", "--env", "seqrl/Copy-v0", "--policy-set", "hidden_size=40000"],
      "estimated parameter count"),
     (["train", "mle", "--env", "seqrl/Copy-v0", "--bogus-option"], "unrecognized arguments: --bogus-option"),
-    (["train", "mle"], "the following arguments are required: --env"),
+    (["train", "mle"], "give --env ENV (a seqrl task) or --model DIR"),
 ]
 
 

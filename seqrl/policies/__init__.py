@@ -40,6 +40,9 @@ def make_policy(
             torch.manual_seed(seed)
             return make_policy(name, vocab, max_len, source_vocab, **kwargs)
     cls = POLICIES.get(name)
+    if not (isinstance(cls, type) and issubclass(cls, AutoregressivePolicy)):
+        raise TypeError(f"policy {name!r} is {type(cls).__name__} {str(cls)[:60]!r}, not an AutoregressivePolicy "
+                        "subclass")
     sampling = {key: kwargs.pop(key) for key in SAMPLING_KEYS if key in kwargs}
     SamplingOptions(**sampling)  # checked before any weight is allocated
     check_policy_size(name, vocab, max_len, source_vocab, kwargs)
