@@ -139,7 +139,7 @@ def _read_as(text: str, option: Any) -> list[Any]:
         return []
     try:
         return [reader(text)]
-    except ValueError:  # json.JSONDecodeError is a ValueError
+    except (ValueError, RecursionError):  # json.JSONDecodeError is a ValueError; nesting past the stack limit
         return []
 
 
@@ -150,7 +150,7 @@ def parse_text(key: str, text: str, annotation: Any) -> Any:
     if annotation in (Any, inspect.Parameter.empty):
         try:
             return json.loads(text)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             return text
     options = sorted(_options(annotation), key=lambda o: o is not type(None))  # "none" means None first
     candidates = [value for option in options for value in _read_as(text, option)]

@@ -106,6 +106,8 @@ def read_prompt_texts(path: str | Path, what: str = "prompts") -> list[str]:
             record = json.loads(line)
         except json.JSONDecodeError as err:
             raise ValueError(f"{what}: {path}:{number}: not JSON ({err.msg})") from None
+        except RecursionError:
+            raise ValueError(f"{what}: {path}:{number}: JSON nested too deeply") from None
         if not isinstance(record, dict) or not isinstance(record.get("prompt"), str):
             raise ValueError(f'{what}: {path}:{number}: expected an object with a "prompt" string')
         texts.append(record["prompt"])

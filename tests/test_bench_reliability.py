@@ -248,12 +248,15 @@ def test_a_fresh_run_leaves_no_stale_plots(suite_module, tmp_path):
     out.mkdir()
     for name in ("reltest_old.png", "reltest_curves.json", "notes.txt", ".results.json.x1.tmp"):
         (out / name).write_text("old")
-    (out / "results.json").write_text(json.dumps({"suite": "reltest", "runs": [], "plots": ["custom.svg"]}))
+    # a results.json's "plots" names images to replace, never other files (a planted list once deleted them)
+    (out / "results.json").write_text(json.dumps({"suite": "reltest", "runs": [],
+                                                  "plots": ["custom.svg", "notes.txt", "keep.pt"]}))
     (out / "custom.svg").write_text("old")
+    (out / "keep.pt").write_text("old")
     bench(out, seeds=[0], grid={"sizes": ["5"]})
     names = sorted(p.name for p in out.iterdir() if p.name != ".seqrl.lock")
-    assert names == ["notes.txt", "reltest_curves.json", "reltest_plot.png", "results.csv", "results.json",
-                     "runs.jsonl"]
+    assert names == ["keep.pt", "notes.txt", "reltest_curves.json", "reltest_plot.png", "results.csv",
+                     "results.json", "runs.jsonl"]
     assert (out / "reltest_curves.json").read_text() != "old"
 
 

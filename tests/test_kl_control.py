@@ -141,8 +141,9 @@ def test_bad_inputs(setting):
     vocab, _, reward = setting
     with pytest.raises(ValueError, match="needs a reward that scores a sequence alone"):
         make_algorithm("kl_control", lstm(vocab, 0), reward="hamming")
-    with pytest.raises(ValueError, match="beta must be a finite number > 0"):
-        make_algorithm("kl_control", lstm(vocab, 0), reward=reward, beta=0.0)
+    for beta in (0.0, 1e300):
+        with pytest.raises(ValueError, match=r"beta must be in \(0, 1e6\]"):
+            make_algorithm("kl_control", lstm(vocab, 0), reward=reward, beta=beta)
     with pytest.raises(ValueError, match="target_kl must be > 0"):
         make_algorithm("kl_control", lstm(vocab, 0), reward=reward, target_kl=-1.0)
     with pytest.raises(ValueError, match="must all be \\[B\\]"):

@@ -103,6 +103,14 @@ class Offer:
         return 1
 
 
+MAX_LR = 100.0
+"""Largest learning rate (and weight decay) a config takes: Adam's step is about lr per weight, so beyond this a
+step only overwrites the weights."""
+MAX_PER_STEP = 10_000_000
+"""Most sequences a step may hold: samples, minibatch rows, samples per reference, estimate draws."""
+PER_STEP_COUNTS = ("samples_per_step", "batch_size", "num_samples", "q_num_samples", "kl_samples")
+
+
 @dataclass(frozen=True, kw_only=True)
 class AlgorithmConfig(Settings):
     """Settings every algorithm has: its policy's optimizer (Adam) and gradient clipping ([DPG] Sec. 4: Adam 1e-3).
@@ -123,13 +131,19 @@ class AlgorithmConfig(Settings):
     def check(self) -> None:
         """Ranges (types are checked already); raise :class:`~seqrl.config.SettingError` naming the field."""
         owner = type(self).__qualname__
-        if not self.lr >= 0:
-            raise SettingError(f"{owner}.lr must be ≥ 0, got {self.lr}", "lr")
+        if not 0 <= self.lr <= MAX_LR:
+            raise SettingError(f"{owner}.lr must be in [0, {MAX_LR:g}] (Adam's step size), got {self.lr}", "lr")
         if self.clip_grad_norm is not None and not self.clip_grad_norm > 0:
             raise SettingError(f"{owner}.clip_grad_norm must be > 0 or None, got {self.clip_grad_norm}",
                                "clip_grad_norm")
-        if not self.weight_decay >= 0:
-            raise SettingError(f"{owner}.weight_decay must be ≥ 0, got {self.weight_decay}", "weight_decay")
+        if not 0 <= self.weight_decay <= MAX_LR:
+            raise SettingError(f"{owner}.weight_decay must be in [0, {MAX_LR:g}], got {self.weight_decay}",
+                               "weight_decay")
+        for name in PER_STEP_COUNTS:
+            value = getattr(self, name, None)
+            if isinstance(value, int) and value > MAX_PER_STEP:
+                raise SettingError(f"{owner}.{name} = {value:,} exceeds the limit of {MAX_PER_STEP:,} sequences a "
+                                   "step (every one is held in memory at once)", name)
 
     def positive(self, *names: str) -> None:
         """Each named field ≥ 1 (ints) or > 0 (floats)."""

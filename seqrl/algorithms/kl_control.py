@@ -143,8 +143,9 @@ class KLControl(Algorithm):
 
         def check(self) -> None:
             super().check()
-            if not (math.isfinite(self.beta) and self.beta > 0):
-                raise ValueError(f"kl_control: beta must be a finite number > 0, got {self.beta}")
+            if not 0 < self.beta <= 1e6:
+                raise ValueError(f"kl_control: beta must be in (0, 1e6] (beyond, β·log π/a overflows the reward's "
+                                 f"scale), got {self.beta}")
             if self.target_kl is not None and not (math.isfinite(self.target_kl) and self.target_kl > 0):
                 raise ValueError(f"kl_control: target_kl must be > 0 or None, got {self.target_kl}")
             if not self.kl_gain >= 0 or not self.kl_error_clip >= 0:

@@ -4,7 +4,6 @@ suites' plots share (seeds as one line and a shaded band, not one line each)."""
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 from collections.abc import Callable, Sequence
@@ -15,7 +14,7 @@ import torch
 
 from ..files import atomic_write_text
 from ..registry import names_only
-from .store import ResultStore, job_key, read_results, untagged, write_plots
+from .store import ResultStore, job_key, read_json, read_results, untagged, write_plots
 from .suite import SUITES, BenchOptions, RunRecord, Suite
 
 BAND_NOTE = "line: mean over seeds; band: min–max"
@@ -73,7 +72,7 @@ def _curves(folder: Path, name: str, grid: Any, jobs: list[dict[str, Any]] | Non
             return [c for key in keys if key in done for c in untagged(done[key].get("curves") or [])]
     path = folder / f"{name}_curves.json"
     if path.is_file():
-        return json.loads(path.read_text())
+        return read_json(path, "curves file")
     return None
 
 

@@ -114,6 +114,8 @@ def read_json(path: Path, what: str) -> Any:
                                f"(offset {err.pos}): {err.msg}; is this {what} truncated or edited?") from None
     except UnicodeDecodeError as err:
         raise ResultsFileError(f"{path}: not UTF-8 text at offset {err.start}") from None
+    except RecursionError:
+        raise ResultsFileError(f"{path}: nested deeper than any {what} is (refused before reading it all)") from None
 
 
 def read_results(path: Path) -> dict:
@@ -136,16 +138,20 @@ def read_results(path: Path) -> dict:
     return payload
 
 
+PLOT_SUFFIXES = (".png", ".svg", ".pdf", ".jpg", ".jpeg")
+
+
 def _plot_files(out: Path, name: str) -> list[Path]:
-    """The plot and curve files of suite ``name`` in ``out``: those its results.json lists, and its
-    ``NAME_*.png`` and ``NAME_curves.json``."""
+    """The plot and curve files of suite ``name`` in ``out``: its ``NAME_*.png`` and ``NAME_curves.json``, and
+    the images its results.json lists (only images: a name in a file never makes seqrl delete anything else)."""
     found = set(out.glob(f"{name}_*.png")) | set(out.glob(f"{name}_curves.json"))
     try:
         listed = json.loads((out / "results.json").read_text()).get("plots") or []
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, RecursionError):
         listed = []
-    found |= {out / n for n in listed if isinstance(n, str) and n and Path(n).name == n and not n.startswith(".")}
-    return sorted(p for p in found if p.is_file())
+    found |= {out / n for n in listed if isinstance(n, str) and n and Path(n).name == n and not n.startswith(".")
+              and n.lower().endswith(PLOT_SUFFIXES)}
+    return sorted(p for p in found if p.is_file() and not p.is_symlink())
 
 
 def write_plots(suite: Suite, name: str, records: list[RunRecord], out: Path) -> list[Path]:
@@ -230,7 +236,7 @@ class ResultStore:
                 continue
             try:
                 entry = json.loads(line)
-            except (ValueError, UnicodeDecodeError):
+            except (ValueError, UnicodeDecodeError, RecursionError):
                 if number == len(lines) and not data.endswith(b"\n"):
                     continue  # the last append was cut short by a kill: that job is simply not finished
                 raise ResultsFileError(f"{self.log}: line {number} is not a JSON record (corrupt or edited); "

@@ -142,6 +142,9 @@ def main(argv: list[str] | None = None) -> int:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"seqrl: error: {_one_line(message)}", file=sys.stderr)
         return 2
+    except (FloatingPointError, MemoryError) as err:  # the run itself failed: diverged, or out of memory
+        print(f"seqrl: error: {_one_line(err) or type(err).__name__}", file=sys.stderr)
+        return 1
 
 
 def _one_line(message: Any) -> str:

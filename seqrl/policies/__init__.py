@@ -4,6 +4,7 @@ causal LM (``hf``, optional extra ``seqrl[hf]``; transformers is imported only w
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from ..registry import Registry
 from ..types import Vocab
@@ -45,6 +46,7 @@ def make_policy(
                         "subclass")
     sampling = {key: kwargs.pop(key) for key in SAMPLING_KEYS if key in kwargs}
     SamplingOptions(**sampling)  # checked before any weight is allocated
+    check_policy_settings(name, max_len, kwargs)
     check_policy_size(name, vocab, max_len, source_vocab, kwargs)
     if cls.is_conditional:
         # Conditional subclasses (e.g. Seq2SeqPolicy) add ``source_vocab`` to the base signature.
@@ -61,6 +63,27 @@ MAX_WIDTH = 65_536
 """Largest hidden size or embedding dimension of a built-in policy."""
 MAX_LAYERS = 256
 MAX_LEN = 100_000
+
+
+COUNTS = ("hidden_size", "embedding_dim", "num_heads", "ffn_size", "num_layers")
+
+
+def check_policy_settings(name: str, max_len: Any, settings: dict) -> None:
+    """The built-in policies' numbers, before anything is built: ``max_len`` and the sizes (:data:`COUNTS`) are
+    integers ≥ 1 (``embedding_dim`` may be None), ``dropout`` a probability below 1 (or None)."""
+    def whole(value: Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+    if not whole(max_len):
+        raise ValueError(f"policy {name}: max_len must be an integer ≥ 1 (tokens, EOS included), got {max_len!r}")
+    for key in COUNTS:
+        value = settings.get(key)
+        if key in settings and not whole(value) and not (key == "embedding_dim" and value is None):
+            raise ValueError(f"policy {name}: {key} must be an integer ≥ 1, got {value!r}")
+    dropout = settings.get("dropout")
+    if dropout is not None and (isinstance(dropout, bool) or not isinstance(dropout, int | float)
+                                or not 0 <= dropout < 1):
+        raise ValueError(f"policy {name}: dropout must be in [0, 1), got {dropout!r}")
 
 
 def check_policy_size(name: str, vocab: Vocab, max_len: int, source_vocab: Vocab | None,

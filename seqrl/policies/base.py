@@ -9,7 +9,6 @@ batched sampling, greedy and beam decoding are written once, here.
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from typing import Any, Protocol, runtime_checkable
@@ -49,6 +48,7 @@ OverrideHook = Callable[[StepInfo], Tensor]
 
 
 SAMPLING_KEYS = ("temperature", "top_k", "top_p")
+MIN_TEMPERATURE = 1e-4
 
 
 @dataclass(frozen=True)
@@ -72,8 +72,9 @@ class SamplingOptions:
 
     def __post_init__(self) -> None:
         t, k, p = self.temperature, self.top_k, self.top_p
-        if isinstance(t, bool) or not isinstance(t, int | float) or not (math.isfinite(t) and t > 0):
-            raise ValueError(f"temperature must be a finite number > 0, got {t!r}")
+        if isinstance(t, bool) or not isinstance(t, int | float) or not (MIN_TEMPERATURE <= t <= 1 / MIN_TEMPERATURE):
+            raise ValueError(f"temperature must be in [{MIN_TEMPERATURE:g}, {1 / MIN_TEMPERATURE:g}] (below, logits/t "
+                             f"overflow float32: decode greedily instead), got {t!r}")
         if isinstance(k, bool) or not isinstance(k, int) or k < 0:
             raise ValueError(f"top_k must be an int ≥ 0 (0: off), got {k!r}")
         if isinstance(p, bool) or not isinstance(p, int | float) or not (0 < p <= 1):
@@ -116,6 +117,7 @@ def top_p_filter(logits: Tensor, p: float) -> Tensor:
     probs, order = torch.softmax(logits, -1).sort(-1, descending=True)
     before = probs.cumsum(-1) - probs  # mass of the strictly more probable tokens
     drop_sorted = before >= p
+    drop_sorted[..., 0] = False  # the most probable token always stays (a p below float32's range rounds to 0)
     drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
     return logits.masked_fill(drop, float("-inf"))
 
