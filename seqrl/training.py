@@ -96,6 +96,16 @@ class FitConfig:
 
     def __post_init__(self) -> None:
         validate_fields(self, "FitConfig")
+        if not 0 <= self.seed < 2**63:
+            raise SettingError(f"FitConfig.seed must be in [0, 2**63), got {self.seed}", "seed")
+        if self.device.strip().lower() != "auto":
+            try:
+                kind = torch.device(self.device.strip().lower()).type
+            except RuntimeError:
+                kind = None
+            if kind not in ("cpu", "cuda"):
+                raise SettingError(f"unknown device {self.device!r}: expected 'auto', 'cpu', 'cuda' or 'cuda:N'",
+                                   "device")
         for name in ("max_epochs", "max_steps", "eval_every", "patience", "state_every", "log_every"):
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -383,6 +393,9 @@ def _budget(algorithm: Any, config: FitConfig, stream: DataStream) -> int:
 def _prepare(algorithm: Any, train: SequenceBatch | None, valid: SequenceBatch | None, config: FitConfig,
              evaluate: Callable[[Any], dict[str, float]] | None, callbacks: Sequence[Callback]) -> _Run:
     """Device, seed, data (the algorithm's ``setup``), budget, evaluation, ranking and loggers, all checked."""
+    for what, batch in (("train", train), ("valid", valid)):
+        if batch is not None and not isinstance(batch, SequenceBatch):
+            raise TypeError(f"fit: {what} must be a SequenceBatch (or None), got {type(batch).__name__}")
     if not world().main:  # several processes: rank 0 alone writes outputs and shows progress
         config = replace(config, checkpoint=None, log_dir=None, tensorboard_dir=None, progress=False)
     device = resolve_device(config.device)

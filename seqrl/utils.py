@@ -29,6 +29,8 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     except RuntimeError as err:
         raise DeviceError(f"unknown device {device!r}: expected 'auto', 'cpu', 'cuda' or 'cuda:N'") from err
     if dev.type == "cpu":
+        if dev.index not in (None, 0):
+            raise DeviceError(f"unknown device {device!r}: the CPU is one device ('cpu')")
         return dev
     if dev.type == "cuda":
         if not torch.cuda.is_available():

@@ -532,3 +532,49 @@ def reltest(tmp_path):
         yield module
     finally:
         SUITES.unregister("reltest")
+
+
+def test_what_the_second_probe_found_is_refused_before_compute(binary_vocab, tmp_path):
+    """The bad numbers and inputs an independent probe of the CLI and API found accepted (or crashing): each is now
+    refused where it is given, naming what to change."""
+    from seqrl.ebm.features import FeatureMaskError, parse_mask
+    from seqrl.envs.tasks import ToyTranslationTask
+    from seqrl.policies.base import SamplingOptions, top_p_filter
+    from seqrl.prompts import read_prompt_texts
+
+    with pytest.raises(ValueError, match="have a target of 60–60 words; widen"):  # was an endless loop
+        ToyTranslationTask(train_size=4, valid_size=1, test_size=1, min_target_length=60, max_target_length=60)
+    with pytest.raises(ValueError, match="two_word_fraction must be in"):
+        ToyTranslationTask(two_word_fraction=-5.0)
+    with pytest.raises(FeatureMaskError, match="selects no feature"):
+        parse_mask("0000000")
+    for settings, message in ((dict(embedding_dim=-4), "embedding_dim must be an integer ≥ 1"),
+                              (dict(dropout=1.0), r"dropout must be in \[0, 1\)"),
+                              (dict(hidden_size=True), "hidden_size must be an integer")):
+        with pytest.raises(ValueError, match=message):
+            make_policy("lstm", binary_vocab, 3, **settings)
+    with pytest.raises(ValueError, match="max_len must be an integer ≥ 1"):
+        make_policy("lstm", binary_vocab, 2.5)  # type: ignore[arg-type]
+    policy = make_policy("lstm", binary_vocab, 3, hidden_size=4)
+    for settings, message in ((dict(lr=1e30), r"lr must be in \[0, 100\]"),
+                              (dict(weight_decay=1e300), "weight_decay must be in"),
+                              (dict(samples_per_step=2**50), "exceeds the limit of 10,000,000 sequences a step"),
+                              (dict(kl_samples=2**40), "kl_samples = ")):
+        with pytest.raises(ValueError, match=message):
+            make_algorithm("dpg", policy, potential=type("P", (), {"log_potential": lambda s, b: b.lengths * 0.0})(),
+                           **settings)
+    with pytest.raises(TypeError, match="policy must be a seqrl policy"):
+        make_algorithm("mle", None)
+    with pytest.raises(ValueError, match="seed must be in"):
+        FitConfig(seed=-1)
+    with pytest.raises(ValueError, match="unknown device 'tpu'"):
+        FitConfig(device="tpu")
+    with pytest.raises(TypeError, match="train must be a SequenceBatch"):
+        fit(make_algorithm("mle", policy), "not a batch", config=FitConfig(max_steps=1, **FAST))  # type: ignore
+    with pytest.raises(ValueError, match="temperature must be in"):
+        SamplingOptions(temperature=1e-40)
+    logits = torch.randn(2, 5)
+    assert torch.isfinite(top_p_filter(logits, 1e-300)).sum(1).tolist() == [1, 1]  # the top token stays
+    (tmp_path / "deep.jsonl").write_text("[" * 100_000 + "]" * 100_000 + "\n")
+    with pytest.raises(ValueError, match="deep.jsonl:1: JSON nested too deeply"):
+        read_prompt_texts(tmp_path / "deep.jsonl")

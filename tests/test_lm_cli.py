@@ -147,9 +147,13 @@ def test_init_continues_from_a_saved_model_and_valid_prompts_evaluate(setting, t
     (["kl_control", "--model", "{start}", "--steps", "1", "--policy", "lstm"], "drop --policy"),
     (["kl_control", "--model", "{start}", "--steps", "1", "--policy-set", "max_len=-2"], "--policy-set"),
     (["gdcpp", "--model", "{start}", "--steps", "1", "--scorer", "x:y", "--potential", "x:y"], "give the target once"),
+    (["kl_control", "--model", "{start}", "--steps", "1", "--prompts", "{prompts}", "--reward", "test_lm_cli:has_a",
+      "--policy-set", "n_embd=-3"], "does not load with --policy-set n_embd=-3: RuntimeError"),
+    (["kl_control", "--model", "{start}", "--steps", "1", "--policy-set", "temperature=0"], "temperature must be"),
 ])
-def test_model_options_that_cannot_work_are_refused(setting, capsys, argv, message):
+def test_model_options_that_cannot_work_are_refused(setting, capsys, monkeypatch, argv, message):
     start, prompts = setting
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
     length = [] if "--policy-set" in argv else ["--policy-set", f"max_len={MAX_LEN}"]
     code = main(["train", *[a.format(start=start, prompts=prompts) for a in argv], "--no-progress", *length])
     err = capsys.readouterr().err

@@ -13,6 +13,8 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+import torch
+
 from ..registry import PluginError
 from .base import ALGORITHMS, Algorithm, Offer, config_fields
 
@@ -50,11 +52,18 @@ def split_settings(cls: type[Algorithm], settings: dict[str, Any]) -> tuple[dict
     return config, rest
 
 
+def _is_policy(policy: Any) -> bool:
+    return isinstance(policy, torch.nn.Module) and callable(getattr(policy, "sequence_log_prob", None))
+
+
 def make_algorithm(name: str | type[Algorithm], policy: Any, offer: Offer | None = None, **settings: Any
                    ) -> Algorithm:
     """Build an algorithm for ``policy`` from its name, what the run ``offer`` s and explicit ``settings`` (config
     fields, or constructor arguments such as ``reward=``, ``potential=``, ``critic=``)."""
     cls = resolve_algorithm(name)
+    if not _is_policy(policy):
+        raise TypeError(f"{cls.name}: policy must be a seqrl policy (an AutoregressivePolicy: "
+                        f"seqrl.make_policy(...)), got {type(policy).__name__}")
     offer = offer or Offer()
     config, ctor = split_settings(cls, settings)
     derived_config, derived_ctor = split_settings(cls, cls.defaults_for(policy, offer, config))

@@ -10,7 +10,8 @@ from typing import Any
 from .common import UsageError, split_sets, with_option
 
 DEFAULT_MAX_LEN = 64
-"""Tokens a completion may have, EOS included, unless ``--policy-set max_len=N`` says otherwise."""
+"""Tokens a completion may have, EOS included, unless ``--policy-set max_len=N`` says otherwise (at most half
+the model's positions)."""
 MODEL_SETTINGS: dict[str, Any] = {"max_len": int, "dropout": float | None, "temperature": float, "top_k": int,
                                   "top_p": float, "lora": Any}
 """``--policy-set`` keys of a model (any other key sets that field of the model's config)."""
@@ -72,17 +73,54 @@ def model_settings(args: argparse.Namespace) -> dict[str, Any]:
         return with_option("--policy-set", lambda: parse_text(f"--policy-set {key}", text, annotation))
 
     settings = {k: read(k, v) for k, v in split_sets(args.policy_set, "--policy-set").items()}
-    settings.setdefault("max_len", DEFAULT_MAX_LEN)
+    _check_model_settings(settings)
     return settings
 
 
+def _check_model_settings(settings: dict[str, Any]) -> None:
+    from ..policies import check_policy_settings
+    from ..policies.base import SAMPLING_KEYS, SamplingOptions
+
+    def check() -> None:
+        known = {k: v for k, v in settings.items() if k == "dropout"}
+        check_policy_settings("--model", settings.get("max_len", DEFAULT_MAX_LEN), known)
+        SamplingOptions(**{k: settings[k] for k in SAMPLING_KEYS if k in settings})
+
+    with_option("--policy-set", check)
+
+
+def default_max_len(directory: Path) -> int:
+    """:data:`DEFAULT_MAX_LEN`, or half the model's positions when it has fewer than twice that (the other half
+    for the prompt)."""
+    import json
+
+    try:
+        config = json.loads((directory / "config.json").read_text(encoding="utf-8"))
+        positions = config.get("n_positions") or config.get("max_position_embeddings")
+    except (OSError, ValueError, AttributeError, RecursionError):
+        positions = None
+    if isinstance(positions, int) and not isinstance(positions, bool) and positions >= 2:
+        return min(DEFAULT_MAX_LEN, positions // 2)
+    return DEFAULT_MAX_LEN
+
+
 def load_model(directory: Path, settings: dict[str, Any]) -> Any:
+    """The policy of ``directory``; a folder that does not load (damaged weights, a config transformers refuses,
+    weights of another shape, a setting the model has not) is one line naming the folder."""
     from ..policies.hf import HFCausalLMPolicy
+    from ..policies.hf_lora import MissingExtraError
 
     kwargs = dict(settings)
-    max_len = kwargs.pop("max_len")
-    return with_option("--policy-set", lambda: HFCausalLMPolicy.from_pretrained(directory, max_len=max_len,
-                                                                                 **kwargs))
+    max_len = kwargs.pop("max_len", None) or default_max_len(directory)
+    try:
+        return HFCausalLMPolicy.from_pretrained(directory, max_len=max_len, **kwargs)
+    except MissingExtraError:
+        raise
+    except Exception as err:  # noqa: BLE001 — transformers, safetensors and torch raise many kinds
+        lines = str(err).strip().splitlines()
+        raise UsageError(f"--model {str(directory)!r} does not load with --policy-set "
+                         f"{', '.join(f'{k}={v}' for k, v in settings.items())}: {type(err).__name__}: "
+                         f"{lines[0] if lines else ''}") from None
 
 
 def save_model(policy: Any, out: Path) -> Path:

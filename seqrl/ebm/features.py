@@ -36,6 +36,9 @@ def parse_mask(mask: str) -> tuple[bool, list[int]]:
     with_length = mask.startswith("Mv")
     bits = mask[2:] if with_length else mask
     selected = [i for i, b in enumerate(bits) if b == "1"]
+    if not selected and not with_length:
+        raise FeatureMaskError(f"feature mask {mask!r} selects no feature: the GAM would be r itself; set at least "
+                               "one flag (e.g. '1000000') or the length pair ('Mv0000000')")
     return with_length, selected
 
 

@@ -207,8 +207,10 @@ class ToyTranslationTask(PairTask):
     ) -> None:
         if not 0.0 <= noise < 1.0:
             raise ValueError(f"noise must be in [0, 1), got {noise}")
-        if zipf < 0.0:
-            raise ValueError(f"zipf must be ≥ 0, got {zipf}")
+        if not 0.0 <= zipf <= 100.0:
+            raise ValueError(f"zipf must be in [0, 100], got {zipf}")
+        if not 0.0 <= two_word_fraction <= 1.0:
+            raise ValueError(f"two_word_fraction must be in [0, 1], got {two_word_fraction}")
         if not 1 <= min_target_length <= max_target_length:
             raise ValueError("need 1 ≤ min_target_length ≤ max_target_length")
         if min(num_nouns, num_verbs, num_adjectives) < 1:
@@ -243,20 +245,31 @@ class ToyTranslationTask(PairTask):
         vocab = Vocab(sorted({t for ts in self.lexicon.values() for t in ts} | set(target_words)))
         source_vocab = Vocab(source_words)
         sizes = {"train": train_size, "valid": valid_size, "test": test_size}
-        pairs: dict[str, list[tuple[list[str], list[str]]]] = {}
-        for split, size in sizes.items():
-            rng = split_rng(seed, split)
-            rows: list[tuple[list[str], list[str]]] = []
-            while len(rows) < size:
-                src = self._sentence(rng)
-                tgt = self.translate(src)
-                if not min_target_length <= len(tgt) <= max_target_length:
-                    continue
-                if split == "train" and noise > 0:
-                    tgt = [target_words[rng.integers(len(target_words))] if rng.random() < noise else t for t in tgt]
-                rows.append((src, tgt))
-            pairs[split] = rows
+        window = (min_target_length, max_target_length)
+        pairs = {split: self._draw_pairs(split_rng(seed, split), size, window, target_words,
+                                         noise if split == "train" else 0.0)
+                 for split, size in sizes.items()}
         super().__init__(pairs, vocab, source_vocab, max_len=max_target_length + 1)
+
+    def _draw_pairs(self, rng: np.random.Generator, size: int, window: tuple[int, int], target_words: list[str],
+                    noise: float) -> list[tuple[list[str], list[str]]]:
+        """``size`` (sentence, translation) pairs whose translation length lies in ``window``, the translation's
+        tokens replaced by random target words with probability ``noise``."""
+        rows: list[tuple[list[str], list[str]]] = []
+        draws = 0
+        while len(rows) < size:
+            draws += 1
+            if draws > 1000 + 200 * size and len(rows) < draws / 200:  # the length window is (nearly) empty
+                raise ValueError(f"ToyTranslationTask: {len(rows)} of {draws} sentences have a target of "
+                                 f"{window[0]}–{window[1]} words; widen min/max_target_length")
+            src = self._sentence(rng)
+            tgt = self.translate(src)
+            if not window[0] <= len(tgt) <= window[1]:
+                continue
+            if noise > 0:
+                tgt = [target_words[rng.integers(len(target_words))] if rng.random() < noise else t for t in tgt]
+            rows.append((src, tgt))
+        return rows
 
     def _word(self, rng: np.random.Generator, word_class: str) -> str:
         words, probs = self.classes[word_class], self._word_probs[word_class]
