@@ -57,3 +57,58 @@ def test_gam_suite_distill_budget_episodes_sets_training2_budget():
     row = training2_row("distill", task, r, Fitted(), st)
     assert row.settings["proposal_budget"] == st.dpg_steps * st.batch_size == 200 * 500
     assert "proposal_budget" not in training2_row("distill", task, r, Fitted(), QUICK_SETTINGS).settings
+
+
+# --- BLEU: the fast exact path, and the reference-length pay-off ([VAML/ERAC] Sec. 6.1) --------------------------
+def _random_pairs(vocab, n, seed, max_len=14):
+    from seqrl.types import SequenceBatch
+
+    g = torch.Generator().manual_seed(seed)
+    symbols = torch.tensor(vocab.symbol_ids)
+
+    def batch(lo):
+        lengths = torch.randint(lo, max_len, (n,), generator=g)
+        tokens = torch.zeros(n, max_len + 1, dtype=torch.long)
+        for i, k in enumerate(lengths.tolist()):
+            tokens[i, :k] = symbols[torch.randint(0, len(symbols), (k,), generator=g)]
+            tokens[i, k] = vocab.eos
+        return SequenceBatch(tokens, lengths + 1)
+
+    return batch(0), batch(1)
+
+
+def test_bleu_exact_path_equals_sacrebleu_and_the_generic_token_forms():
+    from seqrl.rewards import candidate_rewards, compute_reward, make_reward, prefixes_with_eos, token_rewards
+    from seqrl.rewards.base import _repeat_rows
+    from seqrl.types import Vocab
+
+    vocab = Vocab(["a", "b", "c", "la", "d'"])
+    hyps, refs = _random_pairs(vocab, 40, 0)
+    for name in ("bleu", "bleu_scaled"):
+        reward = make_reward(name, vocab)
+        assert reward._exact
+        slow = make_reward(name, vocab)
+        slow._exact = False  # sacrebleu on strings, the reference implementation
+        assert torch.equal(compute_reward(reward, hyps, refs), compute_reward(slow, hyps, refs))
+        # every prefix in one pass == the generic one reward call per prefix
+        B, T = hyps.tokens.shape
+        generic = compute_reward(slow, prefixes_with_eos(hyps, vocab.eos), _repeat_rows(refs, T)).view(B, T)
+        assert torch.allclose(reward.prefix_scores(hyps, refs).float(), generic, atol=1e-6)
+        assert torch.allclose(token_rewards(reward, hyps, refs), token_rewards(slow, hyps, refs), atol=1e-6)
+        for t in (0, 3, 7):
+            prefix = hyps.tokens[:, :t]
+            fast = candidate_rewards(reward, prefix, refs, vocab)
+            assert torch.allclose(fast, candidate_rewards(slow, prefix, refs, vocab), atol=1e-6)
+
+
+def test_bleu_scaled_is_bleu_times_reference_length():
+    from seqrl.rewards import compute_reward, make_reward
+    from seqrl.types import Vocab
+
+    vocab = Vocab(["a", "b", "c", "la"])
+    hyps, refs = _random_pairs(vocab, 20, 1)
+    plain = compute_reward(make_reward("bleu", vocab), hyps, refs)
+    scaled = compute_reward(make_reward("bleu_scaled", vocab), hyps, refs)
+    assert torch.allclose(scaled, plain * (refs.lengths - 1).float())
+    assert make_reward("bleu_scaled", vocab).corpus_score(hyps, refs) == make_reward("bleu", vocab).corpus_score(
+        hyps, refs)
