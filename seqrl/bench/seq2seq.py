@@ -105,9 +105,27 @@ class Seq2SeqSettings:
     data_seed: int = 0
     """Seed of the data set, fixed across runs: a run's seed varies initialization and sampling
     only, so that ± std measures the algorithms, not the draw of the data."""
+    preset: str | None = None
+    """A paper's table (:data:`PRESETS`: ``erpo-table1``, ``critics-table1``): its rows and protocol, beneath any
+    other ``--set`` (``seqrl bench seq2seq --preset NAME`` is ``--set preset=NAME``)."""
+    critic_phase: Literal["in_budget", "own"] = "in_budget"
+    """Where the critics of ERAC/AC (App. B.3's critic pretraining) and VAML (phase 1, Alg. 1) learn:
+    ``in_budget``, inside the row's budget (the first steps of its run, the actor fixed); ``own``, as a run of its
+    own before the row's (critic only, ``critic_epochs`` at most, early stopping on the critic's validation loss
+    with ``critic_patience``, its best weights kept), the row then getting the whole budget: the papers' protocol
+    (App. B.3: pretrain the actor, then the critic with the actor fixed, then both; B.2: Q "until converged")."""
+    critic_epochs: int = 20
+    """The critic's own phase at most this many epochs (the authors' ``train_critic.py``: ``--epochs 20``)."""
+    critic_patience: int = 3
+    """Evaluations without a better validation critic loss before the critic's own phase stops."""
+    finetune_control: bool = True
+    """Under protocol ``scratch``, when a row fine-tunes the MLE policy (SPG, MIXER, AC, ERAC…), add the row
+    ``mle_continued``: MLE from that policy with the fine-tuning budget and settings, the equal-budget control
+    those rows are compared with (under ``finetune`` the ``mle`` row is that control)."""
 
     def __post_init__(self) -> None:
-        check_ranges(self, at_least_zero=("data_seed", "zipf"), fractions=("noise", "dropout"),
+        check_ranges(self, at_least_zero=("data_seed", "zipf"),
+                     fractions=("noise", "dropout"),
                      limits={"hidden_size": MAX_WIDTH, "embedding_dim": MAX_WIDTH, "beam_size": 1000,
                              "lexicon_scale": 10_000})
 
@@ -126,6 +144,75 @@ API use): RAML as the papers run it (y* plus n-gram replacements, softmax(R/τ) 
 a translation vocabulary, the exact default's q ∝ exp(BLEU/τ) on the whole space is nearly uniform over nonsense);
 REINFORCE with the self-critical baseline (one sample per source suffices); SPG's proposal guided by hamming's
 ΔR (vectorized; sentence BLEU's is not), its weights still by the suite's reward."""
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A paper's table as a run of the suite: its rows, the suite settings of its protocol (beneath ``--set``), the
+    ``--quick`` changes on top of them, and per-algorithm settings (beneath ``--set ALGO.FIELD``)."""
+
+    algos: tuple[str, ...]
+    settings: dict[str, Any]
+    quick: dict[str, Any]
+    algorithm_settings: dict[str, dict[str, Any]]
+    source: str
+
+
+_QUICK_PRESET = {"train_size": 300, "mle_epochs": 3, "finetune_epochs": 1, "patience": 3, "critic_epochs": 1}
+"""``--quick`` with a preset: a smoke run that sizes the full one (every row, every phase, minutes)."""
+
+PRESETS: dict[str, Preset] = {
+    "erpo-table1": Preset(
+        algos=("mle", "raml", "spg", "mixer", "scheduled_sampling", "interpolation"),
+        settings={"task": "variant_translation", "protocol": "scratch", "mle_epochs": 50, "patience": 50,
+                  "scratch_monitor": "valid_bleu", "finetune_epochs": 10, "finetune_monitor": "valid_bleu"},
+        quick=_QUICK_PRESET,
+        algorithm_settings={"raml": {"beta": 0.4, "num_samples": 10}},
+        source="[ERPO] Sec. 5 and App. C.2, and the authors' Texar code (examples/seq2seq_exposure_bias): MLE, "
+               "RAML (10 n-gram samples, τ = 0.4), scheduled sampling (k = 500) and interpolation (λ = (0.04, 0, "
+               "0.96), ±0.06 on each drop of validation BLEU, checked every epoch) each train from a random start "
+               "for a fixed number of epochs (config_iwslt14.py: 50) with validation every epoch and the test score "
+               "of the best validation BLEU (no early stopping); SPG and MIXER, for which the paper gives no protocol "
+               "beyond MIXER's advantage R(y) − R(y*_{1:m}), fine-tune the MLE policy (10 epochs, best validation "
+               "BLEU) beside the equal-budget control mle_continued. Model, lr and batch are the task's "
+               "(docs/seq2seq-task.md), not IWSLT's."),
+    "critics-table1": Preset(
+        algos=("mle", "raml", "vaml", "ac", "erac"),
+        settings={"task": "variant_translation", "protocol": "scratch", "reward": "bleu_scaled", "mle_epochs": 50,
+                  "patience": 50, "scratch_monitor": "valid_bleu", "finetune_epochs": 10,
+                  "finetune_monitor": "valid_bleu", "critic_phase": "own", "critic_epochs": 20, "critic_patience": 3},
+        quick=_QUICK_PRESET,
+        algorithm_settings={
+            "raml": {"reward": "bleu", "beta": 1.0, "num_samples": 5},
+            "vaml": {"weight_reward": "bleu", "weight_tau": 1.0, "tau": 0.4, "kappa": 0.2, "num_samples": 5,
+                     "q_num_samples": 5},
+            "erac": {"actor_entropy": "normalized"},
+            "ac": {"actor_entropy": "normalized"},
+        },
+        source="[VAML/ERAC] Sec. 6.1, App. B and Tables 5–6, read with the authors' code (zihangdai/ERAC-VAML): the "
+               "pay-off is sentence BLEU × |y*| (Sec. 6.1; get_rewards(scale_reward=True)) for the critics' token "
+               "rewards (train_critic.py, train_erac.py, train_q.py); RAML and VAML train from a random start "
+               "(train_vaml.py builds a new actor) with M = 5 (y* and 4 n-gram replacements) weighted by "
+               "softmax(sentence BLEU), i.e. unscaled BLEU at τ = 1 (train_vaml.py; Table 5's τ = 0.4 with the "
+               "scaled pay-off would put weight e^-8 on every replacement), VAML's Q-network (τ = 0.4, κ = 0.2) "
+               "trained first as its own phase (train_q.py); AC and ERAC fine-tune the MLE actor after their critic "
+               "is pretrained with the actor fixed as its own phase to convergence (App. B.3, train_critic.py), "
+               "with Table 6's rates, λ_var = 0.001 on the variance of Q (Q_all.var(2)), Adam β1 = 0 in joint "
+               "training (train_erac.py) and the actor's entropy term normalized as train_erac.py does it; they "
+               "are compared with the equal-budget control mle_continued. Scratch rows: 50 epochs, best validation "
+               "BLEU; fine-tuning: 10 epochs. Model, lr and batch are the task's (docs/seq2seq-task.md)."),
+}
+"""The papers' tables as suite runs (``seqrl bench seq2seq --preset NAME``); each setting cites its source."""
+
+
+def preset_settings(name: str | None, quick: bool) -> dict[str, Any]:
+    """The suite settings preset ``name`` sets (its ``quick`` ones on top under ``--quick``); {} for None."""
+    if name is None:
+        return {}
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; expected one of {tuple(PRESETS)}")
+    preset = PRESETS[name]
+    return {**preset.settings, **(preset.quick if quick else {}), "preset": name}
 
 
 def protocol_settings(name: str, eval_every: int) -> dict[str, Any]:
@@ -170,7 +257,9 @@ class Seq2SeqSuite(Suite):
         self.curves: list[dict[str, Any]] = []
 
     def settings_for(self, options: BenchOptions) -> Seq2SeqSettings:
-        st = override_settings(QUICK if options.quick else Seq2SeqSettings(), options.settings)
+        base = QUICK if options.quick else Seq2SeqSettings()
+        preset = preset_settings(options.settings.get("preset"), options.quick)
+        st = override_settings(base, {**preset, **options.settings})
         if st.protocol not in PROTOCOLS:
             raise ValueError(f"unknown protocol {st.protocol!r}; expected one of {PROTOCOLS}")
         for key in ("scratch_monitor", "finetune_monitor"):
@@ -190,90 +279,7 @@ class Seq2SeqSuite(Suite):
         return [{"seed": s, "data": data[0] if data else None} for s in seeds]
 
     def run_job(self, job: dict[str, Any], options: BenchOptions) -> list[RunRecord]:
-        st = self.settings_for(options)
-        scratch = st.protocol == "scratch"
-        pretrain_name = st.pretrain_algorithm
-
-        def from_scratch(name: str) -> bool:
-            """Whether ``name`` trains from a random initialization (else: from the pretrained policy)."""
-            return scratch and resolve_algorithm(name).requires.from_scratch
-
-        seed = job["seed"]
-        task: PairTask
-        if job["data"]:
-            task = TextPairTask(job["data"], seed=st.data_seed)
-            task_name = Path(job["data"]).name
-        else:
-            task, task_name = self.build_task(st), st.task
-        train_set, valid, test = task.split("train"), task.split("valid"), task.split("test")
-        steps_per_epoch = math.ceil(train_set.batch_size / st.batch_size)
-        eval_every = st.eval_every or steps_per_epoch
-        reward = make_reward(st.reward, task.vocab)
-
-        def evaluate(alg) -> dict[str, float]:
-            assert valid.context is not None  # translation splits carry their sources
-            hyps = alg.policy.greedy(1, valid.context.to(alg.policy.device)).batch
-            refs = valid.with_context(None)
-            bleu = corpus_bleu(hyps.to_strings(task.vocab), refs.to_strings(task.vocab))
-            return {"valid_bleu": bleu, "valid_reward": reward_score(reward, alg.policy, valid),
-                    "valid_ce": cross_entropy(alg.policy, valid)}
-
-        # Fine-tuning may not return a policy worse on validation than the one it started from.
-        scratch_cfg = FitConfig(max_epochs=st.mle_epochs, patience=st.patience, eval_every=eval_every, keep="best",
-                                monitor=st.scratch_monitor, mode=MONITORS[st.scratch_monitor])
-        finetune_cfg = FitConfig(max_epochs=st.finetune_epochs, patience=st.patience, eval_every=eval_every,
-                                 keep="best", monitor=st.finetune_monitor, mode=MONITORS[st.finetune_monitor],
-                                 evaluate_at_start=True)
-
-        def new_policy():
-            seed_everything(seed)
-            return make_policy("seq2seq", task.vocab, task.max_len, source_vocab=task.source_vocab,
-                               hidden_size=st.hidden_size, embedding_dim=st.embedding_dim, dropout=st.dropout)
-
-        def train(name: str, policy, *, pretraining: bool = False, label: str | None = None,
-                  overrides: dict[str, Any] | None = None) -> FitResult:
-            """Train ``policy`` in place by ``name`` (the one row runner); from scratch, stop on ``scratch_monitor``
-            (by default validation CE: BLEU stays at 0 for the first epochs and would exhaust a short patience)."""
-            scratch_run = pretraining or from_scratch(name)
-            epochs = st.mle_epochs if scratch_run else st.finetune_epochs
-            offer = Offer(train=train_set, valid=valid, reward=st.reward, epochs=epochs, from_scratch=scratch_run)
-            settings = {**protocol_settings(name, eval_every), "batch_size": st.batch_size,
-                        **suite_defaults(name, lr=st.lr if scratch_run else st.finetune_lr), **(overrides or {})}
-            row = Row(name, lambda: policy, offer, settings, scratch_cfg if scratch_run else finetune_cfg,
-                      train=train_set, evaluate=evaluate)
-            _, _, result = run_row(row, options, seed)
-            label = f"{name}_pretrained" if pretraining and not scratch else (label or name)
-            self.curves.append({"algorithm": label, "seed": seed, "from_scratch": scratch_run,
-                                "points": _curve(result.history)})
-            return result
-
-        params = {"task": task_name, "train_size": train_set.batch_size, "reward": st.reward, "beam": st.beam_size,
-                  "protocol": st.protocol}
-        if scratch:
-            params["scratch_monitor"] = st.scratch_monitor
-        rows = ablation_rows(st.ablation_quick if options.quick else None) if st.ablation else \
-            [(name, name, {}) for name in (options.algos or self.default_algos())]
-        algos = list(dict.fromkeys(name for _, name, _ in rows))
-        policy = new_policy()
-        records = []
-        if not scratch or any(name == pretrain_name or not from_scratch(name) for name in algos):
-            pretrain = train(pretrain_name, policy, pretraining=True)
-            pretrained = {k: v.detach().clone() for k, v in policy.state_dict().items()}
-            if not scratch:
-                records.append(self._record(f"{pretrain_name}_pretrained", seed, params, policy, task, test, st,
-                                            pretrain))
-        for label, name, overrides in rows:
-            if scratch and name == pretrain_name and not overrides:  # the pretraining run is this algorithm
-                policy.load_state_dict(pretrained)
-                records.append(self._record(label, seed, params, policy, task, test, st, pretrain))
-                continue
-            if from_scratch(name):
-                policy = new_policy()
-            else:
-                policy.load_state_dict(pretrained)
-            result = train(name, policy, label=label, overrides=overrides)
-            records.append(self._record(label, seed, params, policy, task, test, st, result))
-        return records
+        return _Job(self, job, options).run()
 
     @staticmethod
     def build_task(st: Seq2SeqSettings) -> PairTask:
@@ -296,7 +302,8 @@ class Seq2SeqSuite(Suite):
         return task
 
     @staticmethod
-    def _record(name, seed, params, policy, task, test, st, result: FitResult) -> RunRecord:
+    def _record(name, seed, params, policy, task, test, st, result: FitResult,
+                extra: dict[str, float] | None = None) -> RunRecord:
         """Test metrics of ``policy`` (the checkpoint ``result`` restored, evaluated at ``best_step``)."""
         policy.eval()
         best, _ = policy.beam_search(test.context.to(policy.device), beam_size=st.beam_size)
@@ -307,7 +314,7 @@ class Seq2SeqSuite(Suite):
         metrics = {"bleu": corpus_bleu(hyps, refs), "rouge1": rouge["rouge1"], "rouge2": rouge["rouge2"],
                    "rougeL": rouge["rougeL"], "exposure_drop": 100 * bias["accuracy_drop"],
                    "corrupted_nll": bias["corrupted_nll"], "steps": float(result.steps),
-                   "best_step": float(result.best_step), "wall_s": result.wall_s}
+                   "best_step": float(result.best_step), "wall_s": result.wall_s, **(extra or {})}
         return RunRecord(name, seed, dict(params), metrics)
 
     def table(self, records: list[RunRecord]) -> str:
@@ -365,6 +372,166 @@ class Seq2SeqSuite(Suite):
         fig.savefig(path, dpi=120)
         plt.close(fig)
         return [path, out / "seq2seq_curves.json"]
+
+
+CONTROL = "mle_continued"
+"""The equal-budget control of the fine-tuning rows under protocol ``scratch``."""
+
+
+class _Job:
+    """One seed of the suite: the task, the pretraining (when a row needs it), every row, their records."""
+
+    def __init__(self, suite: Seq2SeqSuite, job: dict[str, Any], options: BenchOptions) -> None:
+        self.suite, self.options = suite, options
+        st = self.st = suite.settings_for(options)
+        self.seed, self.scratch, self.pretrain_name = job["seed"], st.protocol == "scratch", st.pretrain_algorithm
+        if job["data"]:
+            self.task: PairTask = TextPairTask(job["data"], seed=st.data_seed)
+            task_name = Path(job["data"]).name
+        else:
+            self.task, task_name = suite.build_task(st), st.task
+        task = self.task
+        self.train_set, self.valid, self.test = task.split("train"), task.split("valid"), task.split("test")
+        steps_per_epoch = math.ceil(self.train_set.batch_size / st.batch_size)
+        self.eval_every = st.eval_every or steps_per_epoch
+        self.reward = make_reward(st.reward, task.vocab)
+        self.preset = PRESETS[st.preset] if st.preset else None
+        # Fine-tuning may not return a policy worse on validation than the one it started from.
+        self.scratch_cfg = FitConfig(max_epochs=st.mle_epochs, patience=st.patience, eval_every=self.eval_every,
+                                     keep="best", monitor=st.scratch_monitor, mode=MONITORS[st.scratch_monitor])
+        self.finetune_cfg = FitConfig(max_epochs=st.finetune_epochs, patience=st.patience,
+                                      eval_every=self.eval_every, keep="best", monitor=st.finetune_monitor,
+                                      mode=MONITORS[st.finetune_monitor], evaluate_at_start=True)
+        self.params = {"task": task_name, "train_size": self.train_set.batch_size, "reward": st.reward,
+                       "beam": st.beam_size, "protocol": st.protocol}
+        if self.scratch:
+            self.params["scratch_monitor"] = st.scratch_monitor
+        if st.preset:
+            self.params["preset"] = st.preset
+        self.critics: dict[str, Any] = {}
+
+    def from_scratch(self, name: str) -> bool:
+        """Whether ``name`` trains from a random initialization (else: from the pretrained policy)."""
+        return self.scratch and resolve_algorithm(name).requires.from_scratch
+
+    def rows(self) -> list[tuple[str, str, dict[str, Any]]]:
+        """(label, algorithm, overrides) of every row: the ablation's, ``--algos``, the preset's or the defaults."""
+        st, options = self.st, self.options
+        if st.ablation:
+            return ablation_rows(st.ablation_quick if options.quick else None)
+        names = options.algos or (self.preset.algos if self.preset else None) or self.suite.default_algos()
+        return [(name, name, {}) for name in names]
+
+    def new_policy(self):
+        seed_everything(self.seed)
+        st, task = self.st, self.task
+        return make_policy("seq2seq", task.vocab, task.max_len, source_vocab=task.source_vocab,
+                           hidden_size=st.hidden_size, embedding_dim=st.embedding_dim, dropout=st.dropout)
+
+    def evaluate(self, alg) -> dict[str, float]:
+        valid, vocab = self.valid, self.task.vocab
+        assert valid.context is not None  # translation splits carry their sources
+        hyps = alg.policy.greedy(1, valid.context.to(alg.policy.device)).batch
+        bleu = corpus_bleu(hyps.to_strings(vocab), valid.with_context(None).to_strings(vocab))
+        return {"valid_bleu": bleu, "valid_reward": reward_score(self.reward, alg.policy, valid),
+                "valid_ce": cross_entropy(alg.policy, valid)}
+
+    def settings(self, name: str, scratch_run: bool, overrides: dict[str, Any] | None) -> dict[str, Any]:
+        """The row's algorithm settings: the suite's protocol, the preset's, the loop's batch and lr, the row's."""
+        st = self.st
+        preset = self.preset.algorithm_settings.get(name, {}) if self.preset else {}
+        return {**protocol_settings(name, self.eval_every), **preset, "batch_size": st.batch_size,
+                **suite_defaults(name, lr=st.lr if scratch_run else st.finetune_lr), **(overrides or {})}
+
+    def train(self, name: str, policy, *, pretraining: bool = False, label: str | None = None,
+              overrides: dict[str, Any] | None = None, finetune: bool = False) -> tuple[FitResult, Any]:
+        """Train ``policy`` in place by ``name`` (the one row runner); from scratch, stop on ``scratch_monitor``
+        (by default validation CE: BLEU stays at 0 for the first epochs and would exhaust a short patience);
+        ``finetune``: with the fine-tuning budget and settings whatever the protocol. Returns what fit did and the
+        algorithm."""
+        st = self.st
+        scratch_run = not finetune and (pretraining or self.from_scratch(name))
+        epochs = st.mle_epochs if scratch_run else st.finetune_epochs
+        offer = Offer(train=self.train_set, valid=self.valid, reward=st.reward, epochs=epochs, from_scratch=scratch_run)
+        row = Row(name, lambda: policy, offer, self.settings(name, scratch_run, overrides),
+                  self.scratch_cfg if scratch_run else self.finetune_cfg, train=self.train_set, evaluate=self.evaluate)
+        _, algorithm, result = run_row(row, self.options, self.seed)
+        label = f"{name}_pretrained" if pretraining and not self.scratch else (label or name)
+        self.suite.curves.append({"algorithm": label, "seed": self.seed, "from_scratch": scratch_run,
+                                  "points": _curve(result.history)})
+        return result, algorithm
+
+    def critic_phase(self, name: str, policy, overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[str, float]]:
+        """The critic of row ``name`` trained as its own phase (``critic_phase="own"``): only the critic learns, for at
+        most ``critic_epochs``, stopped on its validation loss; returns (the row's settings that hand it over,
+        metrics of the phase). VAML's critic reads only y*, so it is trained once per seed."""
+        st = self.st
+        if name in self.critics:
+            return self.critics[name]
+        offer = Offer(train=self.train_set, valid=self.valid, reward=st.reward, epochs=st.critic_epochs,
+                      from_scratch=False)
+        fit_cfg = FitConfig(max_epochs=st.critic_epochs, patience=st.critic_patience, eval_every=self.eval_every,
+                            keep="best", monitor="valid_critic", mode="min")
+        settings = {**self.settings(name, False, overrides), "critic_only": True}
+        row = Row(name, lambda: policy, offer, settings, fit_cfg, train=self.train_set,
+                  evaluate=lambda alg: {"valid_critic": alg.critic_valid_loss(self.valid)})
+        _, algorithm, result = run_row(row, self.options, self.seed)
+        handover = {"critic": algorithm.critic, **({"critic_pretrain_steps": 0} if name != "vaml" else {"q_steps": 0})}
+        best = min((h["valid_critic"] for h in result.history if "valid_critic" in h), default=math.nan)
+        metrics = {"critic_steps": float(result.steps), "critic_best_step": float(result.best_step),
+                   "critic_valid": best, "critic_wall_s": result.wall_s}
+        self.suite.curves.append({"algorithm": f"{name}_critic", "seed": self.seed, "from_scratch": False,
+                                  "points": [{k: h[k] for k in ("step", "valid_critic") if k in h}
+                                             for h in result.history if "valid_critic" in h]})
+        if name == "vaml":
+            self.critics[name] = (handover, metrics)
+        return handover, metrics
+
+    def own_critic(self, name: str) -> bool:
+        return self.st.critic_phase == "own" and "critic_only" in config_fields(resolve_algorithm(name))
+
+    def record(self, label, policy, result, extra=None) -> RunRecord:
+        return self.suite._record(label, self.seed, self.params, policy, self.task, self.test, self.st, result,
+                                  extra)
+
+    def run(self) -> list[RunRecord]:
+        rows = self.rows()
+        algos = list(dict.fromkeys(name for _, name, _ in rows))
+        finetuned = [name for name in algos if name != self.pretrain_name and not self.from_scratch(name)]
+        policy = self.new_policy()
+        records = []
+        pretrained: dict[str, Any] = {}
+        if not self.scratch or any(name == self.pretrain_name for name in algos) or finetuned:
+            pretrain, _ = self.train(self.pretrain_name, policy, pretraining=True)
+            pretrained = {k: v.detach().clone() for k, v in policy.state_dict().items()}
+            if not self.scratch:
+                records.append(self.record(f"{self.pretrain_name}_pretrained", policy, pretrain))
+        for label, name, overrides in rows:
+            if self.scratch and name == self.pretrain_name and not overrides:  # the pretraining run is this row
+                policy.load_state_dict(pretrained)
+                records.append(self.record(label, policy, pretrain))
+                continue
+            records.append(self.run_row(label, name, overrides, policy, pretrained))
+        if self.scratch and finetuned and self.st.finetune_control and CONTROL not in algos:
+            policy.load_state_dict(pretrained)
+            result, _ = self.train("mle", policy, label=CONTROL, finetune=True)
+            records.append(self.record(CONTROL, policy, result))
+        return records
+
+    def run_row(self, label, name, overrides, policy, pretrained) -> RunRecord:
+        """One row: its critic's own phase first when it has one, then its training, then its record."""
+        extra: dict[str, float] = {}
+        if self.own_critic(name):
+            if pretrained:  # ERAC/AC's critic evaluates the pretrained actor
+                policy.load_state_dict(pretrained)
+            handover, extra = self.critic_phase(name, policy, overrides)
+            overrides = {**overrides, **handover}
+        if self.from_scratch(name):
+            policy = self.new_policy()
+        else:
+            policy.load_state_dict(pretrained)
+        result, _ = self.train(name, policy, label=label, overrides=overrides)
+        return self.record(label, policy, result, extra)
 
 
 def _curve(history: list[dict[str, float]]) -> list[dict[str, float]]:
