@@ -252,10 +252,26 @@ def test_critics_preset_runs_critic_phases_outside_the_budget_beside_the_control
     options = BenchOptions(seeds=(0,), progress=False, settings=sets)
     suite = Seq2SeqSuite()
     records = {r.algorithm: r for r in suite.run_job(suite.jobs(options)[0], options)}
-    assert list(records) == ["mle", "raml", "vaml", "ac", "erac", "mle_continued"]
-    for name in ("mle", "raml", "vaml", "ac", "erac", "mle_continued"):
+    assert list(records) == ["mle", "raml", "vaml", "ac", "erac", "erac[no future entropy]", "mle_continued"]
+    for name in records:
         assert records[name].metrics["steps"] == 2  # one epoch of 8 pairs at batch 4: the same budget
-    for name in ("vaml", "ac", "erac"):
+    for name in ("vaml", "ac", "erac", "erac[no future entropy]"):
         assert 1 <= records[name].metrics["critic_steps"] <= 4  # its own phase: ≤ critic_epochs, outside the budget
     assert "critic_steps" not in records["raml"].metrics
     assert records["mle"].params["preset"] == "critics-table1"
+
+
+def test_ablation_betas_set_table_3s_grid_from_the_cli(tmp_path):
+    from seqrl.bench.seq2seq import Seq2SeqSuite, _Job
+    from seqrl.bench.suite import BenchOptions
+    from seqrl.cli import build_parser
+    from seqrl.cli.bench import _settings
+
+    args = build_parser().parse_args(["bench", "seq2seq", "--ablation", "--preset", "critics-table1", "--set",
+                                      "ablation_betas=[0.1, 1]", "--out", str(tmp_path)])
+    sets = _settings(args, Seq2SeqSuite())
+    assert sets["ablation_betas"] == (0.1, 1.0)
+    options = BenchOptions(settings={**sets, "train_size": 4, "valid_size": 2, "test_size": 2})
+    labels = [label for label, _, _ in _Job(Seq2SeqSuite(), {"seed": 0, "data": None}, options).rows()]
+    assert labels == ["mle", "ac", "erac[beta=0.1,lambda_var=0]", "erac[beta=0.1,lambda_var=0.001]",
+                      "erac[beta=1,lambda_var=0]", "erac[beta=1,lambda_var=0.001]", "erac[no future entropy]"]

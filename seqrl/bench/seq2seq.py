@@ -107,6 +107,8 @@ class Seq2SeqSettings:
     ``mle`` and ``ac``; ``seqrl bench seq2seq --ablation``."""
     ablation_quick: tuple[float, ...] = (0.001, 1.0)
     """The β values of the ablation under ``--quick`` (the full grid: Table 3's 0.001, 0.01, 0.1, 1)."""
+    ablation_betas: tuple[float, ...] | None = None
+    """The β values of the ablation without ``--quick`` (None: Table 3's 0.001, 0.01, 0.1, 1)."""
     data_seed: int = 0
     """Seed of the data set, fixed across runs: a run's seed varies initialization and sampling
     only, so that ± std measures the algorithms, not the draw of the data."""
@@ -161,6 +163,8 @@ class Preset:
     quick: dict[str, Any]
     algorithm_settings: dict[str, dict[str, Any]]
     source: str
+    extra_rows: tuple[tuple[str, str, dict[str, Any]], ...] = ()
+    """(label, algorithm, config overrides) rows after ``algos`` (an ablation row of the same paper)."""
 
 
 _QUICK_PRESET = {"train_size": 300, "mle_epochs": 3, "finetune_epochs": 1, "patience": 3, "critic_epochs": 1}
@@ -196,6 +200,7 @@ PRESETS: dict[str, Preset] = {
             "erac": {"actor_entropy": "normalized", "beta": 0.1},
             "ac": {"actor_entropy": "normalized", "beta": 0.1},
         },
+        extra_rows=(("erac[no future entropy]", "erac", {"future_entropy": False}),),
         source="[VAML/ERAC] Sec. 6.1, App. B and Tables 5–6, read with the authors' code (zihangdai/ERAC-VAML): the "
                "pay-off is sentence BLEU × |y*| (Sec. 6.1; get_rewards(scale_reward=True)) for the critics' token "
                "rewards (train_critic.py, train_erac.py, train_q.py); RAML and VAML train from a random start "
@@ -213,7 +218,8 @@ PRESETS: dict[str, Preset] = {
                "critic_target_probe.py, docs/benchmarks.md); they are compared with the equal-budget control "
                "mle_continued. Scratch rows: 30 epochs (the authors' train_actor.py / train_vaml.py: 30), best "
                "validation BLEU; fine-tuning: 10 epochs. Model, lr and batch are the task's "
-               "(docs/seq2seq-task.md)."),
+               "(docs/seq2seq-task.md). The row erac[no future entropy] (τ kept in the actor, 0 in the critic's "
+               "target) is Table 4's ablation."),
 }
 """The papers' tables as suite runs (``seqrl bench seq2seq --preset NAME``); each setting cites its source."""
 
@@ -433,9 +439,10 @@ class _Job:
         """(label, algorithm, overrides) of every row: the ablation's, ``--algos``, the preset's or the defaults."""
         st, options = self.st, self.options
         if st.ablation:
-            return ablation_rows(st.ablation_quick if options.quick else None)
-        names = options.algos or (self.preset.algos if self.preset else None) or self.suite.default_algos()
-        return [(name, name, {}) for name in names]
+            return ablation_rows(st.ablation_quick if options.quick else st.ablation_betas)
+        if options.algos or not self.preset:
+            return [(name, name, {}) for name in options.algos or self.suite.default_algos()]
+        return [(name, name, {}) for name in self.preset.algos] + list(self.preset.extra_rows)
 
     def new_policy(self):
         seed_everything(self.seed)
