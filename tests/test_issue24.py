@@ -275,3 +275,19 @@ def test_ablation_betas_set_table_3s_grid_from_the_cli(tmp_path):
     labels = [label for label, _, _ in _Job(Seq2SeqSuite(), {"seed": 0, "data": None}, options).rows()]
     assert labels == ["mle", "ac", "erac[beta=0.1,lambda_var=0]", "erac[beta=0.1,lambda_var=0.001]",
                       "erac[beta=1,lambda_var=0]", "erac[beta=1,lambda_var=0.001]", "erac[no future entropy]"]
+
+
+def test_table1_reports_intervals_over_the_configurations():
+    from seqrl.bench.gam_report import table1
+    from seqrl.bench.records import RunRecord
+
+    records = []
+    for seed, (dpg, dis) in enumerate([(15.0, 16.0), (15.5, 16.0), (14.0, 15.0)]):
+        params = {"motif": "101", "features": "1001111", "dataset_size": 500}
+        base = {"ce_r": 20.0, "h_true": 14.0, "motif_freq": 0.5, "motif_freq_r": 0.01, "ce_plambda": 14.5}
+        records += [RunRecord("dpg_off", seed, params, {**base, "ce_test": dpg}),
+                    RunRecord("distill", seed, params, {**base, "ce_test": dis})]
+    text = table1(records)
+    assert "95% CI" in text and "] t / [" in text and "boot" in text
+    row = text.splitlines()[2].split()
+    assert row[:2] == ["500", "3"] and float(row[2]) == pytest.approx((15 / 16 + 15.5 / 16 + 14 / 15) / 3, rel=1e-3)
