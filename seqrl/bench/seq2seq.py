@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import inspect
 import json
-import math
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,21 +35,29 @@ from typing import Any, Literal
 
 import torch
 
-from ..algorithms import ALGORITHMS, Offer, config_fields, resolve_algorithm
+from ..algorithms import ALGORITHMS
 from ..config import check_ranges
 from ..envs.tasks import TASKS, PairTask, TextPairTask, ToyTranslationTask
-from ..metrics import corpus_bleu, corpus_rouge, cross_entropy, exposure_bias, reward_score
-from ..policies import MAX_WIDTH, make_policy
-from ..rewards import REWARDS, make_reward
-from ..training import FitConfig, FitResult
-from ..utils import seed_everything
-from .rows import Row, run_row, suite_defaults
+from ..metrics import corpus_bleu, corpus_rouge, exposure_bias
+from ..policies import MAX_WIDTH
+from ..rewards import REWARDS
+from ..training import FitResult
+from .seq2seq_job import _Job
+from .seq2seq_presets import (  # noqa: F401  (re-exported: the suite's protocols live there)
+    CONTROL,
+    MONITORS,
+    PRESETS,
+    PROTOCOL,
+    PROTOCOLS,
+    TABLE3_BETAS,
+    TABLE3_LAMBDA_VARS,
+    Preset,
+    ablation_rows,
+    preset_settings,
+    protocol_settings,
+)
 from .stats import format_table
 from .suite import BenchOptions, RunRecord, Suite, override_settings, register_suite
-
-PROTOCOLS = ("finetune", "scratch")
-MONITORS: dict[str, Literal["min", "max"]] = {"valid_ce": "min", "valid_reward": "max", "valid_bleu": "max"}
-"""Validation metrics that can stop training and pick its checkpoint, and their direction."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -139,125 +146,6 @@ class Seq2SeqSettings:
 
 QUICK = Seq2SeqSettings(train_size=300, lexicon_scale=3, zipf=0.0, mle_epochs=30, finetune_epochs=3, patience=5)
 """A smoke run of every algorithm in minutes: pretraining is cut at 30 epochs, before it converges."""
-
-
-PROTOCOL: dict[str, dict[str, Any]] = {
-    "raml": {"proposal": "ngram", "include_reference": True, "normalization": "self", "density_correction": False},
-    "reinforce": {"baseline": "self_critical"},
-    "spg": {"guide_reward": "hamming", "reward_temperature": 0.5, "num_samples": 2},
-}
-"""The suite's settings for some algorithms, beside each algorithm's own defaults (which ``seqrl train`` and the
-API use): RAML as the papers run it (y* plus n-gram replacements, softmax(R/τ) weights over the candidates; over
-a translation vocabulary, the exact default's q ∝ exp(BLEU/τ) on the whole space is nearly uniform over nonsense);
-REINFORCE with the self-critical baseline (one sample per source suffices); SPG's proposal guided by hamming's
-ΔR (vectorized; sentence BLEU's is not), its weights still by the suite's reward."""
-
-
-@dataclass(frozen=True)
-class Preset:
-    """A paper's table as a run of the suite: its rows, the suite settings of its protocol (beneath ``--set``), the
-    ``--quick`` changes on top of them, and per-algorithm settings (beneath ``--set ALGO.FIELD``)."""
-
-    algos: tuple[str, ...]
-    settings: dict[str, Any]
-    quick: dict[str, Any]
-    algorithm_settings: dict[str, dict[str, Any]]
-    source: str
-    extra_rows: tuple[tuple[str, str, dict[str, Any]], ...] = ()
-    """(label, algorithm, config overrides) rows after ``algos`` (an ablation row of the same paper)."""
-
-
-_QUICK_PRESET = {"train_size": 300, "mle_epochs": 3, "finetune_epochs": 1, "patience": 3, "critic_epochs": 1}
-"""``--quick`` with a preset: a smoke run that sizes the full one (every row, every phase, minutes)."""
-
-PRESETS: dict[str, Preset] = {
-    "erpo-table1": Preset(
-        algos=("mle", "raml", "spg", "mixer", "scheduled_sampling", "interpolation"),
-        settings={"task": "variant_translation", "protocol": "scratch", "mle_epochs": 30, "patience": 30,
-                  "scratch_monitor": "valid_bleu", "finetune_epochs": 10, "finetune_monitor": "valid_bleu"},
-        quick=_QUICK_PRESET,
-        algorithm_settings={"raml": {"beta": 0.4, "num_samples": 10}},
-        source="[ERPO] Sec. 5 and App. C.2, and the authors' Texar code (examples/seq2seq_exposure_bias): MLE, "
-               "RAML (10 n-gram samples, τ = 0.4), scheduled sampling (k = 500) and interpolation (λ = (0.04, 0, "
-               "0.96), ±0.06 on each drop of validation BLEU, checked every epoch) each train from a random start "
-               "for a fixed number of epochs (config_iwslt14.py: 50; here 30, for CPU time: MLE's validation CE "
-               "stops improving after 19–32 epochs on this task, docs/seq2seq-task.md) with validation every epoch "
-               "and the test score of the best validation BLEU (no early stopping); SPG and MIXER, for which the "
-               "paper gives no protocol beyond MIXER's advantage R(y) − R(y*_{1:m}), fine-tune the MLE policy (10 "
-               "epochs, best validation "
-               "BLEU) beside the equal-budget control mle_continued. Model, lr and batch are the task's "
-               "(docs/seq2seq-task.md), not IWSLT's."),
-    "critics-table1": Preset(
-        algos=("mle", "raml", "vaml", "ac", "erac"),
-        settings={"task": "variant_translation", "protocol": "scratch", "reward": "bleu_scaled", "mle_epochs": 30,
-                  "patience": 30, "scratch_monitor": "valid_bleu", "finetune_epochs": 10,
-                  "finetune_monitor": "valid_bleu", "critic_phase": "own", "critic_epochs": 20, "critic_patience": 3},
-        quick=_QUICK_PRESET,
-        algorithm_settings={
-            "raml": {"reward": "bleu", "beta": 1.0, "num_samples": 5},
-            "vaml": {"weight_reward": "bleu", "weight_tau": 1.0, "tau": 0.4, "kappa": 0.2, "num_samples": 5,
-                     "q_num_samples": 5},
-            "erac": {"actor_entropy": "normalized", "beta": 0.1},
-            "ac": {"actor_entropy": "normalized", "beta": 0.1},
-        },
-        extra_rows=(("erac[no future entropy]", "erac", {"future_entropy": False}),),
-        source="[VAML/ERAC] Sec. 6.1, App. B and Tables 5–6, read with the authors' code (zihangdai/ERAC-VAML): the "
-               "pay-off is sentence BLEU × |y*| (Sec. 6.1; get_rewards(scale_reward=True)) for the critics' token "
-               "rewards (train_critic.py, train_erac.py, train_q.py); RAML and VAML train from a random start "
-               "(train_vaml.py builds a new actor) with M = 5 (y* and 4 n-gram replacements) weighted by "
-               "softmax(sentence BLEU), i.e. unscaled BLEU at τ = 1 (train_vaml.py; Table 5's τ = 0.4 with the "
-               "scaled pay-off would put weight e^-8 on every replacement), VAML's Q-network (τ = 0.4, κ = 0.2) "
-               "trained first as its own phase (train_q.py); AC and ERAC fine-tune the MLE actor after their critic "
-               "is pretrained with the actor fixed as its own phase to convergence (App. B.3, train_critic.py), "
-               "with Table 6's rates, λ_var = 0.001 on the variance of Q (Q_all.var(2)), Adam β1 = 0 in joint "
-               "training (train_erac.py) and the actor's entropy term normalized as train_erac.py does it, and the "
-               "target network's rate β = 0.1 (Table 3: 29.32 validation BLEU against 29.41 at Table 6's 0.001; "
-               "at 0.001 the target moves 1 − 0.999^640 = 47% of the way in the whole ≤ 640-step critic phase; on "
-               "validation, the critic's squared error against the sampled returns after 10 epochs was 3.38 at "
-               "β = 0.1, 6.46 at 0.01 and 9.97 at 0.001, the returns' variance 6.49: benchmarks/"
-               "critic_target_probe.py, docs/benchmarks.md); they are compared with the equal-budget control "
-               "mle_continued. Scratch rows: 30 epochs (the authors' train_actor.py / train_vaml.py: 30), best "
-               "validation BLEU; fine-tuning: 10 epochs. Model, lr and batch are the task's "
-               "(docs/seq2seq-task.md). The row erac[no future entropy] (τ kept in the actor, 0 in the critic's "
-               "target) is Table 4's ablation."),
-}
-"""The papers' tables as suite runs (``seqrl bench seq2seq --preset NAME``); each setting cites its source."""
-
-
-def preset_settings(name: str | None, quick: bool) -> dict[str, Any]:
-    """The suite settings preset ``name`` sets (its ``quick`` ones on top under ``--quick``); {} for None."""
-    if name is None:
-        return {}
-    if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; expected one of {tuple(PRESETS)}")
-    preset = PRESETS[name]
-    return {**preset.settings, **(preset.quick if quick else {}), "preset": name}
-
-
-def protocol_settings(name: str, eval_every: int) -> dict[str, Any]:
-    """The suite's settings for algorithm ``name``: :data:`PROTOCOL`'s, and its own validation checks (where it
-    schedules on them) at the suite's evaluation interval."""
-    settings = dict(PROTOCOL.get(name, {}))
-    if "check_every" in config_fields(resolve_algorithm(name)):
-        settings["check_every"] = eval_every
-    return settings
-
-
-TABLE3_BETAS = (0.001, 0.01, 0.1, 1.0)
-TABLE3_LAMBDA_VARS = (0.0, 0.001)
-
-
-def ablation_rows(betas: tuple[float, ...] | None = None) -> list[tuple[str, str, dict[str, Any]]]:
-    """(label, algorithm, config overrides) of ERAC's ablation ([VAML/ERAC] Tables 3–4): MLE and AC for
-    reference, ERAC at every β × λ_var (β = 1: no target network; λ_var = 0: no smoothing), and ERAC
-    with τ kept in the actor but set to 0 in the critic ("w/o future entropy")."""
-    rows: list[tuple[str, str, dict[str, Any]]] = [("mle", "mle", {}), ("ac", "ac", {})]
-    for beta in betas or TABLE3_BETAS:
-        for lambda_var in TABLE3_LAMBDA_VARS:
-            rows.append((f"erac[beta={beta:g},lambda_var={lambda_var:g}]", "erac",
-                         {"beta": beta, "lambda_var": lambda_var}))
-    rows.append(("erac[no future entropy]", "erac", {"future_entropy": False}))
-    return rows
 
 
 @register_suite("seq2seq")
@@ -393,171 +281,3 @@ class Seq2SeqSuite(Suite):
         fig.savefig(path, dpi=120)
         plt.close(fig)
         return [path, out / "seq2seq_curves.json"]
-
-
-CONTROL = "mle_continued"
-"""The equal-budget control of the fine-tuning rows under protocol ``scratch``."""
-
-
-class _Job:
-    """One seed of the suite: the task, the pretraining (when a row needs it), every row, their records."""
-
-    def __init__(self, suite: Seq2SeqSuite, job: dict[str, Any], options: BenchOptions) -> None:
-        self.suite, self.options = suite, options
-        st = self.st = suite.settings_for(options)
-        self.seed, self.scratch, self.pretrain_name = job["seed"], st.protocol == "scratch", st.pretrain_algorithm
-        if job["data"]:
-            self.task: PairTask = TextPairTask(job["data"], seed=st.data_seed)
-            task_name = Path(job["data"]).name
-        else:
-            self.task, task_name = suite.build_task(st), st.task
-        task = self.task
-        self.train_set, self.valid, self.test = task.split("train"), task.split("valid"), task.split("test")
-        steps_per_epoch = math.ceil(self.train_set.batch_size / st.batch_size)
-        self.eval_every = st.eval_every or steps_per_epoch
-        self.reward = make_reward(st.reward, task.vocab)
-        self.preset = PRESETS[st.preset] if st.preset else None
-        # Fine-tuning may not return a policy worse on validation than the one it started from.
-        self.scratch_cfg = FitConfig(max_epochs=st.mle_epochs, patience=st.patience, eval_every=self.eval_every,
-                                     keep="best", monitor=st.scratch_monitor, mode=MONITORS[st.scratch_monitor])
-        self.finetune_cfg = FitConfig(max_epochs=st.finetune_epochs, patience=st.patience,
-                                      eval_every=self.eval_every, keep="best", monitor=st.finetune_monitor,
-                                      mode=MONITORS[st.finetune_monitor], evaluate_at_start=True)
-        self.params = {"task": task_name, "train_size": self.train_set.batch_size, "reward": st.reward,
-                       "beam": st.beam_size, "protocol": st.protocol}
-        if self.scratch:
-            self.params["scratch_monitor"] = st.scratch_monitor
-        if st.preset:
-            self.params["preset"] = st.preset
-        self.critics: dict[str, Any] = {}
-
-    def from_scratch(self, name: str) -> bool:
-        """Whether ``name`` trains from a random initialization (else: from the pretrained policy)."""
-        return self.scratch and resolve_algorithm(name).requires.from_scratch
-
-    def rows(self) -> list[tuple[str, str, dict[str, Any]]]:
-        """(label, algorithm, overrides) of every row: the ablation's, ``--algos``, the preset's or the defaults."""
-        st, options = self.st, self.options
-        if st.ablation:
-            return ablation_rows(st.ablation_quick if options.quick else st.ablation_betas)
-        if options.algos or not self.preset:
-            return [(name, name, {}) for name in options.algos or self.suite.default_algos()]
-        return [(name, name, {}) for name in self.preset.algos] + list(self.preset.extra_rows)
-
-    def new_policy(self):
-        seed_everything(self.seed)
-        st, task = self.st, self.task
-        return make_policy("seq2seq", task.vocab, task.max_len, source_vocab=task.source_vocab,
-                           hidden_size=st.hidden_size, embedding_dim=st.embedding_dim, dropout=st.dropout)
-
-    def evaluate(self, alg) -> dict[str, float]:
-        valid, vocab = self.valid, self.task.vocab
-        assert valid.context is not None  # translation splits carry their sources
-        hyps = alg.policy.greedy(1, valid.context.to(alg.policy.device)).batch
-        bleu = corpus_bleu(hyps.to_strings(vocab), valid.with_context(None).to_strings(vocab))
-        return {"valid_bleu": bleu, "valid_reward": reward_score(self.reward, alg.policy, valid),
-                "valid_ce": cross_entropy(alg.policy, valid)}
-
-    def settings(self, name: str, scratch_run: bool, overrides: dict[str, Any] | None) -> dict[str, Any]:
-        """The row's algorithm settings: the suite's protocol, the preset's, the loop's batch and lr, the row's."""
-        st = self.st
-        preset = self.preset.algorithm_settings.get(name, {}) if self.preset else {}
-        return {**protocol_settings(name, self.eval_every), **preset, "batch_size": st.batch_size,
-                **suite_defaults(name, lr=st.lr if scratch_run else st.finetune_lr), **(overrides or {})}
-
-    def train(self, name: str, policy, *, pretraining: bool = False, label: str | None = None,
-              overrides: dict[str, Any] | None = None, finetune: bool = False) -> tuple[FitResult, Any]:
-        """Train ``policy`` in place by ``name`` (the one row runner); from scratch, stop on ``scratch_monitor``
-        (by default validation CE: BLEU stays at 0 for the first epochs and would exhaust a short patience);
-        ``finetune``: with the fine-tuning budget and settings whatever the protocol. Returns what fit did and the
-        algorithm."""
-        st = self.st
-        scratch_run = not finetune and (pretraining or self.from_scratch(name))
-        epochs = st.mle_epochs if scratch_run else st.finetune_epochs
-        offer = Offer(train=self.train_set, valid=self.valid, reward=st.reward, epochs=epochs, from_scratch=scratch_run)
-        row = Row(name, lambda: policy, offer, self.settings(name, scratch_run, overrides),
-                  self.scratch_cfg if scratch_run else self.finetune_cfg, train=self.train_set, evaluate=self.evaluate)
-        _, algorithm, result = run_row(row, self.options, self.seed)
-        label = f"{name}_pretrained" if pretraining and not self.scratch else (label or name)
-        self.suite.curves.append({"algorithm": label, "seed": self.seed, "from_scratch": scratch_run,
-                                  "points": _curve(result.history)})
-        return result, algorithm
-
-    def critic_phase(self, name: str, policy, overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[str, float]]:
-        """The critic of row ``name`` trained as its own phase (``critic_phase="own"``): only the critic learns, for at
-        most ``critic_epochs``, stopped on its validation loss; returns (the row's settings that hand it over,
-        metrics of the phase). VAML's critic reads only y*, so it is trained once per seed."""
-        st = self.st
-        if name in self.critics:
-            return self.critics[name]
-        offer = Offer(train=self.train_set, valid=self.valid, reward=st.reward, epochs=st.critic_epochs,
-                      from_scratch=False)
-        fit_cfg = FitConfig(max_epochs=st.critic_epochs, patience=st.critic_patience, eval_every=self.eval_every,
-                            keep="best", monitor="valid_critic", mode="min")
-        settings = {**self.settings(name, False, overrides), "critic_only": True}
-        row = Row(name, lambda: policy, offer, settings, fit_cfg, train=self.train_set,
-                  evaluate=lambda alg: {"valid_critic": alg.critic_valid_loss(self.valid)})
-        _, algorithm, result = run_row(row, self.options, self.seed)
-        handover = {"critic": algorithm.critic, **({"critic_pretrain_steps": 0} if name != "vaml" else {"q_steps": 0})}
-        best = min((h["valid_critic"] for h in result.history if "valid_critic" in h), default=math.nan)
-        metrics = {"critic_steps": float(result.steps), "critic_best_step": float(result.best_step),
-                   "critic_valid": best, "critic_wall_s": result.wall_s}
-        self.suite.curves.append({"algorithm": f"{name}_critic", "seed": self.seed, "from_scratch": False,
-                                  "points": [{k: h[k] for k in ("step", "valid_critic") if k in h}
-                                             for h in result.history if "valid_critic" in h]})
-        if name == "vaml":
-            self.critics[name] = (handover, metrics)
-        return handover, metrics
-
-    def own_critic(self, name: str) -> bool:
-        return self.st.critic_phase == "own" and "critic_only" in config_fields(resolve_algorithm(name))
-
-    def record(self, label, policy, result, extra=None) -> RunRecord:
-        return self.suite._record(label, self.seed, self.params, policy, self.task, self.test, self.st, result,
-                                  extra)
-
-    def run(self) -> list[RunRecord]:
-        rows = self.rows()
-        algos = list(dict.fromkeys(name for _, name, _ in rows))
-        finetuned = [name for name in algos if name != self.pretrain_name and not self.from_scratch(name)]
-        policy = self.new_policy()
-        records = []
-        pretrained: dict[str, Any] = {}
-        if not self.scratch or any(name == self.pretrain_name for name in algos) or finetuned:
-            pretrain, _ = self.train(self.pretrain_name, policy, pretraining=True)
-            pretrained = {k: v.detach().clone() for k, v in policy.state_dict().items()}
-            if not self.scratch:
-                records.append(self.record(f"{self.pretrain_name}_pretrained", policy, pretrain))
-        for label, name, overrides in rows:
-            if self.scratch and name == self.pretrain_name and not overrides:  # the pretraining run is this row
-                policy.load_state_dict(pretrained)
-                records.append(self.record(label, policy, pretrain))
-                continue
-            records.append(self.run_row(label, name, overrides, policy, pretrained))
-        if self.scratch and finetuned and self.st.finetune_control and CONTROL not in algos:
-            policy.load_state_dict(pretrained)
-            result, _ = self.train("mle", policy, label=CONTROL, finetune=True)
-            records.append(self.record(CONTROL, policy, result))
-        return records
-
-    def run_row(self, label, name, overrides, policy, pretrained) -> RunRecord:
-        """One row: its critic's own phase first when it has one, then its training, then its record."""
-        extra: dict[str, float] = {}
-        if self.own_critic(name):
-            if pretrained:  # ERAC/AC's critic evaluates the pretrained actor
-                policy.load_state_dict(pretrained)
-            handover, extra = self.critic_phase(name, policy, overrides)
-            overrides = {**overrides, **handover}
-        if self.from_scratch(name):
-            policy = self.new_policy()
-        else:
-            policy.load_state_dict(pretrained)
-        result, _ = self.train(name, policy, label=label, overrides=overrides)
-        return self.record(label, policy, result, extra)
-
-
-def _curve(history: list[dict[str, float]]) -> list[dict[str, float]]:
-    """Validation BLEU and CE per evaluation, with interpolation's λ and the critic's loss on the last training
-    batch (ERAC/AC's TD error, VAML's soft Q-learning loss) where the algorithm reports them."""
-    keys = ("step", "valid_bleu", "valid_reward", "valid_ce", "lambda1", "lambda2", "lambda3", "critic_loss", "q_loss")
-    return [{k: h[k] for k in keys if k in h} for h in history if "valid_bleu" in h]
