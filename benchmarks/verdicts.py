@@ -194,12 +194,48 @@ def gam_rows(records: list[RunRecord], dpg: str = "dpg_off", dis: str = "distill
     return rows
 
 
+ROW_METRICS = ("bleu", "exposure_drop", "length_ratio", "steps", "best_step", "critic_steps", "critic_valid",
+               "wall_s", "critic_wall_s")
+
+
+def row_summary(path: Path) -> str:
+    """Per row of a seq2seq run: mean ± sd of its metrics over seeds, the seeds whose checkpoint is the start
+    (fine-tuning never beat it on validation), and interpolation's final λ (from ``seq2seq_curves.json``)."""
+    import json
+
+    records = read_results(path)["records"]
+    header = ["row", "seeds", *ROW_METRICS, "kept start"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for algo in dict.fromkeys(r.algorithm for r in records):
+        rs = [r for r in records if r.algorithm == algo]
+        cells = [algo, str(len(rs))]
+        for m in ROW_METRICS:
+            vals = [float(r.metrics[m]) for r in rs if m in r.metrics]
+            cells.append(f"{statistics.fmean(vals):.4g} ± {statistics.stdev(vals):.2g}" if len(vals) > 1 else
+                         (f"{vals[0]:.4g}" if vals else "—"))
+        cells.append(str(sum(r.metrics.get("best_step", -1) == 0 for r in rs)))
+        lines.append("| " + " | ".join(cells) + " |")
+    curves = path.parent / "seq2seq_curves.json"
+    if curves.exists():
+        finals = [c["points"][-1] for c in json.loads(curves.read_text())
+                  if c["algorithm"] == "interpolation" and c["points"]]
+        if finals:
+            lam = [tuple(p.get(f"lambda{i}", math.nan) for i in (1, 2, 3)) for p in finals]
+            lines.append("\ninterpolation's λ at its last evaluation, per seed: "
+                         + "; ".join("(" + ", ".join(f"{x:.2f}" for x in t) + ")" for t in lam))
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     for suite in ("erpo", "critics", "ablation", "gam", "control"):
         parser.add_argument(f"--{suite}", type=Path, help=f"results.json of the {suite} run")
     parser.add_argument("--per-seed", action="store_true", help="add each claim's per-pair differences")
+    parser.add_argument("--rows", type=Path, action="append", default=[],
+                        help="also print a seq2seq run's per-row summary (repeatable)")
     args = parser.parse_args()
+    for path in args.rows:
+        print(f"{path}:\n{row_summary(path)}\n")
     header = ["paper", "claim (row − reference, metric)", "paper's figure", "ours: row vs reference (mean ± sd)",
               "Δ mean", "95% t CI", "95% bootstrap CI", "in the paper's direction", "verdict"]
     if args.per_seed:
