@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import copy
 import math
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
@@ -84,16 +85,25 @@ def gather_q(q_t: Tensor, tokens: Tensor) -> Tensor:
     return torch.where(torch.isfinite(q), q, torch.zeros_like(q))
 
 
-def variance_penalty(q_t: Tensor, mask_t: Tensor, lambda_var: float = 1.0) -> Tensor:
+def variance_penalty(q_t: Tensor, mask_t: Tensor, lambda_var: float = 1.0,
+                     reduction: Literal["sum", "variance"] = "sum") -> Tensor:
     """[B] λ_var Σ_t Σ_w (Q(y_<t, w) − Q̄(y_<t))², Q̄ = (1/|𝒲|) Σ_w' Q(y_<t, w') ([VAML/ERAC] Sec. 4.2, Alg. 3 l.7).
 
     𝒲 is the set of allowed (finite) ids at each position; ``mask_t`` [B, T] selects the valid positions.
+    ``reduction="variance"`` divides each position's sum by |𝒲| − 1: the sample variance of Q over the vocabulary,
+    which the authors' code takes (``Q_all.var(2)`` in ``train_critic.py`` / ``train_erac.py`` of
+    zihangdai/ERAC-VAML) and the paper's Sec. 4.2 calls "the variance of Q-values"; the sum of Alg. 3 is |𝒲| − 1
+    times stronger at the same λ_var.
     """
+    if reduction not in ("sum", "variance"):
+        raise ValueError(f"reduction must be 'sum' or 'variance', got {reduction!r}")
     ok = allowed(q_t)
     q0 = torch.where(ok, q_t, torch.zeros_like(q_t))
     n = ok.sum(-1, keepdim=True).clamp(min=1)
     mean = q0.sum(-1, keepdim=True) / n
     sq = torch.where(ok, (q0 - mean) ** 2, torch.zeros_like(q0)).sum(-1)  # (B, T)
+    if reduction == "variance":
+        sq = sq / (n.squeeze(-1) - 1).clamp(min=1)
     return lambda_var * torch.where(mask_t, sq, torch.zeros_like(sq)).sum(1)
 
 

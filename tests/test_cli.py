@@ -122,7 +122,8 @@ def test_bench_seq2seq_with_settings_writes_the_table(tmp_path):
 
 def test_bench_seq2seq_scratch_protocol_trains_the_objectives_from_random_init(tmp_path):
     """Under protocol=scratch, RAML gets the pretraining's budget (2 epochs × 2 steps) from a random
-    initialization and MIXER the fine-tuning's (1 epoch) from the MLE policy; no mle_pretrained row."""
+    initialization and MIXER the fine-tuning's (1 epoch) from the MLE policy, beside its equal-budget control
+    mle_continued (MLE from the same policy, the same budget); no mle_pretrained row."""
     out = seqrl("bench", "seq2seq", "--quick", "--seeds", "0", "--algos", "mle,raml,mixer", "--device", "cpu",
                 "--no-progress", "--set", "train_size=48", "--set", "valid_size=16", "--set", "test_size=16",
                 "--set", "mle_epochs=2", "--set", "finetune_epochs=1", "--set", "hidden_size=16",
@@ -130,10 +131,10 @@ def test_bench_seq2seq_scratch_protocol_trains_the_objectives_from_random_init(t
     assert out.returncode == 0, out.stderr
     assert "exposure drop (pp)" in out.stdout
     runs = {r["algorithm"]: r for r in json.loads((tmp_path / "s2s" / "results.json").read_text())["runs"]}
-    assert sorted(runs) == ["mixer", "mle", "raml"]
+    assert sorted(runs) == ["mixer", "mle", "mle_continued", "raml"]
     assert {r["params"]["protocol"] for r in runs.values()} == {"scratch"}
     assert runs["mle"]["metrics"]["steps"] == runs["raml"]["metrics"]["steps"] == 4
-    assert runs["mixer"]["metrics"]["steps"] == 2
+    assert runs["mixer"]["metrics"]["steps"] == runs["mle_continued"]["metrics"]["steps"] == 2
     for run in runs.values():
         assert -100.0 <= run["metrics"]["exposure_drop"] <= 100.0
     assert runs["mle"]["params"]["scratch_monitor"] == "valid_ce"

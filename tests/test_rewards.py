@@ -102,7 +102,7 @@ def test_register_user_reward_and_unknown_names():
 
     assert "test_constant" in REWARDS.names()
     assert compute_reward(make_reward("test_constant", V), HYPS).tolist() == [0.5] * 5
-    with pytest.raises(KeyError, match="unknown reward 'meteor'; known: bleu, delta"):
+    with pytest.raises(KeyError, match="unknown reward 'meteor'; known: bleu, bleu_scaled, delta"):
         make_reward("meteor", V)
 
 

@@ -250,15 +250,16 @@ class Algorithm(nn.Module):
 
     # --- optimizers ------------------------------------------------------------------------------------------
     def add_optimizer(self, group: str, params: Any, *, lr: float, clip: float | None,
-                  weight_decay: float = 0.0) -> torch.optim.Optimizer:
-        """An Adam over ``params`` under the name ``group``, stepped by :meth:`optimize` after clipping its gradients
-        to ``clip`` (None: no clipping); saved and restored with the algorithm's training state."""
+                  weight_decay: float = 0.0, betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.Optimizer:
+        """An Adam over ``params`` under the name ``group`` (``betas``: Adam's (β1, β2)), stepped by :meth:`optimize`
+        after clipping its gradients to ``clip`` (None: no clipping); saved and restored with the algorithm's training
+        state."""
         params = [p for p in params if p.requires_grad]
         if group in self._optimizers:
             raise ValueError(f"{self.name}: optimizer group {group!r} made twice")
         if not params:
             raise ValueError(f"algorithm {self.name!r}: group {group!r} has no trainable parameters")
-        adam = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+        adam = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, betas=betas)
         self._optimizers[group] = _Optimizer(adam, params, clip)
         return adam
 
@@ -275,6 +276,11 @@ class Algorithm(nn.Module):
     def set_lr(self, group: str, lr: float) -> None:
         for param_group in self._optimizers[group].optimizer.param_groups:
             param_group["lr"] = float(lr)
+
+    def set_beta1(self, group: str, beta1: float) -> None:
+        """Adam's β1 of ``group`` from now on (its moment estimates carry over)."""
+        for param_group in self._optimizers[group].optimizer.param_groups:
+            param_group["betas"] = (float(beta1), param_group["betas"][1])
 
     def optimize(self, loss: Tensor, groups: tuple[str, ...] | None = None) -> dict[str, Tensor | float]:
         """Backpropagate ``loss`` and step the named optimizer groups (all by default), each after clipping its

@@ -27,13 +27,17 @@ class Distill(MLE):
     class Config(MLE.Config):
         num_samples: int = 20_000
         """Exact samples of p to train on ([DPG] code: 20k)."""
+        proposal_budget: int | None = None
+        """Draw exactly this many samples of the proposal and train on every accepted one (``num_samples`` is then
+        ignored): distillation at a sampling budget counted as DPG counts its episodes, draws of q (the GAM
+        suite's ``distill_budget="episodes"`` sets Training-2's steps × episodes per step)."""
         log_bound: float | None = None
         """An upper bound of log P(x) − log q(x) for rejection sampling (None: the potential's own, a GAM over
         the proposal: :meth:`~seqrl.ebm.GAMPotential.log_ratio_bound`)."""
 
         def check(self) -> None:
             super().check()
-            self.positive("num_samples")
+            self.positive("num_samples", "proposal_budget")
 
     config: Config
 
@@ -70,6 +74,7 @@ class Distill(MLE):
         is_base = getattr(self.potential, "base", None) is self.proposal
         is_base = is_base and hasattr(self.potential, "log_ratio_to_base")
         ratio = base_log_ratio(self.potential) if is_base else potential_log_ratio(self.potential)
-        result = rejection_sample(self.proposal, ratio, self.config.num_samples, self.log_bound)
+        result = rejection_sample(self.proposal, ratio, self.config.num_samples, self.log_bound,
+                                  budget=self.config.proposal_budget)
         self.acceptance_rate, self.proposed = result.acceptance_rate, result.proposed
         return result.samples

@@ -117,6 +117,24 @@ class ERAC(Algorithm):
         critic_reads_source: bool = False
         """The default critic also reads the source x of conditional tasks (Q_φ(y_<t, ·; x, y*)); False, the
         paper's: Q_φ(y_<t, ·; y*) (Alg. 3; the authors' critic encodes y* alone)."""
+        smoothing: Literal["variance", "sum"] = "variance"
+        """How the λ_var term reduces over the vocabulary: ``variance``, the sample variance of Q(y_<t, ·), as the
+        authors' code takes it (``Q_all.var(2)``, ``train_critic.py``/``train_erac.py``) and Sec. 4.2 names it
+        ("the 'variance' of Q-values"); ``sum``, Alg. 3 l.7's Σ_w (|𝒲| − 1 times stronger at the same λ_var)."""
+        critic_pretrain_beta1: float = 0.9
+        """Adam's β1 of the critic while it pretrains (the authors' ``train_critic.py``: ``--beta1 0.9``)."""
+        joint_beta1: float = 0.0
+        """Adam's β1 of actor and critic in joint training (the authors' ``train_erac.py``: ``--act_beta1 0``,
+        ``--crt_beta1 0``; the paper gives no β1)."""
+        actor_entropy: Literal["exact", "normalized"] = "exact"
+        """The actor's local entropy term: ``exact``, τ·H(π(·|y_<t)) (Eq. 20); ``normalized``, τ·H/‖log π(·|y_<t)‖₂
+        (norm detached), whose gradient is the authors' ``train_erac.py`` ("pg_signal -= tau * log_dist /
+        norm(log_dist)": normalized to avoid instability), a local term ‖log π‖ times weaker than Eq. 20's."""
+        critic_only: bool = False
+        """Only the critic learns, for the whole run: App. B.3's critic pretraining as a phase of its own (the
+        authors' ``train_critic.py``, trained to convergence on the validation TD error,
+        :meth:`ERAC.critic_valid_loss`); its evaluations then rank the critic (:meth:`ERAC.monitor_ready`). Joint
+        training then starts from that critic (``critic=``, ``critic_pretrain_steps=0``)."""
 
         def check(self) -> None:
             super().check()
@@ -127,6 +145,9 @@ class ERAC(Algorithm):
                 raise ValueError(f"beta must be in (0, 1], got {self.beta}")
             if not 0 < self.lr_decay <= 1:
                 raise ValueError(f"lr_decay must be in (0, 1], got {self.lr_decay}")
+            for name in ("critic_pretrain_beta1", "joint_beta1"):
+                if not 0 <= getattr(self, name) < 1:
+                    raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
 
     config: Config
 
@@ -162,11 +183,12 @@ class ERAC(Algorithm):
     @property
     def pretraining_critic(self) -> bool:
         """Whether the actor is still fixed (App. B.3's critic pretraining)."""
-        return self.steps < self.config.critic_pretrain_steps
+        return self.config.critic_only or self.steps < self.config.critic_pretrain_steps
 
     def monitor_ready(self) -> bool:
-        """False while the critic pretrains after the start: the actor, all validation measures, is unchanged."""
-        return self.steps == 0 or self.steps > self.config.critic_pretrain_steps
+        """False while the critic pretrains after the start: the actor, all validation measures, is unchanged (a
+        ``critic_only`` run is ranked by its critic: always True)."""
+        return self.config.critic_only or self.steps == 0 or self.steps > self.config.critic_pretrain_steps
 
     def update(self, batch: SequenceBatch | None) -> dict[str, Tensor | float]:
         """Table 6's lrs for the phase; y ~ π; the critic's soft TD step (and the actor's Eq. 20 step after
@@ -175,6 +197,8 @@ class ERAC(Algorithm):
         cfg, pretraining = self.config, self.pretraining_critic
         self.set_lr("policy", cfg.lr if pretraining else cfg.lr * self.actor_lr_scale)
         self.set_lr("critic", cfg.critic_lr if pretraining else cfg.joint_critic_lr)
+        for group in ("policy", "critic"):
+            self.set_beta1(group, cfg.critic_pretrain_beta1 if pretraining else cfg.joint_beta1)
         rollout = self.collect(batch)
         loss, metrics = self.loss(rollout)
         metrics.update({"lr_policy": self._lr("policy"), "lr_critic": self._lr("critic")})
@@ -208,7 +232,8 @@ class ERAC(Algorithm):
         the actor's lr by ``lr_decay`` (a tie is no worse; as in the authors' ``train_erac.py``, the starting actor
         is not ranked, so the first joint-training check never decays)."""
         cfg = self.config
-        if cfg.lr_decay_metric is None or cfg.lr_decay == 1 or self.steps <= cfg.critic_pretrain_steps:
+        if cfg.lr_decay_metric is None or cfg.lr_decay == 1 or self.pretraining_critic or \
+                self.steps <= cfg.critic_pretrain_steps:
             return
         assert self.valid is not None
         if cfg.lr_decay_metric == "valid_reward":
@@ -238,13 +263,42 @@ class ERAC(Algorithm):
             tau_critic = cfg.tau if cfg.future_entropy else 0.0
             q_hat_t = soft_td_target(rollout.reward_t, log_pi_t.detach(), q_bar_t, y.lengths, tau_critic)
         td_t = torch.where(y.mask_t, (gather_q(q_t, y.tokens) - q_hat_t) ** 2, torch.zeros_like(q_hat_t))
-        smooth = variance_penalty(q_t, y.mask_t, cfg.lambda_var) if cfg.lambda_var > 0 else td_t.new_zeros(())
+        smooth = variance_penalty(q_t, y.mask_t, cfg.lambda_var, cfg.smoothing) if cfg.lambda_var > 0 \
+            else td_t.new_zeros(())
         return (td_t.sum(1) + smooth).mean(), q_hat_t
+
+    @torch.no_grad()
+    def critic_valid_loss(self, valid: SequenceBatch, seed: int = 0) -> float:
+        """Mean |Q_φ(y_<t, y_t) − Q̂_t| per token on one sample of the actor per validation source (drawn from
+        ``seed``, the training stream untouched), Q̂ formed with the critic itself: the measure the authors'
+        ``train_critic.py`` stops critic pretraining on ("valid td error")."""
+        was = self.policy.training, self.critic.training
+        self.policy.eval()
+        self.critic.eval()
+        try:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                rollout = self.collect(valid.to(self.policy.device))
+            y = rollout.samples
+            log_pi_t = self.policy.log_dists(y)
+            q_t = self.critic(y, rollout.refs)
+            tau = self.config.tau if self.config.future_entropy else 0.0
+            q_hat = soft_td_target(rollout.reward_t, log_pi_t, q_t, y.lengths, tau)
+            td = (gather_q(q_t, y.tokens) - q_hat).abs()
+            return float(td[y.mask_t].mean())
+        finally:
+            self.policy.train(was[0])
+            self.critic.train(was[1])
 
     def actor_loss(self, rollout: ERACRollout, log_pi_t: Tensor, q_t: Tensor) -> Tensor:
         """−mean Σ_t [Σ_w π(w|y_<t) Q(y_<t, w) + τ H(π(·|y_<t))] + λ_mle·NLL(y*) (Alg. 3 l. 8, Eq. 20)."""
         cfg, y = self.config, rollout.samples
-        gain_t = expected_q(log_pi_t, q_t.detach()) + cfg.tau * entropy_t(log_pi_t)
+        entropy = entropy_t(log_pi_t)
+        if cfg.actor_entropy == "normalized":
+            ok = torch.isfinite(log_pi_t)
+            norm = torch.where(ok, log_pi_t, torch.zeros_like(log_pi_t)).detach().norm(dim=-1)
+            entropy = entropy / (1e-8 + norm)
+        gain_t = expected_q(log_pi_t, q_t.detach()) + cfg.tau * entropy
         loss = -torch.where(y.mask_t, gain_t, torch.zeros_like(gain_t)).sum(1).mean()
         if cfg.lambda_mle > 0:
             loss = loss - cfg.lambda_mle * self.policy.sequence_log_prob(rollout.data).mean()

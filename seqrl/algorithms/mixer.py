@@ -54,10 +54,21 @@ class Mixer(Algorithm):
 
     @classmethod
     def defaults_for(cls, policy, offer: Offer, given: dict[str, Any]) -> dict[str, Any]:
-        """Start from the whole target teacher-forced and hand Δ tokens to REINFORCE every epoch."""
+        """From a random start: the whole target teacher-forced, Δ tokens handed to REINFORCE every epoch.
+        Fine-tuning a trained policy within a known budget (MIXER's first phase, XENT, is that training): Ranzato et
+        al.'s schedule s = T, T − Δ, …, down to 0 with T the longest training reference (EOS counted, so the first
+        stage is MLE), its stages spread evenly over the budget; handing Δ tokens per epoch from ``max_len`` would
+        leave a short fine-tuning all MLE (33 → 23 teacher-forced tokens in 5 epochs, above every reference of
+        ``variant_translation``)."""
         if offer.train is None:
             return {}
-        return {"anneal_every": offer.steps_per_epoch(given.get("batch_size", cls.Config.batch_size))}
+        batch = given.get("batch_size", cls.Config.batch_size)
+        if offer.from_scratch or (offer.steps is None and offer.epochs is None):
+            return {"anneal_every": offer.steps_per_epoch(batch)}
+        m_start = given.get("m_start") or int(offer.train.lengths.max())
+        delta = given.get("delta", cls.Config.delta)
+        stages = -(-m_start // delta) + 1 if delta else 1  # m = T, T − Δ, …, ≤ 0
+        return {"m_start": m_start, "anneal_every": max(1, offer.budget(batch) // stages)}
 
     def __init__(self, policy, config: Config | None = None, *, reward=None) -> None:
         super().__init__(policy, config)

@@ -169,10 +169,10 @@ class VAML(Algorithm):
     at step 0) out of ``patience`` and of the best-weight choice; counting starts with phase 2's first.
     """
 
-    # Alg. 2 trains the sequence model from scratch; benchmarks still fine-tune the pretrained policy (phase 1
-    # is then half the budget), so that VAML and RAML compare from the same start. Training from scratch with
-    # early stopping works too: phase 1 does not use up the patience (monitor_ready).
-    requires = Requirements(reward=True)
+    # Alg. 2 trains the sequence model from scratch (the authors' train_vaml.py initializes a new actor), as RAML:
+    # the scratch protocol of the benchmarks does too; the finetune protocol starts both from the pretrained policy
+    # (phase 1 then half the budget). Phase 1 does not use up the patience (monitor_ready).
+    requires = Requirements(reward=True, from_scratch=True)
     erpo_point = ERPOPoint(reward="R", alpha=0.0, beta=0.4)  # the policy's target is RAML's, P_R
 
     @dataclass(frozen=True, kw_only=True)
@@ -206,10 +206,22 @@ class VAML(Algorithm):
         critic_reads_source: bool = False
         """The default critic also reads the source x of conditional tasks (Q_φ(y_<t, ·; x, y*)); False, the
         paper's: Q_φ(y_<t, ·; y*) (Alg. 1; the authors' critic encodes y* alone)."""
+        weight_reward: str | None = None
+        """The reward of phase 2's sequence weights softmax(R/τ_w) (None: ``reward``). The authors' ``train_vaml.py``
+        weighs by plain sentence BLEU (``softmax(sent_bleu)``) while its Q-network learned from BLEU × |y*|
+        (``train_q.py``: ``get_rewards``, scaled)."""
+        weight_tau: float | None = None
+        """τ_w of phase 2's sequence weights (None: ``tau``); ``train_vaml.py``'s ``softmax(sent_bleu)`` is τ_w = 1."""
+        critic_only: bool = False
+        """Phase 1 for the whole run: the Q-network's training as a run of its own (Alg. 1 "while not converged";
+        the authors' ``train_q.py``), ranked by :meth:`VAML.critic_valid_loss`; phase 2 then gets it as ``critic=``
+        with ``q_steps=0``."""
 
         def check(self) -> None:
             super().check()
             _check_tau(self.tau)
+            if self.weight_tau is not None:
+                _check_tau(self.weight_tau)
             if not 0.0 <= self.kappa <= 1.0:
                 raise ValueError(f"κ must be in [0, 1], got {self.kappa}")
             self.positive("num_samples", "q_num_samples", "max_ngram", "critic_clip_grad_norm")
@@ -228,6 +240,8 @@ class VAML(Algorithm):
         super().__init__(policy, config)
         c = self.config
         self.reward = resolve_reward(reward, c.reward, policy.vocab)
+        self.weight_reward = self.reward if c.weight_reward is None else resolve_reward(None, c.weight_reward,
+                                                                                       policy.vocab)
         self.critic = critic if critic is not None else NetworkCritic.for_policy(
             policy, reads_source=c.critic_reads_source)
         trainable = any(p.requires_grad for p in self.critic.parameters())
@@ -241,11 +255,12 @@ class VAML(Algorithm):
     @property
     def phase(self) -> Literal["q", "policy"]:
         """The phase the next step trains."""
-        return "q" if self.steps < self.config.q_steps else "policy"
+        return "q" if self.config.critic_only or self.steps < self.config.q_steps else "policy"
 
     def monitor_ready(self) -> bool:
-        """False during phase 1 after the start: the policy is frozen, its scores repeat step 0's."""
-        return self.steps == 0 or self.steps > self.config.q_steps
+        """False during phase 1 after the start: the policy is frozen, its scores repeat step 0's (a ``critic_only``
+        run is ranked by its critic: always True)."""
+        return self.config.critic_only or self.steps == 0 or self.steps > self.config.q_steps
 
     def update(self, batch: SequenceBatch | None) -> dict[str, Tensor | float]:
         """Phase 1 (the first ``q_steps``): one soft Q-learning step of the critic (Eq. 16, Alg. 1); phase 2: one step
@@ -264,10 +279,12 @@ class VAML(Algorithm):
         if phase == "q":  # ΔR of every prefix: one reward call on B·M·T prefixes, which only Alg. 1 needs
             delta_r_t = token_rewards(self.reward, hyps, references).float()
             reward = delta_r_t.double().sum(1)  # Σ_t ΔR_t = R(y)
+            if self.weight_reward is not self.reward:
+                reward = compute_reward(self.weight_reward, hyps, references).double()
         else:
-            reward = compute_reward(self.reward, hyps, references).double()
+            reward = compute_reward(self.weight_reward, hyps, references).double()
             delta_r_t = torch.zeros(samples.tokens.shape, device=reward.device)
-        weights = vaml_weights(reward.view(-1, num), c.tau).float()
+        weights = vaml_weights(reward.view(-1, num), c.tau if c.weight_tau is None else c.weight_tau).float()
         z_t: Tensor | float = c.kappa
         if c.sample_kappa:
             z_t = (torch.rand(samples.tokens.shape, device=samples.device) < c.kappa).float()
@@ -276,7 +293,9 @@ class VAML(Algorithm):
     def collect(self, batch: SequenceBatch | None) -> VAMLRollout:
         """y* and M − 1 n-gram replacements per reference ([VAML/ERAC] Alg. 1–2, line 3)."""
         assert batch is not None, "VAML learns from references"
-        phase = self.phase
+        return self._collect(batch, self.phase)
+
+    def _collect(self, batch: SequenceBatch, phase: Literal["q", "policy"]) -> VAMLRollout:
         M = self.config.q_num_samples if phase == "q" else self.config.num_samples
         refs = batch.with_context(None)
         B = batch.batch_size
@@ -289,6 +308,25 @@ class VAML(Algorithm):
         ctx = batch.context.repeat_interleave(M) if batch.context is not None else None
         samples = SequenceBatch(tokens, torch.cat(lengths, 1).reshape(B * M), ctx)
         return self.make_rollout(samples, refs.repeat_interleave(M), M, phase)
+
+    @torch.no_grad()
+    def critic_valid_loss(self, valid: SequenceBatch, seed: int = 0) -> float:
+        """Phase 1's soft Q-learning loss (Eq. 16) per token on the validation references and their n-gram
+        replacements (drawn from ``seed``; the training stream untouched): what the critic's own phase stops on."""
+        was = self.critic.training
+        self.critic.eval()
+        try:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                rollout = self._collect(valid, "q")
+            samples, refs = rollout.samples, rollout.references
+            q_t = self.critic(samples, refs)
+            mask = samples.mask_t.to(q_t.device)
+            target = soft_q_targets(q_t, rollout.delta_r_t.to(q_t.device), mask, self.config.tau)
+            td = gather_q(q_t, samples.tokens.to(q_t.device)) - target
+            return float((td[mask] ** 2).mean())
+        finally:
+            self.critic.train(was)
 
     def loss(self, rollout: VAMLRollout) -> tuple[Tensor, dict[str, Tensor | float]]:
         """Phase 1: the soft Q-learning loss of the critic; phase 2: the policy's VAML loss (Q_φ as constants)."""

@@ -77,6 +77,11 @@ class GamSettings:
     log_z_samples: int = 100_000
     """Samples of r for the importance-sampling estimate of log Z (CE(T, p_λ), KL, TVD)."""
     distill_samples: int = 20_000
+    distill_budget: Literal["samples", "episodes"] = "samples"
+    """What bounds ``distill``: ``samples``, ``distill_samples`` exact samples of p_λ however many draws of r their
+    rejection takes (the paper's, [DPG] Sec. 3.2: a large sample; at |D| = 500 about 500 draws per accepted one);
+    ``episodes``, exactly as many draws of r as Training-2's budget (``dpg_steps`` × ``episodes_per_step``), each
+    accepted one trained on: distillation and DPG at the same number of samples of the proposal (issue #24)."""
     dpg_steps: int = 1000
     """Training-2 optimizer steps of ``episodes_per_step`` episodes each."""
     episodes_per_step: int | None = None
@@ -198,7 +203,9 @@ def training2_row(algo: str, task: MotifTask, r: AutoregressivePolicy, gam: Fitt
     valid = task.split("valid")
     fit_config = FitConfig(patience=settings.patience, keep="best", evaluate_at_start=True)
     if cls.uses_data:  # MLE on samples it draws (distillation): epochs, as r was trained
+        budget = settings.dpg_steps * (settings.episodes_per_step or settings.batch_size)
         algo_settings = {"batch_size": settings.batch_size, "num_samples": settings.distill_samples,
+                         **({"proposal_budget": budget} if settings.distill_budget == "episodes" else {}),
                          **suite_defaults(algo, lr=settings.lr, clip_grad_norm=settings.clip_grad_norm)}
         fit_config = replace(fit_config, max_epochs=settings.max_epochs)
     else:

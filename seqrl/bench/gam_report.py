@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .records import RunRecord
-from .stats import format_table
+from .stats import bootstrap_interval, format_table, t_interval
 
 
 def plot_gam(records: list[RunRecord], curves: list[dict[str, Any]], out: Path, reference: str = "mle") -> list[Path]:
@@ -111,9 +111,19 @@ def _mean(values: list[float]) -> float:
     return statistics.fmean(values) if values else math.nan
 
 
+def _interval(values: list[float]) -> str:
+    """``[lo, hi] t / [lo, hi] boot``: the 95% Student t and percentile bootstrap intervals of the mean."""
+    if len(values) < 2:
+        return "—"
+    t_lo, t_hi = t_interval(values)
+    b_lo, b_hi = bootstrap_interval(values)
+    return f"[{t_lo:.4g}, {t_hi:.4g}] t / [{b_lo:.4g}, {b_hi:.4g}] boot"
+
+
 def table1(records: list[RunRecord], dpg: str = "dpg_off", dis: str = "distill") -> str:
     """The ratio columns of [DPG] Table 1 per |D| (means over motif × features × seed), plus
-    absolute CEs. Ratios pair runs with the same motif, features, seed and |D|."""
+    absolute CEs and the 95% intervals (t over the configurations, and bootstrap) of CE dpg/dis and CE dpg/r.
+    Ratios pair runs with the same motif, features, seed and |D|."""
     key = lambda r: (r.params["motif"], r.params["features"], r.seed, r.params["dataset_size"])  # noqa: E731
     by_algo = {a: {key(r): r.metrics for r in records if r.algorithm == a} for a in (dis, dpg)}
     rows = []
@@ -123,11 +133,16 @@ def table1(records: list[RunRecord], dpg: str = "dpg_off", dis: str = "distill")
             continue
         P, S = by_algo[dpg], by_algo[dis]
         freq = lambda m, k: max(m[k], 1e-6)  # noqa: E731
+        ce_dis = [P[k]["ce_test"] / S[k]["ce_test"] for k in keys]
+        ce_r = [P[k]["ce_test"] / P[k]["ce_r"] for k in keys]
         rows.append([
             d,
-            _mean([P[k]["ce_test"] / S[k]["ce_test"] for k in keys]),
+            len(keys),
+            _mean(ce_dis),
+            _interval(ce_dis),
             _mean([freq(P[k], "motif_freq") / freq(S[k], "motif_freq") for k in keys]),
-            _mean([P[k]["ce_test"] / P[k]["ce_r"] for k in keys]),
+            _mean(ce_r),
+            _interval(ce_r),
             _mean([P[k]["ce_test"] / P[k]["h_true"] for k in keys]),
             _mean([freq(P[k], "motif_freq") / freq(P[k], "motif_freq_r") for k in keys]),
             _mean([S[k]["ce_test"] / S[k]["ce_r"] for k in keys]),
@@ -138,8 +153,8 @@ def table1(records: list[RunRecord], dpg: str = "dpg_off", dis: str = "distill")
             _mean([P[k]["ce_plambda"] for k in keys]),
             _mean([P[k]["h_true"] for k in keys]),
         ])
-    header = ["|D|", "CE dpg/dis", "mtf dpg/dis", "CE dpg/r", "CE dpg/H", "mtf dpg/r", "CE dis/r", "mtf dis/r",
-              "CE dpg", "CE dis", "CE r", "CE p_λ", "H"]
+    header = ["|D|", "n", "CE dpg/dis", "95% CI", "mtf dpg/dis", "CE dpg/r", "95% CI", "CE dpg/H", "mtf dpg/r",
+              "CE dis/r", "mtf dis/r", "CE dpg", "CE dis", "CE r", "CE p_λ", "H"]
     return format_table(header, rows)
 
 

@@ -14,6 +14,11 @@ the other objectives start:
   ``mle`` row. MIXER (whose first phase is MLE), REINFORCE and SPG fine-tune the MLE policy as
   above.
 
+``--preset erpo-table1`` and ``--preset critics-table1`` (:data:`PRESETS`) run a paper's table: its rows and its
+protocol (which rows train from a random start, the budgets, the pay-off, the critics trained as phases of their own
+before their rows, the equal-budget control ``mle_continued`` of the rows that fine-tune), each setting citing its
+source; ``--set`` and ``--set ALGO.FIELD`` still win over them.
+
 Test corpus BLEU (sacrebleu) and ROUGE-1/2/L (rouge-score) use beam search of width 5, and
 :func:`~seqrl.metrics.exposure_bias` measures how much one wrong prefix token costs each
 policy; the table reports mean ± std over seeds.
@@ -23,7 +28,6 @@ from __future__ import annotations
 
 import inspect
 import json
-import math
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,21 +35,29 @@ from typing import Any, Literal
 
 import torch
 
-from ..algorithms import ALGORITHMS, Offer, config_fields, resolve_algorithm
+from ..algorithms import ALGORITHMS
 from ..config import check_ranges
 from ..envs.tasks import TASKS, PairTask, TextPairTask, ToyTranslationTask
-from ..metrics import corpus_bleu, corpus_rouge, cross_entropy, exposure_bias, reward_score
-from ..policies import MAX_WIDTH, make_policy
-from ..rewards import REWARDS, make_reward
-from ..training import FitConfig, FitResult
-from ..utils import seed_everything
-from .rows import Row, run_row, suite_defaults
+from ..metrics import corpus_bleu, corpus_rouge, exposure_bias
+from ..policies import MAX_WIDTH
+from ..rewards import REWARDS
+from ..training import FitResult
+from .seq2seq_job import _Job
+from .seq2seq_presets import (  # noqa: F401  (re-exported: the suite's protocols live there)
+    CONTROL,
+    MONITORS,
+    PRESETS,
+    PROTOCOL,
+    PROTOCOLS,
+    TABLE3_BETAS,
+    TABLE3_LAMBDA_VARS,
+    Preset,
+    ablation_rows,
+    preset_settings,
+    protocol_settings,
+)
 from .stats import format_table
 from .suite import BenchOptions, RunRecord, Suite, override_settings, register_suite
-
-PROTOCOLS = ("finetune", "scratch")
-MONITORS: dict[str, Literal["min", "max"]] = {"valid_ce": "min", "valid_reward": "max", "valid_bleu": "max"}
-"""Validation metrics that can stop training and pick its checkpoint, and their direction."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -102,56 +114,38 @@ class Seq2SeqSettings:
     ``mle`` and ``ac``; ``seqrl bench seq2seq --ablation``."""
     ablation_quick: tuple[float, ...] = (0.001, 1.0)
     """The β values of the ablation under ``--quick`` (the full grid: Table 3's 0.001, 0.01, 0.1, 1)."""
+    ablation_betas: tuple[float, ...] | None = None
+    """The β values of the ablation without ``--quick`` (None: Table 3's 0.001, 0.01, 0.1, 1)."""
     data_seed: int = 0
     """Seed of the data set, fixed across runs: a run's seed varies initialization and sampling
     only, so that ± std measures the algorithms, not the draw of the data."""
+    preset: str | None = None
+    """A paper's table (:data:`PRESETS`: ``erpo-table1``, ``critics-table1``): its rows and protocol, beneath any
+    other ``--set`` (``seqrl bench seq2seq --preset NAME`` is ``--set preset=NAME``)."""
+    critic_phase: Literal["in_budget", "own"] = "in_budget"
+    """Where the critics of ERAC/AC (App. B.3's critic pretraining) and VAML (phase 1, Alg. 1) learn:
+    ``in_budget``, inside the row's budget (the first steps of its run, the actor fixed); ``own``, as a run of its
+    own before the row's (critic only, ``critic_epochs`` at most, early stopping on the critic's validation loss
+    with ``critic_patience``, its best weights kept), the row then getting the whole budget: the papers' protocol
+    (App. B.3: pretrain the actor, then the critic with the actor fixed, then both; B.2: Q "until converged")."""
+    critic_epochs: int = 20
+    """The critic's own phase at most this many epochs (the authors' ``train_critic.py``: ``--epochs 20``)."""
+    critic_patience: int = 3
+    """Evaluations without a better validation critic loss before the critic's own phase stops."""
+    finetune_control: bool = True
+    """Under protocol ``scratch``, when a row fine-tunes the MLE policy (SPG, MIXER, AC, ERAC…), add the row
+    ``mle_continued``: MLE from that policy with the fine-tuning budget and settings, the equal-budget control
+    those rows are compared with (under ``finetune`` the ``mle`` row is that control)."""
 
     def __post_init__(self) -> None:
-        check_ranges(self, at_least_zero=("data_seed", "zipf"), fractions=("noise", "dropout"),
+        check_ranges(self, at_least_zero=("data_seed", "zipf"),
+                     fractions=("noise", "dropout"),
                      limits={"hidden_size": MAX_WIDTH, "embedding_dim": MAX_WIDTH, "beam_size": 1000,
                              "lexicon_scale": 10_000})
 
 
 QUICK = Seq2SeqSettings(train_size=300, lexicon_scale=3, zipf=0.0, mle_epochs=30, finetune_epochs=3, patience=5)
 """A smoke run of every algorithm in minutes: pretraining is cut at 30 epochs, before it converges."""
-
-
-PROTOCOL: dict[str, dict[str, Any]] = {
-    "raml": {"proposal": "ngram", "include_reference": True, "normalization": "self", "density_correction": False},
-    "reinforce": {"baseline": "self_critical"},
-    "spg": {"guide_reward": "hamming", "reward_temperature": 0.5, "num_samples": 2},
-}
-"""The suite's settings for some algorithms, beside each algorithm's own defaults (which ``seqrl train`` and the
-API use): RAML as the papers run it (y* plus n-gram replacements, softmax(R/τ) weights over the candidates; over
-a translation vocabulary, the exact default's q ∝ exp(BLEU/τ) on the whole space is nearly uniform over nonsense);
-REINFORCE with the self-critical baseline (one sample per source suffices); SPG's proposal guided by hamming's
-ΔR (vectorized; sentence BLEU's is not), its weights still by the suite's reward."""
-
-
-def protocol_settings(name: str, eval_every: int) -> dict[str, Any]:
-    """The suite's settings for algorithm ``name``: :data:`PROTOCOL`'s, and its own validation checks (where it
-    schedules on them) at the suite's evaluation interval."""
-    settings = dict(PROTOCOL.get(name, {}))
-    if "check_every" in config_fields(resolve_algorithm(name)):
-        settings["check_every"] = eval_every
-    return settings
-
-
-TABLE3_BETAS = (0.001, 0.01, 0.1, 1.0)
-TABLE3_LAMBDA_VARS = (0.0, 0.001)
-
-
-def ablation_rows(betas: tuple[float, ...] | None = None) -> list[tuple[str, str, dict[str, Any]]]:
-    """(label, algorithm, config overrides) of ERAC's ablation ([VAML/ERAC] Tables 3–4): MLE and AC for
-    reference, ERAC at every β × λ_var (β = 1: no target network; λ_var = 0: no smoothing), and ERAC
-    with τ kept in the actor but set to 0 in the critic ("w/o future entropy")."""
-    rows: list[tuple[str, str, dict[str, Any]]] = [("mle", "mle", {}), ("ac", "ac", {})]
-    for beta in betas or TABLE3_BETAS:
-        for lambda_var in TABLE3_LAMBDA_VARS:
-            rows.append((f"erac[beta={beta:g},lambda_var={lambda_var:g}]", "erac",
-                         {"beta": beta, "lambda_var": lambda_var}))
-    rows.append(("erac[no future entropy]", "erac", {"future_entropy": False}))
-    return rows
 
 
 @register_suite("seq2seq")
@@ -170,7 +164,9 @@ class Seq2SeqSuite(Suite):
         self.curves: list[dict[str, Any]] = []
 
     def settings_for(self, options: BenchOptions) -> Seq2SeqSettings:
-        st = override_settings(QUICK if options.quick else Seq2SeqSettings(), options.settings)
+        base = QUICK if options.quick else Seq2SeqSettings()
+        preset = preset_settings(options.settings.get("preset"), options.quick)
+        st = override_settings(base, {**preset, **options.settings})
         if st.protocol not in PROTOCOLS:
             raise ValueError(f"unknown protocol {st.protocol!r}; expected one of {PROTOCOLS}")
         for key in ("scratch_monitor", "finetune_monitor"):
@@ -190,90 +186,7 @@ class Seq2SeqSuite(Suite):
         return [{"seed": s, "data": data[0] if data else None} for s in seeds]
 
     def run_job(self, job: dict[str, Any], options: BenchOptions) -> list[RunRecord]:
-        st = self.settings_for(options)
-        scratch = st.protocol == "scratch"
-        pretrain_name = st.pretrain_algorithm
-
-        def from_scratch(name: str) -> bool:
-            """Whether ``name`` trains from a random initialization (else: from the pretrained policy)."""
-            return scratch and resolve_algorithm(name).requires.from_scratch
-
-        seed = job["seed"]
-        task: PairTask
-        if job["data"]:
-            task = TextPairTask(job["data"], seed=st.data_seed)
-            task_name = Path(job["data"]).name
-        else:
-            task, task_name = self.build_task(st), st.task
-        train_set, valid, test = task.split("train"), task.split("valid"), task.split("test")
-        steps_per_epoch = math.ceil(train_set.batch_size / st.batch_size)
-        eval_every = st.eval_every or steps_per_epoch
-        reward = make_reward(st.reward, task.vocab)
-
-        def evaluate(alg) -> dict[str, float]:
-            assert valid.context is not None  # translation splits carry their sources
-            hyps = alg.policy.greedy(1, valid.context.to(alg.policy.device)).batch
-            refs = valid.with_context(None)
-            bleu = corpus_bleu(hyps.to_strings(task.vocab), refs.to_strings(task.vocab))
-            return {"valid_bleu": bleu, "valid_reward": reward_score(reward, alg.policy, valid),
-                    "valid_ce": cross_entropy(alg.policy, valid)}
-
-        # Fine-tuning may not return a policy worse on validation than the one it started from.
-        scratch_cfg = FitConfig(max_epochs=st.mle_epochs, patience=st.patience, eval_every=eval_every, keep="best",
-                                monitor=st.scratch_monitor, mode=MONITORS[st.scratch_monitor])
-        finetune_cfg = FitConfig(max_epochs=st.finetune_epochs, patience=st.patience, eval_every=eval_every,
-                                 keep="best", monitor=st.finetune_monitor, mode=MONITORS[st.finetune_monitor],
-                                 evaluate_at_start=True)
-
-        def new_policy():
-            seed_everything(seed)
-            return make_policy("seq2seq", task.vocab, task.max_len, source_vocab=task.source_vocab,
-                               hidden_size=st.hidden_size, embedding_dim=st.embedding_dim, dropout=st.dropout)
-
-        def train(name: str, policy, *, pretraining: bool = False, label: str | None = None,
-                  overrides: dict[str, Any] | None = None) -> FitResult:
-            """Train ``policy`` in place by ``name`` (the one row runner); from scratch, stop on ``scratch_monitor``
-            (by default validation CE: BLEU stays at 0 for the first epochs and would exhaust a short patience)."""
-            scratch_run = pretraining or from_scratch(name)
-            epochs = st.mle_epochs if scratch_run else st.finetune_epochs
-            offer = Offer(train=train_set, valid=valid, reward=st.reward, epochs=epochs, from_scratch=scratch_run)
-            settings = {**protocol_settings(name, eval_every), "batch_size": st.batch_size,
-                        **suite_defaults(name, lr=st.lr if scratch_run else st.finetune_lr), **(overrides or {})}
-            row = Row(name, lambda: policy, offer, settings, scratch_cfg if scratch_run else finetune_cfg,
-                      train=train_set, evaluate=evaluate)
-            _, _, result = run_row(row, options, seed)
-            label = f"{name}_pretrained" if pretraining and not scratch else (label or name)
-            self.curves.append({"algorithm": label, "seed": seed, "from_scratch": scratch_run,
-                                "points": _curve(result.history)})
-            return result
-
-        params = {"task": task_name, "train_size": train_set.batch_size, "reward": st.reward, "beam": st.beam_size,
-                  "protocol": st.protocol}
-        if scratch:
-            params["scratch_monitor"] = st.scratch_monitor
-        rows = ablation_rows(st.ablation_quick if options.quick else None) if st.ablation else \
-            [(name, name, {}) for name in (options.algos or self.default_algos())]
-        algos = list(dict.fromkeys(name for _, name, _ in rows))
-        policy = new_policy()
-        records = []
-        if not scratch or any(name == pretrain_name or not from_scratch(name) for name in algos):
-            pretrain = train(pretrain_name, policy, pretraining=True)
-            pretrained = {k: v.detach().clone() for k, v in policy.state_dict().items()}
-            if not scratch:
-                records.append(self._record(f"{pretrain_name}_pretrained", seed, params, policy, task, test, st,
-                                            pretrain))
-        for label, name, overrides in rows:
-            if scratch and name == pretrain_name and not overrides:  # the pretraining run is this algorithm
-                policy.load_state_dict(pretrained)
-                records.append(self._record(label, seed, params, policy, task, test, st, pretrain))
-                continue
-            if from_scratch(name):
-                policy = new_policy()
-            else:
-                policy.load_state_dict(pretrained)
-            result = train(name, policy, label=label, overrides=overrides)
-            records.append(self._record(label, seed, params, policy, task, test, st, result))
-        return records
+        return _Job(self, job, options).run()
 
     @staticmethod
     def build_task(st: Seq2SeqSettings) -> PairTask:
@@ -296,7 +209,8 @@ class Seq2SeqSuite(Suite):
         return task
 
     @staticmethod
-    def _record(name, seed, params, policy, task, test, st, result: FitResult) -> RunRecord:
+    def _record(name, seed, params, policy, task, test, st, result: FitResult,
+                extra: dict[str, float] | None = None) -> RunRecord:
         """Test metrics of ``policy`` (the checkpoint ``result`` restored, evaluated at ``best_step``)."""
         policy.eval()
         best, _ = policy.beam_search(test.context.to(policy.device), beam_size=st.beam_size)
@@ -304,10 +218,12 @@ class Seq2SeqSuite(Suite):
         rouge = corpus_rouge(hyps, refs)
         # The same corrupted positions and symbols for every row: a fixed generator.
         bias = exposure_bias(policy, test, generator=torch.Generator().manual_seed(st.data_seed))
+        length_ratio = sum(len(h.split()) for h in hyps) / max(1, sum(len(r.split()) for r in refs))
         metrics = {"bleu": corpus_bleu(hyps, refs), "rouge1": rouge["rouge1"], "rouge2": rouge["rouge2"],
+                   "length_ratio": length_ratio,
                    "rougeL": rouge["rougeL"], "exposure_drop": 100 * bias["accuracy_drop"],
                    "corrupted_nll": bias["corrupted_nll"], "steps": float(result.steps),
-                   "best_step": float(result.best_step), "wall_s": result.wall_s}
+                   "best_step": float(result.best_step), "wall_s": result.wall_s, **(extra or {})}
         return RunRecord(name, seed, dict(params), metrics)
 
     def table(self, records: list[RunRecord]) -> str:
@@ -365,10 +281,3 @@ class Seq2SeqSuite(Suite):
         fig.savefig(path, dpi=120)
         plt.close(fig)
         return [path, out / "seq2seq_curves.json"]
-
-
-def _curve(history: list[dict[str, float]]) -> list[dict[str, float]]:
-    """Validation BLEU and CE per evaluation, with interpolation's λ and the critic's loss on the last training
-    batch (ERAC/AC's TD error, VAML's soft Q-learning loss) where the algorithm reports them."""
-    keys = ("step", "valid_bleu", "valid_reward", "valid_ce", "lambda1", "lambda2", "lambda3", "critic_loss", "q_loss")
-    return [{k: h[k] for k in keys if k in h} for h in history if "valid_bleu" in h]

@@ -39,6 +39,9 @@ def add_parser(sub: Any, choices: Callable[[str], str]) -> None:
     p.add_argument("--motifs", help="gam: comma-separated motifs")
     p.add_argument("--masks", help="gam: comma-separated feature masks, e.g. 1001111,Mv1001111")
     p.add_argument("--data", help="seq2seq: one TSV file of source<TAB>target pairs instead of the toy task")
+    p.add_argument("--preset", metavar="NAME",
+                   help="seq2seq: a paper's table with its rows and protocol (erpo-table1, critics-table1); the same "
+                        "as --set preset=NAME, beneath any other --set")
     p.add_argument("--ablation", action="store_true",
                    help="seq2seq: ERAC's ablations (Tables 3-4: β × λ_var, no future entropy) beside mle and ac")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -97,12 +100,7 @@ def _settings(args: argparse.Namespace, suite: Any) -> dict[str, Any]:
     from .common import field_type
 
     texts = split_sets(args.set, "--set")
-    if args.reward is not None:  # the suite's reward: a registered name or module:function
-        if suite.settings_class is None or "reward" not in field_types(suite.settings_class):
-            raise UsageError(f"--reward does not apply to suite {args.suite!r} (it sets no reward)")
-        if "reward" in texts:
-            raise UsageError("give the reward once: --reward NAME or --set reward=NAME")
-        texts["reward"] = args.reward
+    _named_settings(args, suite, texts)
     plain = {k: v for k, v in texts.items() if "." not in k}
     if plain and suite.settings_class is None:
         raise UsageError(f"--set: suite {args.suite!r} has no settings; got {sorted(plain)}")
@@ -126,6 +124,21 @@ def _settings(args: argparse.Namespace, suite: Any) -> dict[str, Any]:
         raise UsageError(str(err) if str(err).startswith("--set") or err.key is None
                          else f"--set {err.key}: {err}") from None
     return settings
+
+
+def _named_settings(args: argparse.Namespace, suite: Any, texts: dict[str, str]) -> None:
+    """``--reward NAME`` and ``--preset NAME`` into ``texts``: the same as ``--set reward=NAME`` / ``preset=NAME``."""
+    from ..config import field_types
+
+    for option in ("reward", "preset"):
+        value = getattr(args, option)
+        if value is None:
+            continue
+        if suite.settings_class is None or option not in field_types(suite.settings_class):
+            raise UsageError(f"--{option} does not apply to suite {args.suite!r}")
+        if option in texts:
+            raise UsageError(f"give the {option} once: --{option} NAME or --set {option}=NAME")
+        texts[option] = value
 
 
 def _algorithm_setting(key: str, text: str, fit_types: dict[str, Any], field_type: Any) -> Any:

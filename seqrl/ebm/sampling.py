@@ -85,12 +85,18 @@ def rejection_sample(
     chunk: int = 10_000,
     max_proposals: int = 50_000_000,
     generator: torch.Generator | None = None,
+    budget: int | None = None,
 ) -> RejectionResult:
     """Exact samples of p ∝ P by rejection from q: accept x ~ q with prob exp(log P/q − log β).
 
     ``log_bound`` must bound log P(x) − log q(x) everywhere ([DPG] A.2); a violation raises
     :class:`BoundViolation` instead of silently biasing the samples.
+
+    ``budget``: draw exactly this many proposals and return every accepted one (``num`` is then ignored):
+    a sampling budget in draws of q, the unit DPG's episodes count in; an error if none is accepted.
     """
+    if budget is not None:
+        return _rejection_budget(proposal, log_ratio, log_bound, budget, chunk, generator)
     if num < 1:
         raise ValueError(f"num must be ≥ 1, got {num}")
     kept: list[SequenceBatch] = []
@@ -114,6 +120,32 @@ def rejection_sample(
             accepted += n_keep
     samples = concat_batches(kept).index(torch.arange(num))
     return RejectionResult(samples, proposed, accepted / proposed)
+
+
+def _accept(proposal, log_ratio: LogRatioFn, log_bound: float, n: int,
+            generator: torch.Generator | None) -> SequenceBatch:
+    """The accepted ones among ``n`` draws of q (rejection step of :func:`rejection_sample`)."""
+    d = draw(proposal, n, log_ratio, generator)
+    excess = d.log_ratio - log_bound
+    if bool((excess > 1e-4).any()):
+        raise BoundViolation(f"log P/q exceeds the bound by {float(excess.max()):.3g}: the bound is wrong")
+    u = torch.rand(n, device=excess.device, generator=_matching(generator, excess.device))
+    return d.batch.index((u.log() < excess).nonzero().flatten()).to("cpu")
+
+
+def _rejection_budget(proposal, log_ratio: LogRatioFn, log_bound: float, budget: int, chunk: int,
+                      generator: torch.Generator | None) -> RejectionResult:
+    """Every accepted sample among exactly ``budget`` draws of q."""
+    if budget < 1:
+        raise ValueError(f"budget must be ≥ 1, got {budget}")
+    kept = [_accept(proposal, log_ratio, log_bound, min(chunk, budget - start), generator)
+            for start in range(0, budget, chunk)]
+    kept = [k for k in kept if k.batch_size]
+    if not kept:
+        raise PotentialError(f"rejection sampling accepted none of {budget} proposals (bound log β = "
+                             f"{log_bound:.3g}): nothing to train on")
+    samples = concat_batches(kept)
+    return RejectionResult(samples, budget, samples.batch_size / budget)
 
 
 def _matching(generator: torch.Generator | None, device: torch.device) -> torch.Generator | None:

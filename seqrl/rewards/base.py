@@ -366,10 +366,15 @@ def token_rewards(reward: Reward, hyps: SequenceBatch, refs: SequenceBatch | Non
         total = compute_reward(reward, hyps, refs)
         last = torch.nn.functional.one_hot(hyps.lengths - 1, T).to(total.dtype)
         return last * total[:, None]
-    vocab = getattr(reward, "vocab", None)
-    eos = vocab.eos if vocab is not None else 2
-    prefixes = prefixes_with_eos(hyps, eos)
-    cum = compute_reward(reward, prefixes, _repeat_rows(refs, T)).view(B, T)  # R(y_≤t)
+    fast = getattr(reward, "prefix_scores", None)
+    cum = fast(hyps, refs) if fast is not None and refs is not None else None  # R(y_≤t) in one incremental pass
+    if cum is None:
+        vocab = getattr(reward, "vocab", None)
+        eos = vocab.eos if vocab is not None else 2
+        prefixes = prefixes_with_eos(hyps, eos)
+        cum = compute_reward(reward, prefixes, _repeat_rows(refs, T)).view(B, T)  # R(y_≤t)
+    else:
+        cum = cum.to(hyps.device).float()
     prev = torch.nn.functional.pad(cum[:, :-1], (1, 0), value=0.0)
     return torch.where(mask_t, cum - prev, torch.zeros_like(cum))
 
@@ -406,12 +411,18 @@ def candidate_rewards(reward: Reward, prefix: Tensor, refs: SequenceBatch | None
     else:
         C = ids.numel()
         cand_ids = ids[None].expand(B, C)
-    base = prefix[:, None, :].expand(B, C, t)
-    cand = torch.cat([base, cand_ids[..., None], torch.full((B, C, 1), vocab.eos, dtype=torch.long, device=dev)], 2)
     is_eos = cand_ids == vocab.eos
-    lengths = torch.where(is_eos, t + 1, t + 2)  # prefix + eos: no second EOS
-    batch = SequenceBatch(cand.reshape(B * C, t + 2), lengths.reshape(B * C))
-    after = compute_reward(reward, batch, _repeat_rows(refs, C)).view(B, C)
+    fast = getattr(reward, "extension_scores", None)
+    after = fast(prefix, refs, cand_ids) if fast is not None and refs is not None else None
+    if after is None:
+        base = prefix[:, None, :].expand(B, C, t)
+        cand = torch.cat([base, cand_ids[..., None], torch.full((B, C, 1), vocab.eos, dtype=torch.long, device=dev)],
+                         2)
+        lengths = torch.where(is_eos, t + 1, t + 2)  # prefix + eos: no second EOS
+        batch = SequenceBatch(cand.reshape(B * C, t + 2), lengths.reshape(B * C))
+        after = compute_reward(reward, batch, _repeat_rows(refs, C)).view(B, C)
+    else:
+        after = after.to(dev).float()
     before = after.gather(1, is_eos.float().argmax(1, keepdim=True)).squeeze(1)  # R(prefix + eos)
     delta = after - before[:, None]
     out = torch.full((B, V), float("-inf"), device=dev)

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor
 
-from ..textscore import WhitespaceTokenizer, corpus_bleu
+from ..textscore import SentenceBleu, WhitespaceTokenizer, corpus_bleu
 from ..types import SequenceBatch, Vocab
 from ..utils import motif_presence
 from .base import BaseReward, Reward, RewardError, compute_reward, make_reward, register_reward
@@ -112,19 +112,33 @@ class EditReward(BaseReward):
 
 @register_reward("bleu")
 class BleuReward(BaseReward):
-    """Sentence BLEU (sacrebleu, exponential smoothing, effective order) on whitespace tokens,
-    divided by 100 so that R ∈ [0, 1]."""
+    """Sentence BLEU (sacrebleu's, exponential smoothing, effective order) on whitespace tokens, times ``scale``
+    (0.01 by default, so that R ∈ [0, 1]); ``scale_by="reference_length"`` also multiplies it by |y*|, the
+    reference's token count (EOS excluded): [VAML/ERAC] Sec. 6.1's pay-off, "scaled up by the sentence length so
+    that the scale of the immediate reward at each step is invariant to the length", as the authors'
+    ``get_rewards(scale_reward=True)`` does (registered as ``bleu_scaled``).
+
+    Scores are computed on the token lists (:class:`seqrl.textscore.SentenceBleu`, equal to sacrebleu's
+    ``sentence_score`` to the last bit), and the token-level forms every prefix and every one-token extension
+    need (:meth:`prefix_scores`, :meth:`extension_scores`) in one incremental pass; a vocabulary with a symbol
+    that whitespace would split falls back to sacrebleu on strings."""
 
     name = "bleu"
     reference_symmetric = True
+    SCALES = ("none", "reference_length")
 
-    def __init__(self, vocab: Vocab, smooth_method: str = "exp", scale: float = 0.01) -> None:
+    def __init__(self, vocab: Vocab, smooth_method: str = "exp", scale: float = 0.01,
+                 scale_by: str = "none") -> None:
         super().__init__(vocab)
         from sacrebleu.metrics import BLEU
 
+        if scale_by not in self.SCALES:
+            raise RewardError(f"unknown BLEU scale_by {scale_by!r}; expected one of {self.SCALES}")
         self._bleu = BLEU(effective_order=True, smooth_method=smooth_method, tokenize="none")
-        self.scale = scale
-        self._cache: dict[tuple[str, str], float] = {}
+        self.scale, self.scale_by = scale, scale_by
+        self._cache: dict[tuple, float] = {}
+        self._exact = smooth_method == "exp" and all(s and not any(c.isspace() for c in s) for s in vocab.itos)
+        self._scorers: dict[tuple, SentenceBleu] = {}
 
     def _one(self, hyp: str, ref: str) -> float:
         key = (hyp, ref)
@@ -134,13 +148,94 @@ class BleuReward(BaseReward):
             self._cache[key] = self._bleu.sentence_score(hyp, [ref]).score if hyp else 0.0
         return self._cache[key]
 
+    def _factor(self, ref: list[str]) -> float:
+        return self.scale * (len(ref) if self.scale_by == "reference_length" else 1.0)
+
+    def _scorer(self, ref: list[str]) -> SentenceBleu:
+        key = tuple(ref)
+        if key not in self._scorers:
+            if len(self._scorers) > 50_000:
+                self._scorers.clear()
+            self._scorers[key] = SentenceBleu(ref)
+        return self._scorers[key]
+
     def score(self, hyps: SequenceBatch, refs: SequenceBatch | None) -> Tensor:
-        pairs = zip(hyps.to_strings(self.vocab), self._reference(refs).to_strings(self.vocab))
-        return torch.tensor([self._one(h, r) * self.scale for h, r in pairs], device=hyps.device)
+        refs = self._reference(refs)
+        if not self._exact:
+            pairs = zip(hyps.to_strings(self.vocab), refs.to_strings(self.vocab))
+            return torch.tensor([self._one(h, r) * self._factor(r.split()) for h, r in pairs], device=hyps.device)
+        out = []
+        for h, r in zip(self._tokens(hyps), self._tokens(refs)):
+            key = (tuple(h), tuple(r))
+            if key not in self._cache:
+                if len(self._cache) > 200_000:
+                    self._cache.clear()
+                self._cache[key] = self._scorer(r).score(h) if h else 0.0
+            out.append(self._cache[key] * self._factor(r))
+        return torch.tensor(out, device=hyps.device)
+
+    def _tokens(self, batch: SequenceBatch) -> list[list[str]]:
+        return [self.vocab.decode(row) for row in batch.to_lists()]
+
+    def prefix_scores(self, hyps: SequenceBatch, refs: SequenceBatch | None) -> Tensor | None:
+        """[B, T] R(y_≤t + eos) for every position t of every row (the whole row beyond its length), as
+        :func:`~seqrl.rewards.base.token_rewards` reads them; None where only sacrebleu on strings is exact."""
+        if not self._exact:
+            return None
+        refs = self._reference(refs)
+        B, T = hyps.tokens.shape
+        out = torch.zeros(B, T, dtype=torch.float64)
+        strip = {self.vocab.pad, self.vocab.bos}
+        for b, (row, ref) in enumerate(zip(hyps.tokens.tolist(), self._tokens(refs))):
+            n = int(hyps.lengths[b])
+            words, at = [], []  # at[k]: decoded tokens among the first k + 1 ids
+            for i in row[:n]:
+                if i == self.vocab.eos:
+                    break
+                if i not in strip:
+                    words.append(self.vocab.itos[i])
+                at.append(len(words))
+            scores = self._scorer(ref).prefixes(words)
+            factor = self._factor(ref)
+            values = [scores[at[min(k, len(at) - 1)]] * factor if at else 0.0 for k in range(T)]
+            out[b] = torch.tensor(values, dtype=torch.float64)
+        return out.to(hyps.device)
+
+    def extension_scores(self, prefix: Tensor, refs: SequenceBatch | None, candidates: Tensor) -> Tensor | None:
+        """[B, C] R(prefix + w + eos) for every candidate id w of each row (R(prefix + eos) for w = EOS); ``prefix``
+        [B, t] symbols without EOS; None where only sacrebleu on strings is exact."""
+        if not self._exact:
+            return None
+        refs = self._reference(refs)
+        eos, strip = self.vocab.eos, {self.vocab.pad, self.vocab.bos}
+        out = []
+        for ids, cands, ref in zip(prefix.tolist(), candidates.tolist(), self._tokens(refs)):
+            closed = eos in ids  # a finished prefix: every extension is the prefix itself
+            words = [self.vocab.itos[i] for i in (ids[:ids.index(eos)] if closed else ids) if i not in strip]
+            scorer, factor = self._scorer(ref), self._factor(ref)
+            base = scorer.prefixes(words)[-1] if words else 0.0
+            ext = scorer.extensions(words, [self.vocab.itos[w] for w in cands])
+            out.append([(base if closed or w == eos or w in strip else v) * factor for w, v in zip(cands, ext)])
+        return torch.tensor(out, dtype=torch.float64, device=prefix.device)
 
     def corpus_score(self, hyps: SequenceBatch, refs: SequenceBatch) -> float:
         """Corpus BLEU (sacrebleu, 0–100) of the batch: the validation score of the BLEU suites."""
         return corpus_bleu(hyps.to_strings(self.vocab), refs.to_strings(self.vocab))
+
+
+@register_reward("bleu_scaled")
+class ScaledBleuReward(BleuReward):
+    """Sentence BLEU in [0, 1] times the reference's length |y*| (tokens, EOS excluded): [VAML/ERAC] Sec. 6.1's
+    pay-off for every algorithm of its experiments, the authors' ``get_rewards(scale_reward=True)``
+    (``shared/utils.py`` of zihangdai/ERAC-VAML), so that a correct token is worth about 1 whatever the length and
+    Tables 5–6's temperatures (τ = 0.4, 0.05) weigh entropy against it as the paper did. ``corpus_score`` (the
+    validation measure) is plain corpus BLEU."""
+
+    name = "bleu_scaled"
+
+    def __init__(self, vocab: Vocab, smooth_method: str = "exp", scale: float = 0.01,
+                 scale_by: str = "reference_length") -> None:
+        super().__init__(vocab, smooth_method=smooth_method, scale=scale, scale_by=scale_by)
 
 
 @register_reward("rouge")

@@ -1,0 +1,261 @@
+"""Issue #24's verdict table: each claim of the four papers against our runs, paired per seed.
+
+    python benchmarks/verdicts.py --erpo E/results.json --critics C/results.json --ablation A/results.json \
+        --gam G/results.json --control docs/figures/control_quick_results.json
+
+Every argument is optional; the claims of the files given are printed as one Markdown table. A claim "A beats B"
+is read on the differences A − B over the pairs that share a seed (and, in the GAM and control suites, a
+configuration): their mean, a 95% Student t interval over the pairs, the 95% percentile bootstrap interval
+(:mod:`seqrl.bench.stats`; with few pairs it is narrower than the t interval) and the wins. The verdict uses the t
+interval: **reproduced** when it excludes 0 in the paper's direction, **contradicted** when it excludes 0 in the
+other, **not separated** otherwise. DPG Table 1's ratios are read per configuration (motif × features × seed at one
+|D|) against 1. ``--per-seed`` adds each claim's per-pair values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from seqrl.bench.records import RunRecord
+from seqrl.bench.stats import bootstrap_interval, t_interval
+from seqrl.bench.store import read_results
+
+
+@dataclass(frozen=True)
+class Claim:
+    paper: str
+    text: str
+    suite: str
+    """Which results file: erpo, critics, ablation, gam, control."""
+    row: str
+    reference: str
+    metric: str
+    direction: int
+    """+1: the paper has ``row`` above ``reference`` on ``metric``; −1: below."""
+    figure: str
+    """The paper's numbers."""
+    where: Callable[[RunRecord], bool] | None = None
+    """Which records (configurations) the claim reads; None: all."""
+
+
+def _params(**wanted) -> Callable[[RunRecord], bool]:
+    return lambda r: all(r.params.get(k) == v for k, v in wanted.items())
+
+
+ERPO = "ERPO T1"
+CRIT = "VAML/ERAC T1"
+CLAIMS: list[Claim] = [
+    Claim(ERPO, "RAML > MLE", "erpo", "raml", "mle", "bleu", +1, "27.22 vs 26.44 (+0.78)"),
+    Claim(ERPO, "interpolation > MLE", "erpo", "interpolation", "mle", "bleu", +1, "27.82 vs 26.44 (+1.38)"),
+    Claim(ERPO, "interpolation > RAML", "erpo", "interpolation", "raml", "bleu", +1, "27.82 vs 27.22 (+0.60)"),
+    Claim(ERPO, "scheduled sampling > MLE", "erpo", "scheduled_sampling", "mle", "bleu", +1, "26.76 vs 26.44 (+0.32)"),
+    Claim(ERPO, "SPG > MLE", "erpo", "spg", "mle", "bleu", +1, "26.62 vs 26.44 (+0.18)"),
+    Claim(ERPO, "SPG > MLE, equal budget", "erpo", "spg", "mle_continued", "bleu", +1, "(as above)"),
+    Claim(ERPO, "MIXER > MLE", "erpo", "mixer", "mle", "bleu", +1, "26.53 vs 26.44 (+0.09)"),
+    Claim(ERPO, "MIXER > MLE, equal budget", "erpo", "mixer", "mle_continued", "bleu", +1, "(as above)"),
+    Claim(ERPO, "interpolation > scheduled sampling", "erpo", "interpolation", "scheduled_sampling", "bleu", +1,
+          "27.82 vs 26.76 (+1.06)"),
+    Claim(CRIT, "VAML > RAML", "critics", "vaml", "raml", "bleu", +1, "28.84 vs 28.56 (+0.28)"),
+    Claim(CRIT, "ERAC > AC", "critics", "erac", "ac", "bleu", +1, "29.31 vs 29.05 (+0.26)"),
+    Claim(CRIT, "RAML > MLE", "critics", "raml", "mle", "bleu", +1, "28.56 vs 28.06 (+0.50)"),
+    Claim(CRIT, "VAML > MLE", "critics", "vaml", "mle", "bleu", +1, "28.84 vs 28.06 (+0.78)"),
+    Claim(CRIT, "AC > MLE", "critics", "ac", "mle", "bleu", +1, "29.05 vs 28.06 (+0.99)"),
+    Claim(CRIT, "AC > MLE, equal budget", "critics", "ac", "mle_continued", "bleu", +1, "(as above)"),
+    Claim(CRIT, "ERAC > MLE", "critics", "erac", "mle", "bleu", +1, "29.31 vs 28.06 (+1.25)"),
+    Claim(CRIT, "ERAC > MLE, equal budget", "critics", "erac", "mle_continued", "bleu", +1, "(as above)"),
+    Claim("VAML/ERAC T3", "smoothing helps, β = 0.1", "ablation", "erac[beta=0.1,lambda_var=0.001]",
+          "erac[beta=0.1,lambda_var=0]", "bleu", +1, "29.32 vs 28.88 (valid.)"),
+    Claim("VAML/ERAC T3", "smoothing helps, β = 0.001", "ablation", "erac[beta=0.001,lambda_var=0.001]",
+          "erac[beta=0.001,lambda_var=0]", "bleu", +1, "29.41 vs 27.91 (valid.)"),
+    Claim("VAML/ERAC T3", "smoothing helps, β = 1", "ablation", "erac[beta=1,lambda_var=0.001]",
+          "erac[beta=1,lambda_var=0]", "bleu", +1, "27.44 vs 27.38† (valid.)"),
+    Claim("VAML/ERAC T3", "target network helps (β 0.1 > 1)", "ablation", "erac[beta=0.1,lambda_var=0.001]",
+          "erac[beta=1,lambda_var=0.001]", "bleu", +1, "29.32 vs 27.44 (valid.)"),
+    Claim("VAML/ERAC T3", "target network helps (β 0.001 > 1)", "ablation", "erac[beta=0.001,lambda_var=0.001]",
+          "erac[beta=1,lambda_var=0.001]", "bleu", +1, "29.41 vs 27.44 (valid.)"),
+    Claim("VAML/ERAC T4", "ERAC > ERAC w/o future entropy", "critics", "erac", "erac[no future entropy]", "bleu",
+          +1, "28.30 vs 28.06 (+0.24)"),
+    Claim("VAML/ERAC T4", "ERAC w/o future entropy ≈ AC", "critics", "erac[no future entropy]", "ac", "bleu", 0,
+          "28.06 vs 28.04 (+0.02)"),
+    Claim("GDC++ Fig. 3", "GDC++ closer to p than GDC: KL(p‖π)", "control", "gdcpp", "dpg_off", "kl_p_pi", -1,
+          "lower on tasks 1–10", _params(experiment="main")),
+    Claim("GDC++ Fig. 3", "REINFORCE drifts further from a: KL(π‖a)", "control", "reinforce", "gdcpp", "kl_pi_a", +1,
+          "much higher", _params(experiment="main")),
+    Claim("GDC++ Fig. 3", "REINFORCE less diverse: Distinct-1", "control", "reinforce", "gdcpp", "distinct_1", -1,
+          "lower", _params(experiment="main")),
+    Claim("GDC++ Fig. 3", "KL-control between: KL(π‖a) above GDC++", "control", "kl_control", "gdcpp", "kl_pi_a", +1,
+          "between", _params(experiment="main")),
+    Claim("GDC++ Fig. 3", "KL-control between: KL(π‖a) below REINFORCE", "control", "kl_control", "reinforce",
+          "kl_pi_a", -1, "between", _params(experiment="main")),
+    Claim("GDC++ Fig. 4", "GDC++ < GDC in KL(p‖π) at every batch size", "control", "gdcpp", "dpg_off", "kl_p_pi", -1,
+          "every batch size", _params(experiment="sweep")),
+    Claim("GDC++ Fig. 5", "GDC++ lower Var(A)", "control", "gdcpp", "dpg_off", "var_a", -1, "lower",
+          _params(experiment="main")),
+    Claim("GDC++ Fig. 5", "GDC++ lower Var(G)", "control", "gdcpp", "dpg_off", "var_g", -1, "lower",
+          _params(experiment="main")),
+    Claim("DPG T1 (issue)", "GDC++ vs DPG_off, same clipping: CE(T, π)", "gam", "gdcpp", "dpg_off", "ce_test", 0,
+          "—", lambda r: r.params.get("features") != "-"),
+]
+
+DPG_TABLE1 = {500: {"CE dpg/dis": 1.008, "CE dpg/r": 0.76, "CE dpg/H": 1.18, "mtf dpg/r": 281.51},
+              1000: {"CE dpg/dis": 1.014, "CE dpg/r": 0.762, "CE dpg/H": 1.178, "mtf dpg/r": 240.40},
+              5000: {"CE dpg/dis": 1.019, "CE dpg/r": 0.865, "CE dpg/H": 1.059, "mtf dpg/r": 34.73}}
+"""[DPG] Table 1 (means over 12 configurations per |D|); 2000 is not in it."""
+
+
+def paired(records: list[RunRecord], claim: Claim) -> list[float]:
+    """``row − reference`` per pair (same seed, same configuration) on the claim's metric."""
+    chosen = [r for r in records if claim.where is None or claim.where(r)]
+    pairs: list[float] = []
+    for r in chosen:
+        if r.algorithm != claim.row or claim.metric not in r.metrics:
+            continue
+        for ref in chosen:
+            if ref.algorithm == claim.reference and ref.seed == r.seed and claim.metric in ref.metrics and \
+                    all(ref.params.get(k) == v for k, v in r.params.items() if k in ref.params and v != "-"
+                        and ref.params.get(k) != "-"):
+                pairs.append(float(r.metrics[claim.metric]) - float(ref.metrics[claim.metric]))
+                break
+    return pairs
+
+
+def verdict(lo: float, hi: float, direction: int) -> str:
+    if math.isnan(lo):
+        return "—"
+    if direction == 0:
+        return "not separated (as claimed)" if lo <= 0 <= hi else "**separated** (paper: a tie)"
+    if (direction > 0 and lo > 0) or (direction < 0 and hi < 0):
+        return "**reproduced**"
+    if (direction > 0 and hi < 0) or (direction < 0 and lo > 0):
+        return "**contradicted**"
+    return "not separated"
+
+
+def summary(records: list[RunRecord], name: str, metric: str, where=None) -> str:
+    vals = [float(r.metrics[metric]) for r in records if r.algorithm == name and metric in r.metrics
+            and (where is None or where(r))]
+    if not vals:
+        return "—"
+    sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
+    return f"{statistics.fmean(vals):.3g} ± {sd:.2g}"
+
+
+def claim_row(records: list[RunRecord], claim: Claim, per_seed: bool) -> list[str] | None:
+    d = paired(records, claim)
+    if not d:
+        return None
+    t_lo, t_hi = t_interval(d)
+    b_lo, b_hi = bootstrap_interval(d)
+    better = sum(x * claim.direction > 0 for x in d) if claim.direction else sum(x > 0 for x in d)
+    ours = f"{summary(records, claim.row, claim.metric, claim.where)} vs " \
+           f"{summary(records, claim.reference, claim.metric, claim.where)}"
+    cells = [claim.paper, f"{claim.text} ({claim.row} − {claim.reference}, {claim.metric})", claim.figure, ours,
+             f"{statistics.fmean(d):+.3g}", f"[{t_lo:+.3g}, {t_hi:+.3g}]", f"[{b_lo:+.3g}, {b_hi:+.3g}]",
+             f"{better}/{len(d)}", verdict(t_lo, t_hi, claim.direction)]
+    if per_seed:
+        cells.append(", ".join(f"{x:+.2f}" for x in d))
+    return cells
+
+
+def gam_rows(records: list[RunRecord], dpg: str = "dpg_off", dis: str = "distill") -> list[list[str]]:
+    """[DPG] Table 1's ratios per |D| over the configurations (motif × features × seed), with intervals."""
+    key = lambda r: (r.params["motif"], r.params["features"], r.seed, r.params["dataset_size"])  # noqa: E731
+    by = {a: {key(r): r.metrics for r in records if r.algorithm == a} for a in (dpg, dis)}
+    rows = []
+    for size in sorted({r.params["dataset_size"] for r in records}):
+        keys = [k for k in by[dpg] if k[3] == size and k in by[dis]]
+        if not keys:
+            continue
+        P, S = by[dpg], by[dis]
+        ratios = {
+            "CE dpg/dis": ([P[k]["ce_test"] / S[k]["ce_test"] for k in keys], -1),
+            "CE dpg/r": ([P[k]["ce_test"] / P[k]["ce_r"] for k in keys], -1),
+            "CE dis/r": ([S[k]["ce_test"] / S[k]["ce_r"] for k in keys], -1),
+            "CE dpg/H": ([P[k]["ce_test"] / P[k]["h_true"] for k in keys], 0),
+            "mtf dpg/r": ([max(P[k]["motif_freq"], 1e-6) / max(P[k]["motif_freq_r"], 1e-6) for k in keys], +1),
+        }
+        for name, (vals, direction) in ratios.items():
+            lo, hi = t_interval(vals)
+            b_lo, b_hi = bootstrap_interval(vals)
+            paper = DPG_TABLE1.get(size, {}).get(name)
+            below = sum(v < 1 for v in vals)
+            if direction == 0:
+                text = "—"
+            else:
+                text = verdict(lo - 1, hi - 1, direction)
+            rows.append([f"DPG T1 |D|={size}", f"{name} vs 1", f"{paper:.4g}" if paper else "(not in Table 1)",
+                         f"{statistics.fmean(vals):.4g} (n={len(vals)})", f"{statistics.fmean(vals) - 1:+.3g}",
+                         f"[{lo:.4g}, {hi:.4g}]", f"[{b_lo:.4g}, {b_hi:.4g}]", f"{below}/{len(vals)} < 1", text])
+    return rows
+
+
+ROW_METRICS = ("bleu", "exposure_drop", "length_ratio", "steps", "best_step", "critic_steps", "critic_valid",
+               "wall_s", "critic_wall_s")
+
+
+def row_summary(path: Path) -> str:
+    """Per row of a seq2seq run: mean ± sd of its metrics over seeds, the seeds whose checkpoint is the start
+    (fine-tuning never beat it on validation), and interpolation's final λ (from ``seq2seq_curves.json``)."""
+    import json
+
+    records = read_results(path)["records"]
+    header = ["row", "seeds", *ROW_METRICS, "kept start"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for algo in dict.fromkeys(r.algorithm for r in records):
+        rs = [r for r in records if r.algorithm == algo]
+        cells = [algo, str(len(rs))]
+        for m in ROW_METRICS:
+            vals = [float(r.metrics[m]) for r in rs if m in r.metrics]
+            cells.append(f"{statistics.fmean(vals):.4g} ± {statistics.stdev(vals):.2g}" if len(vals) > 1 else
+                         (f"{vals[0]:.4g}" if vals else "—"))
+        cells.append(str(sum(r.metrics.get("best_step", -1) == 0 for r in rs)))
+        lines.append("| " + " | ".join(cells) + " |")
+    curves = path.parent / "seq2seq_curves.json"
+    if curves.exists():
+        finals = [c["points"][-1] for c in json.loads(curves.read_text())
+                  if c["algorithm"] == "interpolation" and c["points"]]
+        if finals:
+            lam = [tuple(p.get(f"lambda{i}", math.nan) for i in (1, 2, 3)) for p in finals]
+            lines.append("\ninterpolation's λ at its last evaluation, per seed: "
+                         + "; ".join("(" + ", ".join(f"{x:.2f}" for x in t) + ")" for t in lam))
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    for suite in ("erpo", "critics", "ablation", "gam", "control"):
+        parser.add_argument(f"--{suite}", type=Path, help=f"results.json of the {suite} run")
+    parser.add_argument("--per-seed", action="store_true", help="add each claim's per-pair differences")
+    parser.add_argument("--rows", type=Path, action="append", default=[],
+                        help="also print a seq2seq run's per-row summary (repeatable)")
+    args = parser.parse_args()
+    for path in args.rows:
+        print(f"{path}:\n{row_summary(path)}\n")
+    header = ["paper", "claim (row − reference, metric)", "paper's figure", "ours: row vs reference (mean ± sd)",
+              "Δ mean", "95% t CI", "95% bootstrap CI", "in the paper's direction", "verdict"]
+    if args.per_seed:
+        header.append("per pair")
+    rows: list[list[str]] = []
+    for suite in ("erpo", "critics", "ablation", "control", "gam"):
+        path = getattr(args, suite)
+        if path is None:
+            continue
+        records = sorted(read_results(path)["records"], key=lambda r: r.seed)
+        for claim in CLAIMS:
+            if claim.suite == suite and (row := claim_row(records, claim, args.per_seed)) is not None:
+                rows.append(row)
+        if suite == "gam":
+            rows += [r + ([""] if args.per_seed else []) for r in gam_rows(records)]
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+
+
+if __name__ == "__main__":
+    main()
