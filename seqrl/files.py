@@ -133,7 +133,9 @@ def load_tensors(path: str | Path, what: str = "file") -> Any:
         size = path.stat().st_size
         raise UnsafeFileError(f"{path}: not a readable {what} ({size} bytes; corrupt or truncated: "
                               f"{reason[0] if reason else 'unpickling failed'})") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as err:
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, IndexError, KeyError, TypeError,
+            AttributeError) as err:  # torch's unpickler stumbles on foreign bytes in many ways (IndexError on
+        # a text file): all are "not a readable file", none may become a traceback
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
         size = path.stat().st_size
         raise UnsafeFileError(f"{path}: not a readable {what} ({size} bytes; corrupt or truncated: {first})") \

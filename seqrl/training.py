@@ -322,6 +322,9 @@ class _Run:
         if self.ranking is not None and saved["ranking"] is not None:
             self.ranking.load_state_dict(saved["ranking"])
         loop = saved["loop"]
+        for key in ("step", "epoch"):  # a hand-edited state must not start the loop before step 0
+            if type(loop.get(key)) is not int or loop[key] < 0:
+                raise ValueError(f"resume: {path} records {key}={loop.get(key)!r}; expected an integer ≥ 0")
         self.state.step, self.state.epoch = loop["step"], loop["epoch"]
         self.state.history, self.state.metrics = loop["history"], loop["metrics"]
         self.stream.restore(saved["position"])
@@ -399,6 +402,9 @@ def _prepare(algorithm: Any, train: SequenceBatch | None, valid: SequenceBatch |
     if not world().main:  # several processes: rank 0 alone writes outputs and shows progress
         config = replace(config, checkpoint=None, log_dir=None, tensorboard_dir=None, progress=False)
     device = resolve_device(config.device)
+    if any(p.is_meta for p in algorithm.parameters()):  # torch would fail in .to() with a NotImplementedError
+        raise ValueError("fit: the algorithm's modules have parameters on the 'meta' device (shapes without "
+                         "values); materialize them (e.g. Module.to_empty, then load weights) before training")
     generator = seed_everything(config.seed)  # the data order: one stream, the same on every rank
     algorithm.to(device).train()
     processes = world()

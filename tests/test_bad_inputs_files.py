@@ -578,3 +578,37 @@ def test_what_the_second_probe_found_is_refused_before_compute(binary_vocab, tmp
     (tmp_path / "deep.jsonl").write_text("[" * 100_000 + "]" * 100_000 + "\n")
     with pytest.raises(ValueError, match="deep.jsonl:1: JSON nested too deeply"):
         read_prompt_texts(tmp_path / "deep.jsonl")
+
+
+def test_what_the_third_probe_found_is_one_line(binary_vocab, tmp_path):
+    """A text file given as a checkpoint (torch's unpickler raised IndexError on it), a hand-edited state whose step
+    is negative, a policy whose parameters are on the meta device, and a results.json whose suite was changed."""
+    from seqrl.bench.report import rebuild_report
+    from seqrl.checkpoint import save_training_state
+    from seqrl.files import load_tensors
+
+    passwd = tmp_path / "policy.pt"
+    passwd.write_text("root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n")
+    with pytest.raises(UnsafeFileError, match="policy.pt: not a readable policy checkpoint"):
+        load_checkpoint(passwd)
+
+    data = tiny_data(binary_vocab)
+    algo, config = _state_run(binary_vocab, tmp_path, data)
+    fit(algo, data, config=config)
+    state = load_tensors(tmp_path / "state.pt")
+    state["loop"]["step"] = -3
+    save_training_state(tmp_path / "state.pt", state)
+    algo, _ = _state_run(binary_vocab, tmp_path, data)
+    with pytest.raises(ValueError, match="records step=-3; expected an integer ≥ 0"):
+        fit(algo, data, config=config, resume_from=tmp_path / "state.pt")
+
+    with torch.device("meta"):
+        on_meta = make_policy("lstm", binary_vocab, 3, hidden_size=4)
+    with pytest.raises(ValueError, match="parameters on the 'meta' device"):
+        fit(make_algorithm("mle", on_meta), data, config=FitConfig(max_steps=1, **FAST))
+
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "results.json").write_text(json.dumps({"suite": "control", "runs": [
+        {"algorithm": "mle", "seed": 0, "params": {"task": "toy_translation"}, "metrics": {"bleu": 1.0}}]}))
+    with pytest.raises(ValueError, match="suite 'control' finds none of its runs among the file's 1 record"):
+        rebuild_report(tmp_path / "b", echo=lambda _: None)

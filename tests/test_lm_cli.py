@@ -178,3 +178,40 @@ def test_reinforce_on_prompts_refuses_a_reward_that_needs_references(setting, ca
                  "--steps", "1", "--no-progress", "--policy-set", f"max_len={MAX_LEN}"])
     err = capsys.readouterr().err
     assert code == 2 and "has no references, and its reward 'bleu' needs them" in err, err
+
+
+def test_a_model_folder_whose_weights_would_run_code_is_refused_in_one_line(setting, tmp_path, capsys):
+    """A pytorch_model.bin holding a pickle that calls a function is refused by name, with nothing run."""
+    import shutil
+
+    start, prompts = setting
+    planted, marker = tmp_path / "planted", tmp_path / "ran"
+    shutil.copytree(start, planted)
+    for weights in planted.glob("*.safetensors"):
+        weights.unlink()
+
+    class Payload:
+        def __reduce__(self):
+            return (exec, (f"open({str(marker)!r}, 'w').write('x')",))
+
+    torch.save({"transformer.wte.weight": Payload()}, planted / "pytorch_model.bin")
+    code = main(["train", "kl_control", "--model", str(planted), "--prompts", str(prompts), "--reward",
+                 "test_lm_cli:has_a", "--steps", "1", "--no-progress", "--policy-set", f"max_len={MAX_LEN}"])
+    err = capsys.readouterr().err
+    assert code == 2 and "a pickle that would run code, refused" in err and err.count("\n") == 1, err
+    assert not marker.exists()
+
+
+def test_lora_settings_peft_refuses_are_one_line_and_gpt2s_conv1d_note_is_silent(setting, capsys, monkeypatch):
+    import warnings
+
+    start, prompts = setting
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        code = main(["train", "kl_control", "--model", str(start), "--prompts", str(prompts), "--reward",
+                     "test_lm_cli:has_a", "--steps", "1", "--no-progress", "--policy-set", f"max_len={MAX_LEN}",
+                     "--policy-set", 'lora={"r": 0}'])
+    err = capsys.readouterr().err
+    assert code == 2 and "`r` should be a positive integer" in err and err.count("\n") == 1, err
+    assert not [w for w in caught if "fan_in_fan_out" in str(w.message)]

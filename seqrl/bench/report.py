@@ -104,6 +104,9 @@ def _rebuild(folder: Path, out: str | Path | None, echo: Callable[[str], None]) 
     if curves is not None and isinstance(getattr(suite, "curves", None), list):
         suite.curves[:] = curves  # type: ignore[attr-defined]
     text = suite.report(records)
+    if not text.strip():  # e.g. a results.json whose "suite" was changed: its runs are not this suite's
+        raise ValueError(f"{path}: suite {name!r} finds none of its runs among the file's {len(records)} "
+                         f"record(s); the file names the wrong suite or is damaged")
     echo(text)
     target = Path(out) if out is not None else folder
     target.mkdir(parents=True, exist_ok=True)

@@ -4,6 +4,7 @@ trained on ``--prompts``, written back with ``save_pretrained`` to ``OUT/model``
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 from typing import Any
 
@@ -117,10 +118,14 @@ def load_model(directory: Path, settings: dict[str, Any]) -> Any:
     except MissingExtraError:
         raise
     except Exception as err:  # noqa: BLE001 — transformers, safetensors and torch raise many kinds
-        lines = str(err).strip().splitlines()
-        raise UsageError(f"--model {str(directory)!r} does not load with --policy-set "
-                         f"{', '.join(f'{k}={v}' for k, v in settings.items())}: {type(err).__name__}: "
-                         f"{lines[0] if lines else ''}") from None
+        lines = [line.strip() for line in str(err).strip().splitlines()]
+        unsafe = next((line for line in lines if "Unsupported global" in line), None)
+        reason = (f"its weights are a pickle that would run code, refused ({unsafe.split('. ')[0]})" if unsafe
+                  else f"{type(err).__name__}: {lines[0] if lines else ''}")
+        reason = re.sub(r"\x1b\[[0-9;]*m", "", reason)  # torch colours its warning; one plain line here
+        given = ", ".join(f"{k}={v}" for k, v in settings.items())
+        raise UsageError(f"--model {str(directory)!r} does not load"
+                         f"{f' with --policy-set {given}' if given else ''}: {reason}") from None
 
 
 def save_model(policy: Any, out: Path) -> Path:

@@ -65,6 +65,8 @@ def apply_lora(model: nn.Module, lora: LoraSpec) -> nn.Module:
                         f"{type(lora).__name__}")
     with warnings.catch_warnings():  # peft (≤ 0.21) asks transformers ≥ 5.2 a question it has renamed: not ours
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        # GPT-2's Conv1D stores weights transposed; peft notices, sets fan_in_fan_out itself and says so
+        warnings.filterwarnings("ignore", message=".*fan_in_fan_out.*", category=UserWarning)
         return peft.get_peft_model(model, config)
 
 
