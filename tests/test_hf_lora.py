@@ -119,6 +119,7 @@ def test_lora_memory_no_second_copy(lm_dir):
     assert 0 <= extra < 100, extra
 
 
+@pytest.mark.filterwarnings("ignore:.*is_gradient_checkpointing:FutureWarning")  # peft's own loader, called here
 def test_save_pretrained_merged_loads_without_peft(policy, space, tmp_path):
     out = policy.eval().save_pretrained(tmp_path / "merged")
     model = transformers.AutoModelForCausalLM.from_pretrained(out, local_files_only=True)

@@ -63,11 +63,18 @@ def apply_lora(model: nn.Module, lora: LoraSpec) -> nn.Module:
     else:
         raise TypeError(f"lora= takes True, a dict of peft.LoraConfig settings or a LoraConfig, got "
                         f"{type(lora).__name__}")
-    with warnings.catch_warnings():  # peft (≤ 0.21) asks transformers ≥ 5.2 a question it has renamed: not ours
+    with quiet_peft():
+        return peft.get_peft_model(model, config)
+
+
+@contextmanager
+def quiet_peft() -> Iterator[None]:
+    """Silence what peft says that is not the user's to act on."""
+    with warnings.catch_warnings():  # peft (≤ 0.21) asks transformers ≥ 5.2 a question it has renamed
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
         # GPT-2's Conv1D stores weights transposed; peft notices, sets fan_in_fan_out itself and says so
         warnings.filterwarnings("ignore", message=".*fan_in_fan_out.*", category=UserWarning)
-        return peft.get_peft_model(model, config)
+        yield
 
 
 def lora_settings(model: Any) -> dict[str, Any]:
@@ -181,5 +188,6 @@ def ignore_frozen_adapters(module: nn.Module, incompatible: Any) -> None:
 def save_merged(model: Any, adapter: str, directory: Path) -> None:
     """The base model with ``adapter`` merged into its weights, written by ``save_pretrained`` (from a copy: the
     live model keeps its adapters)."""
-    merged = copy.deepcopy(model).merge_and_unload(adapter_names=[adapter])
-    merged.save_pretrained(directory)
+    with quiet_peft():
+        merged = copy.deepcopy(model).merge_and_unload(adapter_names=[adapter])
+        merged.save_pretrained(directory)
