@@ -105,14 +105,16 @@ def test_kl_control_with_the_defaults_reaches_each_prompts_optimum(setting, tmp_
         assert math.isclose(float(log_pi.exp().sum()), 1.0, abs_tol=1e-6)
         kls.append(kl(log_pi, log_target))
         starts.append(kl(log_a, log_target))
-    assert sum(starts) / 3 > 0.25 and sum(kls) / 3 < 0.05, (starts, kls)
+    assert sum(starts) / 3 > 0.25 and sum(kls) / 3 < 0.02, (starts, kls)  # measured 0.009
 
 
 @pytest.mark.parametrize("algorithm", ["gdcpp", "cdpg"])
-def test_gdcpp_and_cdpg_reach_each_prompts_constrained_target(setting, tmp_path, capsys, monkeypatch, algorithm):
+def test_gdcpp_and_cdpg_move_each_prompt_close_to_its_constrained_target(setting, tmp_path, capsys, monkeypatch,
+                                                                         algorithm):
     start, prompts = setting
     seqrl_train(capsys, monkeypatch, algorithm, "--model", start, "--prompts", prompts, "--scorer",
                 "test_lm_cli:has_a", "--steps", 150, "--lr", 3e-3, "--out", tmp_path)
+    # Not the defaults (lr 1e-4 is GPT-2's): a stated budget that takes KL(p_x‖π) from > 1 to 0.016–0.028.
     kls, starts = [], []
     for log_a, log_pi, has in per_prompt(start, tmp_path / "model"):
         log_target = torch.where(has > 0, log_a, torch.full_like(log_a, -math.inf))

@@ -87,7 +87,7 @@ def test_exact_targets_have_one_normalizer_per_prompt(setting):
 
 @pytest.mark.parametrize("name, settings", [("cdpg", {}), ("cdpg", {"baseline": True}), ("gdcpp", {})])
 def test_distribution_matching_reaches_every_prompts_target(setting, name, settings):
-    """KL(p_x‖π(·|x)) by enumeration, mean over 3 prompts: from ≈ 0.45 to < 0.05 in 60 steps of 96 completions
+    """KL(p_x‖π(·|x)) by enumeration, mean over 3 prompts: from ≈ 0.45 to < 0.02 in 60 steps of 96 completions
     (measured: cdpg 0.012, cdpg with the baseline 0.0005, gdcpp 0.0003)."""
     a, potential, space = setting
     targets = exact.conditional_targets(potential.log_potential, space, PROMPTS)
@@ -102,7 +102,7 @@ def test_distribution_matching_reaches_every_prompts_target(setting, name, setti
     before = mean_kl()
     fit(algo, None, config=FitConfig(max_steps=60, **FAST))
     after = mean_kl()
-    assert before > 0.3 and after < 0.05, (before, after)
+    assert before > 0.3 and after < 0.02, (before, after)
     assert algo.episodes >= 60 * 96
 
 
