@@ -226,11 +226,30 @@ def row_summary(path: Path) -> str:
     return "\n".join(lines)
 
 
+def brevity_penalty(length_ratio: float) -> float:
+    """BLEU's brevity penalty at a corpus length ratio c/r (Papineni et al. 2002): exp(min(0, 1 − 1/ratio))."""
+    return math.exp(min(0.0, 1.0 - 1.0 / length_ratio))
+
+
+def without_brevity_penalty(records: list[RunRecord]) -> list[RunRecord]:
+    """The records with ``bleu`` divided by its brevity penalty (the n-gram precisions' part of BLEU): a claim
+    that turns on this metric turned on output length, not on which tokens were emitted."""
+    out = []
+    for r in records:
+        metrics = dict(r.metrics)
+        if "bleu" in metrics and metrics.get("length_ratio"):
+            metrics["bleu"] = metrics["bleu"] / brevity_penalty(float(metrics["length_ratio"]))
+        out.append(RunRecord(r.algorithm, r.seed, r.params, metrics))
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     for suite in ("erpo", "critics", "ablation", "gam", "control"):
         parser.add_argument(f"--{suite}", type=Path, help=f"results.json of the {suite} run")
     parser.add_argument("--per-seed", action="store_true", help="add each claim's per-pair differences")
+    parser.add_argument("--no-brevity-penalty", action="store_true",
+                        help="read BLEU claims on BLEU divided by its brevity penalty (n-gram precisions only)")
     parser.add_argument("--rows", type=Path, action="append", default=[],
                         help="also print a seq2seq run's per-row summary (repeatable)")
     args = parser.parse_args()
@@ -246,6 +265,8 @@ def main() -> None:
         if path is None:
             continue
         records = sorted(read_results(path)["records"], key=lambda r: r.seed)
+        if args.no_brevity_penalty:
+            records = without_brevity_penalty(records)
         for claim in CLAIMS:
             if claim.suite == suite and (row := claim_row(records, claim, args.per_seed)) is not None:
                 rows.append(row)
