@@ -9,7 +9,9 @@ configuration): their mean, a 95% Student t interval over the pairs, the 95% per
 (:mod:`seqrl.bench.stats`; with few pairs it is narrower than the t interval) and the wins. The verdict uses the t
 interval: **reproduced** when it excludes 0 in the paper's direction, **contradicted** when it excludes 0 in the
 other, **not separated** otherwise. DPG Table 1's ratios are read per configuration (motif × features × seed at one
-|D|) against 1. ``--per-seed`` adds each claim's per-pair values.
+|D|) against 1. ``--per-seed`` adds each claim's per-pair values. ``--erpo-other E2/results.json`` (and
+``--critics-other``, ``--ablation-other``) prints instead the replication table: each claim on the documented seeds
+beside the same claim on other seeds, and whether they agree.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from seqrl.bench.records import RunRecord
-from seqrl.bench.stats import bootstrap_interval, t_interval
+from seqrl.bench.stats import bootstrap_interval, t_interval, t_quantile_975
 from seqrl.bench.store import read_results
 
 
@@ -226,6 +228,49 @@ def row_summary(path: Path) -> str:
     return "\n".join(lines)
 
 
+def welch_interval(a: list[float], b: list[float]) -> tuple[float, float]:
+    """95% Welch interval of mean(b) − mean(a) for two independent samples (Welch–Satterthwaite degrees of
+    freedom, rounded down: the wider, conservative quantile)."""
+    va, vb = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
+    diff = statistics.fmean(b) - statistics.fmean(a)
+    if va + vb == 0:
+        return diff, diff
+    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    half = t_quantile_975(max(1, math.floor(df))) * math.sqrt(va + vb)
+    return diff - half, diff + half
+
+
+def replication_row(first: list[RunRecord], other: list[RunRecord], claim: Claim) -> list[str] | None:
+    """A claim read on the documented seeds and on other seeds: each one's paired mean, t interval and verdict,
+    whether the verdicts are the same, and whether the Welch interval of the two means' difference covers 0 (the
+    other seeds do not measure a different effect; fewer seeds may still leave a verdict unreached)."""
+    d1, d2 = paired(first, claim), paired(other, claim)
+    if len(d1) < 2 or len(d2) < 2:
+        return None
+    cells = [claim.paper, f"{claim.text} ({claim.row} − {claim.reference}, {claim.metric})"]
+    for d in (d1, d2):
+        lo, hi = t_interval(d)
+        cells += [f"{statistics.fmean(d):+.3g} [{lo:+.3g}, {hi:+.3g}] (n={len(d)})", verdict(lo, hi, claim.direction)]
+    w_lo, w_hi = welch_interval(d1, d2)
+    same = verdict(*t_interval(d1), claim.direction) == verdict(*t_interval(d2), claim.direction)
+    cells += [f"[{w_lo:+.3g}, {w_hi:+.3g}]", "yes" if same else "**no**", "yes" if w_lo <= 0 <= w_hi else "**no**"]
+    return cells
+
+
+def replication_table(pairs: list[tuple[str, Path, Path]]) -> str:
+    """The replication table over (suite, documented results, other seeds' results)."""
+    header = ["paper", "claim (row − reference, metric)", "documented seeds: Δ [95% t CI]", "verdict",
+              "other seeds: Δ [95% t CI]", "verdict", "other − documented (95% Welch CI)",
+              "same verdict", "Welch CI covers 0"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for suite, first_path, other_path in pairs:
+        first, other = read_results(first_path)["records"], read_results(other_path)["records"]
+        for claim in CLAIMS:
+            if claim.suite == suite and (row := replication_row(first, other, claim)) is not None:
+                lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
 def brevity_penalty(length_ratio: float) -> float:
     """BLEU's brevity penalty at a corpus length ratio c/r (Papineni et al. 2002): exp(min(0, 1 − 1/ratio))."""
     return math.exp(min(0.0, 1.0 - 1.0 / length_ratio))
@@ -250,11 +295,21 @@ def main() -> None:
     parser.add_argument("--per-seed", action="store_true", help="add each claim's per-pair differences")
     parser.add_argument("--no-brevity-penalty", action="store_true",
                         help="read BLEU claims on BLEU divided by its brevity penalty (n-gram precisions only)")
+    for suite in ("erpo", "critics", "ablation"):
+        parser.add_argument(f"--{suite}-other", type=Path,
+                            help=f"results.json of the {suite} run on other seeds: print the replication table")
     parser.add_argument("--rows", type=Path, action="append", default=[],
                         help="also print a seq2seq run's per-row summary (repeatable)")
     args = parser.parse_args()
     for path in args.rows:
         print(f"{path}:\n{row_summary(path)}\n")
+    replications = [(suite, getattr(args, suite), getattr(args, f"{suite}_other")) for suite in
+                    ("erpo", "critics", "ablation") if getattr(args, f"{suite}_other") is not None]
+    if replications:
+        if any(first is None for _, first, _ in replications):
+            parser.error("--SUITE-other needs --SUITE (the documented run) beside it")
+        print(replication_table(replications))
+        return
     header = ["paper", "claim (row − reference, metric)", "paper's figure", "ours: row vs reference (mean ± sd)",
               "Δ mean", "95% t CI", "95% bootstrap CI", "in the paper's direction", "verdict"]
     if args.per_seed:
