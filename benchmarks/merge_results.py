@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 
 from seqrl.bench.store import read_results, write_plots, write_results
@@ -23,9 +24,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dirs", nargs="+", type=Path, help="output folders of `seqrl bench` runs")
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--algos", help="comma-separated algorithms to keep from every folder (default: all)")
+    parser.add_argument("--algos", help="comma-separated algorithms (row labels) to keep from every folder "
+                        "(default: all)")
     args = parser.parse_args()
-    keep = set(args.algos.split(",")) if args.algos else None
+    # a row label may hold commas inside its brackets (erac[beta=0.1,lambda_var=0]): split outside them only
+    keep = set(re.split(r",(?![^\[]*\])", args.algos)) if args.algos else None
     payloads = [read_results(d / "results.json") for d in args.dirs]  # null metrics back to NaN
     suites = {p["suite"] for p in payloads}
     if len(suites) != 1:

@@ -17,6 +17,7 @@ beside the same claim on other seeds, and whether they agree.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import statistics
 from collections.abc import Callable
@@ -70,16 +71,35 @@ CLAIMS: list[Claim] = [
     Claim(CRIT, "AC > MLE, equal budget", "critics", "ac", "mle_continued", "bleu", +1, "(as above)"),
     Claim(CRIT, "ERAC > MLE", "critics", "erac", "mle", "bleu", +1, "29.31 vs 28.06 (+1.25)"),
     Claim(CRIT, "ERAC > MLE, equal budget", "critics", "erac", "mle_continued", "bleu", +1, "(as above)"),
-    Claim("VAML/ERAC T3", "smoothing helps, β = 0.1", "ablation", "erac[beta=0.1,lambda_var=0.001]",
-          "erac[beta=0.1,lambda_var=0]", "bleu", +1, "29.32 vs 28.88 (valid.)"),
     Claim("VAML/ERAC T3", "smoothing helps, β = 0.001", "ablation", "erac[beta=0.001,lambda_var=0.001]",
           "erac[beta=0.001,lambda_var=0]", "bleu", +1, "29.41 vs 27.91 (valid.)"),
+    Claim("VAML/ERAC T3", "smoothing helps, β = 0.01", "ablation", "erac[beta=0.01,lambda_var=0.001]",
+          "erac[beta=0.01,lambda_var=0]", "bleu", +1, "29.26 vs 26.27† (valid.)"),
+    Claim("VAML/ERAC T3", "smoothing helps, β = 0.1", "ablation", "erac[beta=0.1,lambda_var=0.001]",
+          "erac[beta=0.1,lambda_var=0]", "bleu", +1, "29.32 vs 28.88 (valid.)"),
     Claim("VAML/ERAC T3", "smoothing helps, β = 1", "ablation", "erac[beta=1,lambda_var=0.001]",
           "erac[beta=1,lambda_var=0]", "bleu", +1, "27.44 vs 27.38† (valid.)"),
-    Claim("VAML/ERAC T3", "target network helps (β 0.1 > 1)", "ablation", "erac[beta=0.1,lambda_var=0.001]",
-          "erac[beta=1,lambda_var=0.001]", "bleu", +1, "29.32 vs 27.44 (valid.)"),
     Claim("VAML/ERAC T3", "target network helps (β 0.001 > 1)", "ablation", "erac[beta=0.001,lambda_var=0.001]",
           "erac[beta=1,lambda_var=0.001]", "bleu", +1, "29.41 vs 27.44 (valid.)"),
+    Claim("VAML/ERAC T3", "target network helps (β 0.01 > 1)", "ablation", "erac[beta=0.01,lambda_var=0.001]",
+          "erac[beta=1,lambda_var=0.001]", "bleu", +1, "29.26 vs 27.44 (valid.)"),
+    Claim("VAML/ERAC T3", "target network helps (β 0.1 > 1)", "ablation", "erac[beta=0.1,lambda_var=0.001]",
+          "erac[beta=1,lambda_var=0.001]", "bleu", +1, "29.32 vs 27.44 (valid.)"),
+    Claim("VAML/ERAC §6.4", "the target network keeps training from diverging (β 0.1 vs 1)", "ablation",
+          "erac[beta=0.1,lambda_var=0.001]", "erac[beta=1,lambda_var=0.001]", "valid_fall", -1,
+          "β = 1 under MLE (27.44 vs 28.1)"),
+    Claim("VAML/ERAC §6.4", "the target network keeps training from diverging (β 0.01 vs 1)", "ablation",
+          "erac[beta=0.01,lambda_var=0.001]", "erac[beta=1,lambda_var=0.001]", "valid_fall", -1,
+          "β = 1 under MLE (27.44 vs 28.1)"),
+    Claim("VAML/ERAC §6.4", "the target network keeps training from diverging (β 0.001 vs 1)", "ablation",
+          "erac[beta=0.001,lambda_var=0.001]", "erac[beta=1,lambda_var=0.001]", "valid_fall", -1,
+          "β = 1 under MLE (27.44 vs 28.1)"),
+    Claim("VAML/ERAC §6.4", "smoothing keeps training from diverging (β = 0.01)", "ablation",
+          "erac[beta=0.01,lambda_var=0.001]", "erac[beta=0.01,lambda_var=0]", "valid_fall", -1,
+          "λ_var = 0 'often diverges'"),
+    Claim("VAML/ERAC §6.4", "smoothing keeps training from diverging (β = 1)", "ablation",
+          "erac[beta=1,lambda_var=0.001]", "erac[beta=1,lambda_var=0]", "valid_fall", -1,
+          "λ_var = 0 'often diverges'"),
     Claim("VAML/ERAC T4", "ERAC > ERAC w/o future entropy", "critics", "erac", "erac[no future entropy]", "bleu",
           +1, "28.30 vs 28.06 (+0.24)"),
     Claim("VAML/ERAC T4", "ERAC w/o future entropy ≈ AC", "critics", "erac[no future entropy]", "ac", "bleu", 0,
@@ -196,17 +216,42 @@ def gam_rows(records: list[RunRecord], dpg: str = "dpg_off", dis: str = "distill
     return rows
 
 
-ROW_METRICS = ("bleu", "exposure_drop", "length_ratio", "steps", "best_step", "critic_steps", "critic_valid",
+def curves_beside(results: Path) -> Path | None:
+    """The seq2seq curves of a results file: ``seq2seq_curves.json`` in a run's folder, or ``NAME_curves.json``
+    beside ``NAME_results.json`` (docs/figures)."""
+    for candidate in (results.with_name(results.name.replace("_results.json", "_curves.json")),
+                      results.parent / "seq2seq_curves.json"):
+        if candidate != results and candidate.exists():
+            return candidate
+    return None
+
+
+def with_falls(records: list[RunRecord], curves: Path | None) -> list[RunRecord]:
+    """The records with ``valid_fall``: how far a fine-tuning row's validation BLEU fell below its start at its
+    worst evaluation (start − min), the divergence [VAML/ERAC] §6.4 speaks of; the returned checkpoint, chosen
+    on validation BLEU, hides it from the test score."""
+    if curves is None:
+        return records
+    falls = {}
+    for curve in json.loads(curves.read_text()):
+        points = [p["valid_bleu"] for p in curve["points"] if "valid_bleu" in p]
+        if points and not curve.get("from_scratch") and not curve["algorithm"].endswith("_critic"):
+            falls[(curve["algorithm"], curve["seed"])] = points[0] - min(points)
+    return [RunRecord(r.algorithm, r.seed, r.params,
+                      {**r.metrics, "valid_fall": falls[(r.algorithm, r.seed)]} if (r.algorithm, r.seed) in falls
+                      else r.metrics) for r in records]
+
+
+ROW_METRICS = ("bleu", "exposure_drop", "length_ratio", "steps", "best_step", "valid_fall", "critic_steps",
+               "critic_valid",
                "wall_s", "critic_wall_s")
 
 
 def row_summary(path: Path) -> str:
     """Per row of a seq2seq run: mean ± sd of its metrics over seeds, the seeds whose checkpoint is the start
     (fine-tuning never beat it on validation), and interpolation's final λ (from ``seq2seq_curves.json``)."""
-    import json
-
-    records = read_results(path)["records"]
-    header = ["row", "seeds", *ROW_METRICS, "kept start"]
+    records = with_falls(read_results(path)["records"], curves_beside(path))
+    header = ["row", "seeds", *ROW_METRICS, "kept start", "fell > 10 BLEU"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for algo in dict.fromkeys(r.algorithm for r in records):
         rs = [r for r in records if r.algorithm == algo]
@@ -216,6 +261,7 @@ def row_summary(path: Path) -> str:
             cells.append(f"{statistics.fmean(vals):.4g} ± {statistics.stdev(vals):.2g}" if len(vals) > 1 else
                          (f"{vals[0]:.4g}" if vals else "—"))
         cells.append(str(sum(r.metrics.get("best_step", -1) == 0 for r in rs)))
+        cells.append(str(sum(r.metrics.get("valid_fall", 0.0) > 10 for r in rs)))
         lines.append("| " + " | ".join(cells) + " |")
     curves = path.parent / "seq2seq_curves.json"
     if curves.exists():
@@ -319,7 +365,10 @@ def main() -> None:
         path = getattr(args, suite)
         if path is None:
             continue
-        records = sorted(read_results(path)["records"], key=lambda r: r.seed)
+        records = read_results(path)["records"]
+        if suite in ("erpo", "critics", "ablation"):
+            records = with_falls(records, curves_beside(path))
+        records = sorted(records, key=lambda r: r.seed)
         if args.no_brevity_penalty:
             records = without_brevity_penalty(records)
         for claim in CLAIMS:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -58,3 +59,28 @@ def test_welch_interval_matches_the_textbook_formula():
     lo, hi = verdicts.welch_interval(a, b)
     half = 2.447 * (2 * (5 / 3) / 4) ** 0.5
     assert abs((lo + hi) / 2 - 2.0) < 1e-12 and abs((hi - lo) / 2 - half) < 1e-12
+
+
+def test_divergence_claims_read_how_far_validation_bleu_fell_from_the_curves(tmp_path):
+    """§6.4's divergence is read on the curves beside the results (NAME_curves.json): the fall of validation BLEU
+    below the start at the worst evaluation, even where the returned checkpoint (the start) hides it."""
+    records, curves = [], []
+    for seed in range(4):
+        for label, fall in (("erac[beta=0.1,lambda_var=0.001]", 1.0 + 0.1 * seed), ("erac[beta=1,lambda_var=0.001]",
+                                                                                 25.0 + seed)):
+            records.append(RunRecord(label, seed, {"task": "t"}, {"bleu": 50.0, "best_step": 0.0}))
+            curves.append({"algorithm": label, "seed": seed, "from_scratch": False,
+                           "points": [{"step": 0, "valid_bleu": 50.0}, {"step": 32, "valid_bleu": 50.0 - fall},
+                                      {"step": 64, "valid_bleu": 49.0}]})
+        curves.append({"algorithm": "erac_critic", "seed": seed, "from_scratch": False,
+                       "points": [{"step": 32, "valid_critic": 0.3}]})
+    write_results("seq2seq", "cpu", "2026-01-01", records, tmp_path)
+    results = tmp_path / "ablation_results.json"
+    (tmp_path / "results.json").rename(results)
+    (tmp_path / "ablation_curves.json").write_text(json.dumps(curves))
+    out = subprocess.run([sys.executable, str(SCRIPT), "--ablation", str(results)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    row = _claim_line(out.stdout, "keeps training from diverging (β 0.1 vs 1)")
+    assert row[4] == f"{1.15 - 26.5:+.3g}" and row[-1] == "**reproduced**" and row[-2] == "4/4"
+    same_bleu = _claim_line(out.stdout, "target network helps (β 0.1 > 1)")
+    assert same_bleu[-1] == "not separated"
