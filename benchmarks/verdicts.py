@@ -263,8 +263,8 @@ def row_summary(path: Path) -> str:
         cells.append(str(sum(r.metrics.get("best_step", -1) == 0 for r in rs)))
         cells.append(str(sum(r.metrics.get("valid_fall", 0.0) > 10 for r in rs)))
         lines.append("| " + " | ".join(cells) + " |")
-    curves = path.parent / "seq2seq_curves.json"
-    if curves.exists():
+    curves = curves_beside(path)
+    if curves is not None:
         finals = [c["points"][-1] for c in json.loads(curves.read_text())
                   if c["algorithm"] == "interpolation" and c["points"]]
         if finals:
@@ -303,14 +303,18 @@ def replication_row(first: list[RunRecord], other: list[RunRecord], claim: Claim
     return cells
 
 
-def replication_table(pairs: list[tuple[str, Path, Path]]) -> str:
-    """The replication table over (suite, documented results, other seeds' results)."""
+def replication_table(pairs: list[tuple[str, Path, Path]], no_brevity_penalty: bool = False) -> str:
+    """The replication table over (suite, documented results, other seeds' results), BLEU optionally without
+    its brevity penalty."""
     header = ["paper", "claim (row − reference, metric)", "documented seeds: Δ [95% t CI]", "verdict",
               "other seeds: Δ [95% t CI]", "verdict", "other − documented (95% Welch CI)",
               "same verdict", "Welch CI covers 0"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for suite, first_path, other_path in pairs:
-        first, other = read_results(first_path)["records"], read_results(other_path)["records"]
+        first, other = (with_falls(read_results(path)["records"], curves_beside(path))
+                        for path in (first_path, other_path))
+        if no_brevity_penalty:
+            first, other = without_brevity_penalty(first), without_brevity_penalty(other)
         for claim in CLAIMS:
             if claim.suite == suite and (row := replication_row(first, other, claim)) is not None:
                 lines.append("| " + " | ".join(row) + " |")
@@ -354,7 +358,7 @@ def main() -> None:
     if replications:
         if any(first is None for _, first, _ in replications):
             parser.error("--SUITE-other needs --SUITE (the documented run) beside it")
-        print(replication_table(replications))
+        print(replication_table(replications, args.no_brevity_penalty))
         return
     header = ["paper", "claim (row − reference, metric)", "paper's figure", "ours: row vs reference (mean ± sd)",
               "Δ mean", "95% t CI", "95% bootstrap CI", "in the paper's direction", "verdict"]
