@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from seqrl.bench.records import RunRecord
+from seqrl.bench.seq2seq_presets import ablation_label
 from seqrl.bench.stats import bootstrap_interval, t_interval, t_quantile_975
 from seqrl.bench.store import read_results
 
@@ -71,35 +72,6 @@ CLAIMS: list[Claim] = [
     Claim(CRIT, "AC > MLE, equal budget", "critics", "ac", "mle_continued", "bleu", +1, "(as above)"),
     Claim(CRIT, "ERAC > MLE", "critics", "erac", "mle", "bleu", +1, "29.31 vs 28.06 (+1.25)"),
     Claim(CRIT, "ERAC > MLE, equal budget", "critics", "erac", "mle_continued", "bleu", +1, "(as above)"),
-    Claim("VAML/ERAC T3", "smoothing helps, β = 0.001", "ablation", "erac[beta=0.001,lambda_var=0.001]",
-          "erac[beta=0.001,lambda_var=0]", "bleu", +1, "29.41 vs 27.91 (valid.)"),
-    Claim("VAML/ERAC T3", "smoothing helps, β = 0.01", "ablation", "erac[beta=0.01,lambda_var=0.001]",
-          "erac[beta=0.01,lambda_var=0]", "bleu", +1, "29.26 vs 26.27† (valid.)"),
-    Claim("VAML/ERAC T3", "smoothing helps, β = 0.1", "ablation", "erac[beta=0.1,lambda_var=0.001]",
-          "erac[beta=0.1,lambda_var=0]", "bleu", +1, "29.32 vs 28.88 (valid.)"),
-    Claim("VAML/ERAC T3", "smoothing helps, β = 1", "ablation", "erac[beta=1,lambda_var=0.001]",
-          "erac[beta=1,lambda_var=0]", "bleu", +1, "27.44 vs 27.38† (valid.)"),
-    Claim("VAML/ERAC T3", "target network helps (β 0.001 > 1)", "ablation", "erac[beta=0.001,lambda_var=0.001]",
-          "erac[beta=1,lambda_var=0.001]", "bleu", +1, "29.41 vs 27.44 (valid.)"),
-    Claim("VAML/ERAC T3", "target network helps (β 0.01 > 1)", "ablation", "erac[beta=0.01,lambda_var=0.001]",
-          "erac[beta=1,lambda_var=0.001]", "bleu", +1, "29.26 vs 27.44 (valid.)"),
-    Claim("VAML/ERAC T3", "target network helps (β 0.1 > 1)", "ablation", "erac[beta=0.1,lambda_var=0.001]",
-          "erac[beta=1,lambda_var=0.001]", "bleu", +1, "29.32 vs 27.44 (valid.)"),
-    Claim("VAML/ERAC §6.4", "the target network keeps training from diverging (β 0.1 vs 1)", "ablation",
-          "erac[beta=0.1,lambda_var=0.001]", "erac[beta=1,lambda_var=0.001]", "valid_fall", -1,
-          "β = 1 under MLE (27.44 vs 28.1)"),
-    Claim("VAML/ERAC §6.4", "the target network keeps training from diverging (β 0.01 vs 1)", "ablation",
-          "erac[beta=0.01,lambda_var=0.001]", "erac[beta=1,lambda_var=0.001]", "valid_fall", -1,
-          "β = 1 under MLE (27.44 vs 28.1)"),
-    Claim("VAML/ERAC §6.4", "the target network keeps training from diverging (β 0.001 vs 1)", "ablation",
-          "erac[beta=0.001,lambda_var=0.001]", "erac[beta=1,lambda_var=0.001]", "valid_fall", -1,
-          "β = 1 under MLE (27.44 vs 28.1)"),
-    Claim("VAML/ERAC §6.4", "smoothing keeps training from diverging (β = 0.01)", "ablation",
-          "erac[beta=0.01,lambda_var=0.001]", "erac[beta=0.01,lambda_var=0]", "valid_fall", -1,
-          "λ_var = 0 'often diverges'"),
-    Claim("VAML/ERAC §6.4", "smoothing keeps training from diverging (β = 1)", "ablation",
-          "erac[beta=1,lambda_var=0.001]", "erac[beta=1,lambda_var=0]", "valid_fall", -1,
-          "λ_var = 0 'often diverges'"),
     Claim("VAML/ERAC T4", "ERAC > ERAC w/o future entropy", "critics", "erac", "erac[no future entropy]", "bleu",
           +1, "28.30 vs 28.06 (+0.24)"),
     Claim("VAML/ERAC T4", "ERAC w/o future entropy ≈ AC", "critics", "erac[no future entropy]", "ac", "bleu", 0,
@@ -123,6 +95,37 @@ CLAIMS: list[Claim] = [
     Claim("DPG T1 (issue)", "GDC++ vs DPG_off, same clipping: CE(T, π)", "gam", "gdcpp", "dpg_off", "ce_test", 0,
           "—", lambda r: r.params.get("features") != "-"),
 ]
+
+ERAC_TABLE3 = {(0.0, 0.001): 27.91, (0.0, 0.01): 26.27, (0.0, 0.1): 28.88, (0.0, 1.0): 27.38,
+               (0.001, 0.001): 29.41, (0.001, 0.01): 29.26, (0.001, 0.1): 29.32, (0.001, 1.0): 27.44}
+"""[VAML/ERAC] Table 3: average validation BLEU of ERAC per (λ_var, β); MLE 28.1."""
+DIVERGED = {(0.0, 0.01), (0.0, 1.0)}
+"""Table 3's † cells: extreme values excluded "due to divergence"."""
+
+
+def table3_claims() -> list[Claim]:
+    """Table 3's claims (smoothing helps at every β; a target network helps against β = 1) on test BLEU, and §6.4's
+    (without a target network, or without smoothing at β ∈ {0.01, 1}, training diverges) on ``valid_fall``."""
+    def cell(lambda_var: float, beta: float) -> str:
+        return f"{ERAC_TABLE3[lambda_var, beta]:.2f}{'†' if (lambda_var, beta) in DIVERGED else ''}"
+
+    label, smooth, none = ablation_label, 0.001, 0.0
+    claims = [Claim("VAML/ERAC T3", f"smoothing helps, β = {b:g}", "ablation", label(b, smooth), label(b, none),
+                    "bleu", +1, f"{cell(smooth, b)} vs {cell(none, b)} (valid.)") for b in (0.001, 0.01, 0.1, 1.0)]
+    claims += [Claim("VAML/ERAC T3", f"target network helps (β {b:g} > 1)", "ablation", label(b, smooth),
+                     label(1.0, smooth), "bleu", +1, f"{cell(smooth, b)} vs {cell(smooth, 1.0)} (valid.)")
+               for b in (0.001, 0.01, 0.1)]
+    claims += [Claim("VAML/ERAC §6.4", f"the target network keeps training from diverging (β {b:g} vs 1)",
+                     "ablation", label(b, smooth), label(1.0, smooth), "valid_fall", -1,
+                     f"β = 1 under MLE ({cell(smooth, 1.0)} vs 28.1)") for b in (0.1, 0.01, 0.001)]
+    claims += [Claim("VAML/ERAC §6.4", f"smoothing keeps training from diverging (β = {b:g})", "ablation",
+                     label(b, smooth), label(b, none), "valid_fall", -1, "λ_var = 0 'often diverges'")
+               for b in (0.01, 1.0)]
+    return claims
+
+
+_before_table4 = next(i for i, c in enumerate(CLAIMS) if c.paper == "VAML/ERAC T4")
+CLAIMS[_before_table4:_before_table4] = table3_claims()
 
 DPG_TABLE1 = {500: {"CE dpg/dis": 1.008, "CE dpg/r": 0.76, "CE dpg/H": 1.18, "mtf dpg/r": 281.51},
               1000: {"CE dpg/dis": 1.014, "CE dpg/r": 0.762, "CE dpg/H": 1.178, "mtf dpg/r": 240.40},
@@ -294,12 +297,14 @@ def replication_row(first: list[RunRecord], other: list[RunRecord], claim: Claim
     if len(d1) < 2 or len(d2) < 2:
         return None
     cells = [claim.paper, f"{claim.text} ({claim.row} − {claim.reference}, {claim.metric})"]
+    verdicts = []
     for d in (d1, d2):
         lo, hi = t_interval(d)
-        cells += [f"{statistics.fmean(d):+.3g} [{lo:+.3g}, {hi:+.3g}] (n={len(d)})", verdict(lo, hi, claim.direction)]
+        verdicts.append(verdict(lo, hi, claim.direction))
+        cells += [f"{statistics.fmean(d):+.3g} [{lo:+.3g}, {hi:+.3g}] (n={len(d)})", verdicts[-1]]
     w_lo, w_hi = welch_interval(d1, d2)
-    same = verdict(*t_interval(d1), claim.direction) == verdict(*t_interval(d2), claim.direction)
-    cells += [f"[{w_lo:+.3g}, {w_hi:+.3g}]", "yes" if same else "**no**", "yes" if w_lo <= 0 <= w_hi else "**no**"]
+    cells += [f"[{w_lo:+.3g}, {w_hi:+.3g}]", "yes" if verdicts[0] == verdicts[1] else "**no**",
+              "yes" if w_lo <= 0 <= w_hi else "**no**"]
     return cells
 
 

@@ -119,6 +119,11 @@ TABLE3_BETAS = (0.001, 0.01, 0.1, 1.0)
 TABLE3_LAMBDA_VARS = (0.0, 0.001)
 
 
+def ablation_label(beta: float, lambda_var: float) -> str:
+    """The row label of ERAC at target rate ``beta`` and smoothing ``lambda_var`` in the ablation's results."""
+    return f"erac[beta={beta:g},lambda_var={lambda_var:g}]"
+
+
 def ablation_rows(betas: tuple[float, ...] | None = None) -> list[tuple[str, str, dict[str, Any]]]:
     """(label, algorithm, config overrides) of ERAC's ablation ([VAML/ERAC] Tables 3–4): MLE and AC for
     reference, ERAC at every β × λ_var (β = 1: no target network; λ_var = 0: no smoothing), and ERAC
@@ -126,7 +131,7 @@ def ablation_rows(betas: tuple[float, ...] | None = None) -> list[tuple[str, str
     rows: list[tuple[str, str, dict[str, Any]]] = [("mle", "mle", {}), ("ac", "ac", {})]
     for beta in betas or TABLE3_BETAS:
         for lambda_var in TABLE3_LAMBDA_VARS:
-            rows.append((f"erac[beta={beta:g},lambda_var={lambda_var:g}]", "erac",
+            rows.append((ablation_label(beta, lambda_var), "erac",
                          {"beta": beta, "lambda_var": lambda_var}))
     rows.append(("erac[no future entropy]", "erac", {"future_entropy": False}))
     return rows
