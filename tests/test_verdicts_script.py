@@ -2,15 +2,36 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
-import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from seqrl.bench.store import write_results
 from seqrl.bench.suite import RunRecord
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "verdicts.py"
+
+
+@pytest.fixture(scope="module")
+def verdicts():
+    """The script as a module, run in-process (a subprocess per call would re-import torch each time)."""
+    spec = importlib.util.spec_from_file_location("verdicts", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["verdicts"] = module  # its dataclasses look their module up while the class is made
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        del sys.modules["verdicts"]
+
+
+def _run(verdicts, monkeypatch, capsys, *args: str) -> str:
+    monkeypatch.setattr(sys, "argv", ["verdicts.py", *args])
+    verdicts.main()
+    return capsys.readouterr().out
 
 
 def _erpo_run(folder: Path, seeds: range, interpolation_gain: float) -> Path:
@@ -30,17 +51,15 @@ def _claim_line(stdout: str, text: str) -> list[str]:
     return [cell.strip() for cell in line.strip("|").split("|")]
 
 
-def test_replication_table_tells_a_repeated_effect_from_a_different_one(tmp_path):
+def test_replication_table_tells_a_repeated_effect_from_a_different_one(tmp_path, verdicts, monkeypatch, capsys):
     """Interpolation − MLE is +1 on the documented seeds: other seeds at +1 agree (same verdict, the Welch interval
     of the difference covers 0); other seeds at −1 do not (contradicted, and the interval excludes 0)."""
     documented = _erpo_run(tmp_path / "docs", range(10), +1.0)
     rows = {}
     for name, gain in (("same", +1.0), ("reversed", -1.0)):
         other = _erpo_run(tmp_path / name, range(10, 15), gain)
-        out = subprocess.run([sys.executable, str(SCRIPT), "--erpo", str(documented), "--erpo-other", str(other)],
-                             capture_output=True, text=True)
-        assert out.returncode == 0, out.stderr
-        rows[name] = _claim_line(out.stdout, "interpolation > MLE")
+        out = _run(verdicts, monkeypatch, capsys, "--erpo", str(documented), "--erpo-other", str(other))
+        rows[name] = _claim_line(out, "interpolation > MLE")
     assert rows["same"][3] == rows["same"][5] == "**reproduced**"
     assert rows["same"][-2:] == ["yes", "yes"]
     assert rows["reversed"][5] == "**contradicted**"
@@ -48,20 +67,16 @@ def test_replication_table_tells_a_repeated_effect_from_a_different_one(tmp_path
     assert "(n=5)" in rows["same"][4] and "(n=10)" in rows["same"][2]
 
 
-def test_welch_interval_matches_the_textbook_formula():
+def test_welch_interval_matches_the_textbook_formula(verdicts):
     """Two samples of equal size and variance: Welch's df is 2(n − 1) and the half-width t·√(2s²/n)."""
-    sys.path.insert(0, str(SCRIPT.parent))
-    try:
-        import verdicts
-    finally:
-        sys.path.pop(0)
     a, b = [1.0, 2.0, 3.0, 4.0], [3.0, 4.0, 5.0, 6.0]  # s² = 5/3 each, df = 6 exactly
     lo, hi = verdicts.welch_interval(a, b)
     half = 2.447 * (2 * (5 / 3) / 4) ** 0.5
     assert abs((lo + hi) / 2 - 2.0) < 1e-12 and abs((hi - lo) / 2 - half) < 1e-12
 
 
-def test_divergence_claims_read_how_far_validation_bleu_fell_from_the_curves(tmp_path):
+def test_divergence_claims_read_how_far_validation_bleu_fell_from_the_curves(tmp_path, verdicts, monkeypatch,
+                                                                              capsys):
     """§6.4's divergence is read on the curves beside the results (NAME_curves.json): the fall of validation BLEU
     below the start at the worst evaluation, even where the returned checkpoint (the start) hides it."""
     records, curves = [], []
@@ -78,9 +93,8 @@ def test_divergence_claims_read_how_far_validation_bleu_fell_from_the_curves(tmp
     results = tmp_path / "ablation_results.json"
     (tmp_path / "results.json").rename(results)
     (tmp_path / "ablation_curves.json").write_text(json.dumps(curves))
-    out = subprocess.run([sys.executable, str(SCRIPT), "--ablation", str(results)], capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
-    row = _claim_line(out.stdout, "keeps training from diverging (β 0.1 vs 1)")
+    out = _run(verdicts, monkeypatch, capsys, "--ablation", str(results))
+    row = _claim_line(out, "keeps training from diverging (β 0.1 vs 1)")
     assert row[4] == f"{1.15 - 26.5:+.3g}" and row[-1] == "**reproduced**" and row[-2] == "4/4"
-    same_bleu = _claim_line(out.stdout, "target network helps (β 0.1 > 1)")
+    same_bleu = _claim_line(out, "target network helps (β 0.1 > 1)")
     assert same_bleu[-1] == "not separated"
